@@ -1,0 +1,1 @@
+"""The histoquery command line: thin subcommands over the packages."""

@@ -1,0 +1,1 @@
+"""Streamlit dashboard: pages only, logic lives in retrieval/ and ingest/."""

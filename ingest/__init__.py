@@ -1,0 +1,1 @@
+"""Ingestion: sources, tiling, decoding, the batch pipeline and the Celery app."""

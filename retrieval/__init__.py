@@ -1,0 +1,1 @@
+"""Vector store, SQL metadata, pair / top-k queries, evaluation and calibration."""

@@ -1,0 +1,68 @@
+"""One typed settings object for the whole platform.
+
+Built by :func:`get_settings` (never at import time) and passed explicitly. Every field can be set from the
+environment with the ``HISTOQUERY_`` prefix (e.g. ``HISTOQUERY_DATABASE_URL``) or from a ``.env`` file.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Platform settings. Embedded default: SQLite + embedded Qdrant under ``home``, no broker."""
+
+    model_config = SettingsConfigDict(env_prefix="HISTOQUERY_", env_file=".env", extra="ignore")
+
+    home: Path = Field(default=Path("histoquery-data"), description="Root folder for embedded state.")
+    database_url: str | None = Field(default=None, description="SQLAlchemy URL; default sqlite under home.")
+
+    # Vector store
+    vector_backend: Literal["edge", "server"] = "edge"
+    qdrant_path: Path | None = Field(default=None, description="Embedded Qdrant folder; default home/qdrant.")
+    qdrant_url: str | None = Field(default=None, description="Qdrant server URL (vector_backend=server).")
+    qdrant_api_key: str | None = None
+    hnsw_m: int = 16
+    hnsw_ef_construct: int = 100
+    hnsw_ef_search: int = 128
+    quantization: Literal["none", "int8"] = "none"
+
+    # Jobs
+    broker_url: str | None = Field(default=None, description="Celery broker (redis://...); None = in-process.")
+    result_backend: str | None = None
+    ingest_batch_size: int = Field(default=64, ge=1, le=4096)
+    task_visibility_timeout_s: int = 3600
+    max_image_pixels: int = Field(default=20_000 * 20_000, description="Decompression-bomb limit for images.")
+
+    # Models
+    device: str = Field(default="auto", description="'auto', 'cpu', 'cuda', 'cuda:1' ...")
+    active_encoder: str | None = Field(default=None, description="Encoder version name; default the active one.")
+
+    # Dashboard
+    allowed_roots: list[Path] = Field(default_factory=list, description="Server-side folders ingestable from UI.")
+    max_upload_mb: int = 20
+
+    @model_validator(mode="after")
+    def _fill_defaults(self) -> Settings:
+        if self.database_url is None:
+            self.database_url = f"sqlite:///{(self.home / 'histoquery.db').resolve()}"
+        if self.qdrant_path is None:
+            self.qdrant_path = self.home / "qdrant"
+        if self.vector_backend == "server" and not self.qdrant_url:
+            raise ValueError("vector_backend=server needs HISTOQUERY_QDRANT_URL (e.g. http://qdrant:6333)")
+        return self
+
+    @property
+    def db_url(self) -> str:
+        """The resolved SQLAlchemy URL (never None after validation)."""
+        assert self.database_url is not None
+        return self.database_url
+
+
+def get_settings(**overrides: object) -> Settings:
+    """Build the settings from environment / .env, with explicit keyword overrides taking precedence."""
+    return Settings(**overrides)  # type: ignore[arg-type]

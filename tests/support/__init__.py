@@ -1,0 +1,1 @@
+"""Test helpers: throwaway services and small factories."""

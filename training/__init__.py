@@ -1,0 +1,1 @@
+"""BYOL training and the Encoder. Imports nothing of ours."""
