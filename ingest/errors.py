@@ -1,0 +1,63 @@
+"""Exception hierarchy of the ingest package.
+
+Every error names the file (or manifest row) it is about and says how to fix it. The CLI prints any
+:class:`IngestError` as one line with exit code 2.
+"""
+
+from __future__ import annotations
+
+
+class IngestError(Exception):
+    """Base class of every ingest error (user-facing: printed without a traceback)."""
+
+
+class PathNotAllowedError(IngestError):
+    """A path resolves outside the configured allowed roots."""
+
+
+class SourceError(IngestError):
+    """A source (folder, file list) cannot be enumerated: missing path, unreadable folder, nothing to ingest."""
+
+
+class ManifestError(SourceError):
+    """A manifest CSV is malformed: missing columns or bad rows (every bad row is listed)."""
+
+
+class BadImageError(IngestError):
+    """A single input image cannot be used; permanent (never retried).
+
+    Attributes:
+        path: the offending file.
+        reason: a short human reason ("zero-byte file", "truncated image data", ...).
+        stage: the pipeline stage that rejected it ('read', 'decode' or 'validate').
+    """
+
+    def __init__(self, path: object, reason: str, stage: str = "decode") -> None:
+        super().__init__(f"{path}: {reason}")
+        self.path = str(path)
+        self.reason = reason
+        self.stage = stage
+
+
+class SlideError(IngestError):
+    """A whole-slide image cannot be opened or tiled (unsupported format, no tissue, bad tiling parameters).
+
+    Attributes:
+        path: the slide file.
+        reason: a short human reason.
+        stage: 'read' (cannot open) or 'tile' (opened but produced no usable tiles).
+    """
+
+    def __init__(self, path: object, reason: str, stage: str = "tile") -> None:
+        super().__init__(f"{path}: {reason}")
+        self.path = str(path)
+        self.reason = reason
+        self.stage = stage
+
+
+class JobNotFoundError(IngestError):
+    """No ingestion job with the given id."""
+
+
+class TransientError(IngestError):
+    """A temporary failure (broker, database or vector store unavailable): the task is retried with back-off."""
