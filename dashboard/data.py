@@ -1,0 +1,238 @@
+"""Read-only lookups the pages display (names, counts, image metadata), as plain picklable records.
+
+No business logic: these are the SELECTs behind drop-downs and captions. Queries, evaluation and ingestion go
+through ``retrieval`` and ``ingest``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from retrieval.models import (
+    Dataset,
+    Embedding,
+    EncoderVersion,
+    EvalRun,
+    Image,
+    IngestFailure,
+    IngestJob,
+    LabeledPair,
+    PairSet,
+    Slide,
+)
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    """What a gallery card shows about a stored image."""
+
+    id: int
+    dataset: str
+    label: str | None
+    source_path: str
+    slide_id: int | None
+    slide_path: str | None
+    level: int | None
+    x: int | None
+    y: int | None
+    tile_size: int | None
+    slide_width: int | None
+    slide_height: int | None
+
+    @property
+    def is_tile(self) -> bool:
+        return self.slide_id is not None and self.x is not None and self.y is not None
+
+    @property
+    def slide_name(self) -> str:
+        return self.slide_path.rsplit("/", 1)[-1] if self.slide_path else "-"
+
+    @property
+    def name(self) -> str:
+        if self.is_tile:
+            return f"{self.slide_name} @ ({self.x}, {self.y})"
+        return self.source_path.rsplit("/", 1)[-1]
+
+
+@dataclass(frozen=True)
+class VersionInfo:
+    """An encoder version as the Models / Accuracy pages show it."""
+
+    id: int
+    name: str
+    backbone: str
+    representation: str
+    dim: int
+    image_size: int
+    threshold_cos: float | None
+    is_active: bool
+    collection: str
+    checkpoint_path: str
+    checkpoint_sha256: str
+    created_at: str
+    training_config: dict[str, Any] | None
+    calibration: dict[str, Any] | None
+    stored: int
+
+
+def image_infos(ids: Iterable[int], *, session: Session) -> dict[int, ImageInfo]:
+    """Metadata of the given image ids (unknown ids are absent from the result)."""
+    wanted = sorted({int(i) for i in ids})
+    out: dict[int, ImageInfo] = {}
+    for start in range(0, len(wanted), 900):  # stay under SQLite's bound-parameter limit
+        rows = session.execute(
+            select(Image, Dataset.name, Slide)
+            .join(Dataset, Dataset.id == Image.dataset_id)
+            .outerjoin(Slide, Slide.id == Image.slide_id)
+            .where(Image.id.in_(wanted[start : start + 900]))
+        ).all()
+        for img, dataset, slide in rows:
+            out[img.id] = ImageInfo(
+                id=img.id, dataset=dataset, label=img.label, source_path=img.source_path, slide_id=img.slide_id,
+                slide_path=slide.path if slide else None, level=img.level, x=img.x, y=img.y, tile_size=img.tile_size,
+                slide_width=slide.width if slide else None, slide_height=slide.height if slide else None,
+            )  # fmt: skip
+    return out
+
+
+def dataset_names(*, session: Session) -> list[str]:
+    return list(session.scalars(select(Dataset.name).order_by(Dataset.name)))
+
+
+def label_names(*, session: Session) -> list[str]:
+    return list(session.scalars(select(Image.label).where(Image.label.is_not(None)).distinct().order_by(Image.label)))
+
+
+def slide_choices(*, session: Session) -> dict[int, str]:
+    """Slide id -> file name."""
+    return {sid: path.rsplit("/", 1)[-1] for sid, path in session.execute(select(Slide.id, Slide.path))}
+
+
+def stored_image_ids(version_id: int, limit: int = 500, *, session: Session) -> list[int]:
+    """The first ``limit`` image ids that have a vector for the encoder version (for the image picker)."""
+    q = (
+        select(Embedding.image_id)
+        .where(Embedding.encoder_version_id == version_id)
+        .order_by(Embedding.image_id)
+        .limit(limit)
+    )
+    return list(session.scalars(q))
+
+
+def has_vector(image_id: int, version_id: int, *, session: Session) -> bool:
+    return session.get(Embedding, (image_id, version_id)) is not None
+
+
+def image_count(*, session: Session) -> int:
+    return int(session.scalar(select(func.count()).select_from(Image)) or 0)
+
+
+def versions(*, session: Session) -> list[VersionInfo]:
+    """Every registered encoder version, newest first, with its number of stored vectors."""
+    counts = dict(
+        session.execute(select(Embedding.encoder_version_id, func.count()).group_by(Embedding.encoder_version_id)).all()
+    )
+    out = []
+    for v in session.scalars(select(EncoderVersion).order_by(EncoderVersion.id.desc())):
+        out.append(
+            VersionInfo(
+                id=v.id, name=v.name, backbone=v.backbone, representation=v.representation, dim=v.dim,
+                image_size=v.image_size, threshold_cos=v.threshold_cos, is_active=v.is_active, collection=v.collection,
+                checkpoint_path=v.checkpoint_path, checkpoint_sha256=v.checkpoint_sha256,
+                created_at=v.created_at.strftime("%Y-%m-%d %H:%M"), training_config=v.training_config,
+                calibration=v.calibration, stored=int(counts.get(v.id, 0)),
+            )  # fmt: skip
+        )
+    return out
+
+
+def active_version(*, session: Session) -> VersionInfo | None:
+    """The active encoder version, or None when none is registered/active."""
+    return next((v for v in versions(session=session) if v.is_active), None)
+
+
+def eval_runs(version_id: int, *, session: Session) -> list[dict[str, Any]]:
+    """Calibration / evaluation runs of an encoder version, newest first."""
+    rows = session.execute(
+        select(EvalRun, PairSet.name)
+        .outerjoin(PairSet, PairSet.id == EvalRun.pair_set_id)
+        .where(EvalRun.encoder_version_id == version_id)
+        .order_by(EvalRun.id.desc())
+    ).all()
+    return [
+        {"id": r.id, "kind": r.kind, "pair_set": name, "created_at": r.created_at.strftime("%Y-%m-%d %H:%M"),
+         "metrics": r.metrics}  # fmt: skip
+        for r, name in rows
+    ]
+
+
+def pair_sets(*, session: Session) -> dict[str, int]:
+    """Pair set name -> number of labeled pairs."""
+    rows = session.execute(
+        select(PairSet.name, func.count(LabeledPair.id))
+        .outerjoin(LabeledPair, LabeledPair.pair_set_id == PairSet.id)
+        .group_by(PairSet.name)
+        .order_by(PairSet.name)
+    ).all()
+    return {name: int(n) for name, n in rows}
+
+
+@dataclass(frozen=True)
+class JobRow:
+    """An ingestion / re-embedding job as the Ingestion page lists it."""
+
+    id: int
+    kind: str
+    status: str
+    dataset: str | None
+    sources: list[Any]
+    total: int
+    done: int
+    failed: int
+    skipped: int
+    created_at: str
+    started_at: str | None
+    finished_at: str | None
+    error: str | None
+
+    @property
+    def progress(self) -> float:
+        """Fraction of sources handled (done + failed + skipped) of total; 0 when unknown."""
+        if self.total <= 0:
+            return 1.0 if self.status == "done" else 0.0
+        return min(1.0, (self.done + self.failed + self.skipped) / self.total)
+
+
+def _ts(value: Any) -> str | None:
+    return value.strftime("%Y-%m-%d %H:%M:%S") if value is not None else None
+
+
+def jobs(limit: int = 50, *, session: Session) -> list[JobRow]:
+    """The newest ``limit`` jobs, newest first."""
+    rows = session.execute(
+        select(IngestJob, Dataset.name)
+        .outerjoin(Dataset, Dataset.id == IngestJob.dataset_id)
+        .order_by(IngestJob.id.desc())
+        .limit(limit)
+    ).all()
+    return [
+        JobRow(
+            id=j.id, kind=j.kind, status=j.status, dataset=name, sources=list(j.sources or []), total=j.total,
+            done=j.done, failed=j.failed, skipped=j.skipped, created_at=_ts(j.created_at) or "",
+            started_at=_ts(j.started_at), finished_at=_ts(j.finished_at), error=j.error,
+        )  # fmt: skip
+        for j, name in rows
+    ]
+
+
+def job_failures(job_id: int, limit: int = 1000, *, session: Session) -> list[dict[str, str]]:
+    """Failed sources of a job with stage and reason."""
+    rows = session.scalars(
+        select(IngestFailure).where(IngestFailure.job_id == job_id).order_by(IngestFailure.id).limit(limit)
+    )
+    return [{"file": f.source_path, "stage": f.stage, "reason": f.reason} for f in rows]

@@ -1,0 +1,105 @@
+"""Heavy shared objects of the dashboard, created once per server process (``st.cache_resource``).
+
+Everything is built from :func:`retrieval.settings.get_settings` (``HISTOQUERY_*`` environment / ``.env``), so the
+same dashboard runs on the embedded default (SQLite + embedded Qdrant) and on the scaled-out deployment
+(PostgreSQL + Qdrant server). The cache key is the settings' JSON, so two settings never share objects.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import streamlit as st
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from retrieval.settings import Settings, get_settings
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Services:
+    """Database engine + sessions and the vector store for one settings object."""
+
+    settings: Settings
+    engine: Engine
+    sessions: sessionmaker[Session]
+    store: Any
+    key: str = field(default="")
+
+    @contextlib.contextmanager
+    def session(self) -> Iterator[Session]:
+        """A short-lived read session (closed on exit)."""
+        with self.sessions() as session:
+            yield session
+
+
+def settings_key(settings: Settings) -> str:
+    """A stable string key of the settings (used as the cache key of every cached object)."""
+    return settings.model_dump_json()
+
+
+def current_settings() -> Settings:
+    """The settings of this server process (environment / ``.env``), built once per process."""
+    return _settings()
+
+
+@st.cache_resource(show_spinner=False)
+def _settings() -> Settings:
+    return get_settings()
+
+
+@st.cache_resource(show_spinner="Opening the database and the vector store ...")
+def _services(key: str) -> Services:
+    from retrieval.db import make_engine, migrate, session_factory
+    from retrieval.store import open_vector_store
+
+    settings = Settings.model_validate_json(key)
+    migrate(settings.db_url)  # idempotent: an up-to-date database is left as it is
+    engine = make_engine(settings.db_url)
+    store = open_vector_store(settings)
+    logger.info("dashboard services ready: %s, %s backend", engine.url.get_backend_name(), settings.vector_backend)
+    return Services(settings=settings, engine=engine, sessions=session_factory(engine), store=store, key=key)
+
+
+def services(settings: Settings | None = None) -> Services:
+    """The shared :class:`Services` for ``settings`` (default: :func:`current_settings`)."""
+    return _services(settings_key(settings or current_settings()))
+
+
+@st.cache_resource(show_spinner="Loading the encoder ...", max_entries=4)
+def _retrieval(key: str, version_name: str | None) -> Any:
+    from retrieval.api import Retrieval
+
+    svc = _services(key)
+    return Retrieval.from_services(
+        settings=svc.settings, sessions=svc.sessions, store=svc.store, encoder_version=version_name
+    )
+
+
+def retrieval(version_name: str | None = None) -> Any:
+    """The :class:`retrieval.api.Retrieval` (encoder loaded once) for the active or the named encoder version."""
+    return _retrieval(settings_key(current_settings()), version_name)
+
+
+def reset_store() -> None:
+    """Close and forget the cached services and encoders (next access reopens them).
+
+    The embedded vector store loads its shards once per process; after another process (the CLI, an in-process
+    ingestion job) wrote new vectors, reopening makes them searchable.
+    """
+    key = settings_key(current_settings())
+    try:
+        svc = _services(key)
+        svc.store.close()
+        svc.engine.dispose()
+    except Exception as exc:  # noqa: BLE001 - closing a broken store must not stop the reset
+        logger.warning("closing the dashboard services failed (reopening anyway): %s", exc)
+    _services.clear()
+    _retrieval.clear()
+    st.cache_data.clear()

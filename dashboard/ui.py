@@ -1,0 +1,125 @@
+"""Small UI building blocks shared by the pages: error boxes, upload checks, thumbnails, galleries."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import logging
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import streamlit as st
+from PIL import Image as PILImage
+
+logger = logging.getLogger(__name__)
+
+UPLOAD_TYPES = ("png", "jpg", "jpeg", "tif", "tiff", "bmp", "webp")
+THUMB_PX = 160
+
+
+class UploadError(Exception):
+    """An uploaded file that is too large, of the wrong type, or not a decodable image."""
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    errors: list[type[BaseException]] = [UploadError]
+    for module, name in (("retrieval.errors", "RetrievalError"), ("ingest.errors", "IngestError"),
+                         ("training.errors", "TrainingError")):  # fmt: skip
+        with contextlib.suppress(ImportError, AttributeError):
+            errors.append(getattr(__import__(module, fromlist=[name]), name))
+    return tuple(errors)
+
+
+@contextlib.contextmanager
+def shown_errors(what: str) -> Iterator[None]:
+    """Show any error raised inside as an ``st.error`` message, never as a stack trace.
+
+    User-fixable errors (the packages' error hierarchies, bad uploads) show their message, which says how to fix
+    it; anything else shows a short message and is logged with its traceback on the server.
+
+    Args:
+        what: what was being done, e.g. ``"search"`` (used in the message).
+    """
+    try:
+        yield
+    except _user_errors() as exc:
+        st.error(f"Could not {what}: {exc}")
+    except Exception as exc:  # noqa: BLE001 - never a raw traceback (st.rerun/st.stop are BaseException: pass)
+        logger.exception("unexpected error while trying to %s", what)
+        st.error(f"Could not {what}: unexpected {type(exc).__name__}: {exc}. The server log has the details.")
+
+
+def check_upload(name: str, data: bytes, max_mb: int) -> PILImage.Image:
+    """Validate an uploaded file and decode it to RGB.
+
+    Raises:
+        UploadError: too large, not an allowed type, or not a decodable image.
+    """
+    suffix = name.rsplit(".", 1)[-1].lower() if "." in name else ""
+    if suffix not in UPLOAD_TYPES:
+        raise UploadError(f"{name}: type .{suffix or '?'} is not accepted; upload one of {', '.join(UPLOAD_TYPES)}")
+    if len(data) > max_mb * 1024 * 1024:
+        raise UploadError(
+            f"{name}: {len(data) / 1e6:.1f} MB is over the {max_mb} MB upload limit "
+            "(HISTOQUERY_MAX_UPLOAD_MB); crop or downscale the image"
+        )
+    try:
+        with PILImage.open(io.BytesIO(data)) as img:
+            if img.width * img.height > 10_000 * 10_000:
+                raise UploadError(f"{name}: {img.width}x{img.height} px is too large for a query image")
+            return img.convert("RGB")
+    except UploadError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - PIL raises many types for bad files
+        raise UploadError(f"{name}: not a readable image ({exc})") from exc
+
+
+@dataclass(frozen=True)
+class Upload:
+    """A decoded upload and the hash of its bytes (the cache key of queries on it)."""
+
+    name: str
+    image: PILImage.Image
+    sha256: str
+
+
+def image_uploader(label: str, key: str, max_mb: int) -> Upload | None:
+    """A file uploader limited to image types and ``max_mb``; returns the decoded image or None (shows errors)."""
+    file = st.file_uploader(label, type=list(UPLOAD_TYPES), key=key, help=f"One image, at most {max_mb} MB.")
+    if file is None:
+        return None
+    data = file.getvalue()
+    try:
+        image = check_upload(file.name, data, max_mb)
+    except UploadError as exc:
+        st.error(str(exc))
+        return None
+    return Upload(file.name, image, hashlib.sha256(data).hexdigest())
+
+
+def to_png(image: PILImage.Image, max_px: int = THUMB_PX) -> bytes:
+    """A PNG thumbnail (longest side ``max_px``) of ``image``."""
+    thumb = image.convert("RGB")
+    thumb.thumbnail((max_px, max_px))
+    buf = io.BytesIO()
+    thumb.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def placeholder_png(text: str = "no preview", size: int = THUMB_PX) -> bytes:
+    """A grey square (shown when an image's pixels cannot be read, e.g. its file moved)."""
+    from PIL import ImageDraw
+
+    img = PILImage.new("RGB", (size, size), (225, 225, 225))
+    ImageDraw.Draw(img).text((10, size // 2 - 6), text, fill=(90, 90, 90))
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def chunked(items: Sequence[Any], n: int) -> Iterator[Sequence[Any]]:
+    """Consecutive slices of ``items`` of length ``n``."""
+    for i in range(0, len(items), n):
+        yield items[i : i + n]

@@ -1,0 +1,127 @@
+"""Ingestion page: start ingesting a server-side folder / manifest / slide (allowed roots only), watch jobs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+from dashboard import data
+from dashboard.common import open_services
+from dashboard.services import Services, reset_store
+from dashboard.ui import shown_errors
+
+KINDS = {
+    "Folder of images / slides": "folder",
+    "Manifest CSV (path[,label] per row)": "manifest",
+    "Single slide or image file": "file",
+}
+REFRESH_S = 2.0
+
+
+def _start_form(svc: Services) -> None:
+    roots = list(svc.settings.allowed_roots)
+    if not roots:
+        st.info(
+            "Server-side ingestion is disabled: no allowed roots are configured. Set "
+            '`HISTOQUERY_ALLOWED_ROOTS=\'["/data/slides"]\'` and restart the dashboard, or use '
+            "`histoquery ingest <folder>` on the server."
+        )
+    else:
+        st.caption("Allowed roots: " + ", ".join(f"`{Path(r)}`" for r in roots))
+    with st.form("start-ingest"):
+        kind_label = st.radio("What to ingest", list(KINDS), horizontal=True)
+        path = st.text_input("Server-side path", placeholder=str(roots[0]) if roots else "/data/slides/cohort1")
+        dataset = st.text_input("Dataset name", value="default")
+        labels_from_folders = st.checkbox("Use sub-folder names as labels", value=True)
+        submitted = st.form_submit_button("Start ingestion", type="primary")
+    if not submitted:
+        return
+    if not path.strip():
+        st.error("Enter a server-side path under one of the allowed roots.")
+        return
+    if not dataset.strip():
+        st.error("Enter a dataset name (e.g. the cohort or folder name).")
+        return
+    with shown_errors("start the ingestion"):
+        from ingest.paths import check_allowed
+        from ingest.service import submit_ingest
+
+        resolved = check_allowed(path.strip(), roots)  # refuses paths outside the roots, `..` and symlinks out
+        kind = KINDS[kind_label]
+        with st.spinner(f"Submitting {resolved} ..."):
+            if kind == "manifest":
+                job_id = submit_ingest([], settings=svc.settings, dataset=dataset.strip(), manifest=resolved)
+            else:
+                job_id = submit_ingest(
+                    [resolved], settings=svc.settings, dataset=dataset.strip(), labels_from_folders=labels_from_folders
+                )
+        reset_store()  # vectors written by the job become visible to the other pages
+        st.session_state["ingest_job"] = job_id
+        st.success(f"Started job {job_id} for `{resolved}`.")
+
+
+def _jobs(svc: Services, live: bool) -> None:
+    with svc.session() as session:
+        jobs = data.jobs(session=session)
+    if live and not any(j.status in ("queued", "running") for j in jobs):
+        reset_store()  # the jobs finished: reopen the store so their vectors are searchable
+        st.rerun(scope="app")  # stop auto-refreshing
+    if not jobs:
+        st.info("No ingestion jobs yet.")
+        return
+    table = pd.DataFrame(
+        [
+            {
+                "job": j.id, "kind": j.kind, "status": j.status, "dataset": j.dataset, "progress": j.progress,
+                "done": j.done, "failed": j.failed, "skipped": j.skipped, "total": j.total,
+                "sources": ", ".join(str(s) for s in j.sources)[:200], "created": j.created_at,
+                "finished": j.finished_at,
+            }  # fmt: skip
+            for j in jobs
+        ]
+    )
+    st.dataframe(
+        table,
+        hide_index=True,
+        width="stretch",
+        column_config={"progress": st.column_config.ProgressColumn("progress", min_value=0.0, max_value=1.0)},
+    )
+    ids = [j.id for j in jobs]
+    chosen = st.session_state.get("ingest_job")
+    job_id = st.selectbox("Job details", ids, index=ids.index(chosen) if chosen in ids else 0)
+    job = next(j for j in jobs if j.id == job_id)
+    st.progress(job.progress, text=f"Job {job.id}: {job.status} · {job.done} done, {job.failed} failed, "
+                f"{job.skipped} skipped of {job.total}")  # fmt: skip
+    if job.error:
+        st.error(f"Job {job.id} failed: {job.error}")
+    with svc.session() as session:
+        failures = data.job_failures(job.id, session=session)
+    if failures:
+        st.markdown(f"**{len(failures)} failed file(s)**")
+        st.dataframe(pd.DataFrame(failures), hide_index=True, width="stretch")
+    elif job.status in ("done", "failed"):
+        st.caption("No failed files.")
+
+
+def render() -> None:
+    st.title("Ingestion")
+    svc = open_services()
+    st.subheader("Start an ingestion")
+    _start_form(svc)
+    st.subheader("Jobs")
+    with svc.session() as session:
+        live = any(j.status in ("queued", "running") for j in data.jobs(limit=50, session=session))
+    if live:
+        st.caption(f"Jobs in progress: refreshing every {REFRESH_S:.0f} s.")
+        _live_jobs(svc, True)
+    else:
+        _static_jobs(svc, False)
+
+
+_live_jobs = st.fragment(run_every=REFRESH_S)(_jobs)
+_static_jobs = st.fragment(_jobs)
+
+
+render()
