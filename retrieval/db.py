@@ -1,0 +1,135 @@
+"""Database engine, sessions and migrations (SQLite file by default, PostgreSQL by URL)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event, inspect
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+from retrieval.errors import ConfigError, MigrationError
+
+log = logging.getLogger(__name__)
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+def make_engine(url: str, **kwargs: Any) -> Engine:
+    """Create an engine for ``url``.
+
+    SQLite gets foreign keys, WAL journaling and a busy timeout (several processes may write: CLI, workers,
+    dashboard); its parent folder is created. PostgreSQL URLs ``postgresql://`` use psycopg 3.
+
+    Args:
+        url: SQLAlchemy URL, e.g. ``sqlite:///histoquery-data/histoquery.db`` or
+            ``postgresql+psycopg://user:pw@host/db``.
+        **kwargs: Passed to :func:`sqlalchemy.create_engine`.
+
+    Raises:
+        ConfigError: The URL cannot be parsed or names an unsupported driver.
+    """
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        raise ConfigError(f"bad database URL {url!r}: {exc}. Example: sqlite:///histoquery-data/histoquery.db") from exc
+    if parsed.drivername in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    kwargs.setdefault("pool_pre_ping", parsed.get_backend_name() != "sqlite")
+    try:
+        engine = create_engine(parsed, **kwargs)
+    except (ArgumentError, ImportError) as exc:
+        raise ConfigError(f"cannot use database URL {url!r}: {exc}") from exc
+    if engine.dialect.name == "sqlite":
+        event.listen(engine, "connect", _sqlite_pragmas)
+    return engine
+
+
+def session_factory(engine: Engine) -> sessionmaker[Session]:
+    """A session factory bound to ``engine`` (objects stay usable after commit)."""
+    return sessionmaker(bind=engine, expire_on_commit=False)
+
+
+def alembic_config(url: str) -> Any:
+    """The Alembic configuration for ``url``, pointing at the migrations shipped inside this package."""
+    from alembic.config import Config
+
+    cfg = Config(str(MIGRATIONS_DIR / "alembic.ini"))
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    cfg.attributes["url"] = url
+    return cfg
+
+
+def migrate(url: str, revision: str = "head") -> None:
+    """Create or upgrade the schema at ``url`` to ``revision`` (default: the newest) with Alembic.
+
+    Safe to call on every start: an up-to-date database is left as it is.
+
+    Raises:
+        MigrationError: The database cannot be reached or a migration failed.
+    """
+    from alembic import command
+
+    engine = make_engine(url)
+    try:
+        with engine.begin() as conn:
+            cfg = alembic_config(url)
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, revision)
+    except OperationalError as exc:
+        raise MigrationError(f"cannot reach database {_safe(url)}: {exc.orig}. Is the server running?") from exc
+    except SQLAlchemyError as exc:
+        raise MigrationError(f"migrating {_safe(url)} to {revision} failed: {exc}") from exc
+    finally:
+        engine.dispose()
+    log.info("database %s at revision %s", _safe(url), revision)
+
+
+def current_revision(url: str) -> str | None:
+    """The Alembic revision the database at ``url`` is at (None for an empty database)."""
+    from alembic.runtime.migration import MigrationContext
+
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            return MigrationContext.configure(conn).get_current_revision()
+    finally:
+        engine.dispose()
+
+
+def head_revision() -> str:
+    """The newest revision shipped in ``retrieval/migrations/versions``."""
+    from alembic.script import ScriptDirectory
+
+    head = ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
+    assert head is not None
+    return head
+
+
+def require_schema(engine: Engine) -> None:
+    """Raise a :class:`MigrationError` with the fix when the database has no HistoQuery schema."""
+    if not inspect(engine).has_table("encoder_versions"):
+        raise MigrationError(
+            f"database {_safe(str(engine.url))} has no HistoQuery tables: run `histoquery doctor --migrate` "
+            "or retrieval.db.migrate(url) first"
+        )
+
+
+def _safe(url: str) -> str:
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "<bad url>"

@@ -1,0 +1,155 @@
+"""The small typed interface every vector-store backend implements, and its value types."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol, runtime_checkable
+
+import numpy as np
+
+#: Payload fields that queries filter on; every backend creates a payload index for each.
+PAYLOAD_INDEXES: dict[str, Literal["keyword", "integer"]] = {
+    "image_id": "integer",
+    "dataset": "keyword",
+    "dataset_id": "integer",
+    "label": "keyword",
+    "slide_id": "integer",
+}
+
+
+@dataclass(frozen=True)
+class SearchFilter:
+    """Restrict a search by payload. All given conditions must hold.
+
+    Attributes:
+        dataset: Dataset name.
+        label: Image label.
+        slide_id: Only tiles of this slide.
+        exclude_slide_ids: No tiles of these slides (``exclude_same_slide``).
+        exclude_image_ids: Never these images (the query itself).
+    """
+
+    dataset: str | None = None
+    label: str | None = None
+    slide_id: int | None = None
+    exclude_slide_ids: tuple[int, ...] = ()
+    exclude_image_ids: tuple[int, ...] = ()
+
+    def is_empty(self) -> bool:
+        return (
+            self.dataset is None
+            and self.label is None
+            and self.slide_id is None
+            and not self.exclude_slide_ids
+            and not self.exclude_image_ids
+        )
+
+    def must(self) -> dict[str, str | int]:
+        """Equality conditions as ``{field: value}``."""
+        out: dict[str, str | int] = {}
+        if self.dataset is not None:
+            out["dataset"] = self.dataset
+        if self.label is not None:
+            out["label"] = self.label
+        if self.slide_id is not None:
+            out["slide_id"] = self.slide_id
+        return out
+
+    def must_not(self) -> dict[str, list[int]]:
+        """Exclusions as ``{field: [values]}``."""
+        out: dict[str, list[int]] = {}
+        if self.exclude_slide_ids:
+            out["slide_id"] = [int(v) for v in self.exclude_slide_ids]
+        if self.exclude_image_ids:
+            out["image_id"] = [int(v) for v in self.exclude_image_ids]
+        return out
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One search result: point id (uuid string), cosine similarity and payload."""
+
+    id: str
+    score: float
+    payload: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class CollectionConfig:
+    """Index settings of a new collection (from :class:`retrieval.settings.Settings`)."""
+
+    hnsw_m: int = 16
+    hnsw_ef_construct: int = 100
+    hnsw_ef_search: int = 128
+    quantization: Literal["none", "int8"] = "none"
+    full_scan_threshold_kb: int = 10_000
+
+
+@runtime_checkable
+class VectorStore(Protocol):
+    """Cosine-distance vector collections with payload filters, one collection per encoder version.
+
+    Vectors are ``(N, D)`` float32; ids are uuid strings (:func:`retrieval.ids.point_id`).
+    """
+
+    def ensure_collection(self, name: str, dim: int) -> None:
+        """Create collection ``name`` (cosine, ``dim``) with payload indexes, or check an existing one's dim."""
+
+    def has_collection(self, name: str) -> bool:
+        """Whether collection (or alias) ``name`` exists."""
+
+    def upsert(self, name: str, ids: Sequence[str], vectors: np.ndarray, payloads: Sequence[dict[str, Any]]) -> None:
+        """Insert or replace points (idempotent: the same id twice is one point)."""
+
+    def search(self, name: str, vector: np.ndarray, k: int, filter: SearchFilter | None = None) -> list[Hit]:
+        """The ``k`` nearest points to ``vector`` (D,) by cosine similarity, best first."""
+
+    def search_batch(
+        self, name: str, vectors: np.ndarray, k: int, filters: Sequence[SearchFilter | None] | None = None
+    ) -> list[list[Hit]]:
+        """One :meth:`search` per row of ``vectors`` (Q, D), planned as one batch."""
+
+    def retrieve(self, name: str, ids: Sequence[str]) -> np.ndarray:
+        """Stored vectors of ``ids`` as (len(ids), D) float32, in order; raises if any id is missing."""
+
+    def retrieve_existing(self, name: str, ids: Sequence[str]) -> dict[str, np.ndarray]:
+        """Stored vectors of those ``ids`` that exist, by id."""
+
+    def count(self, name: str) -> int:
+        """Number of points."""
+
+    def list_ids(self, name: str) -> list[str]:
+        """All point ids."""
+
+    def delete(self, name: str, ids: Sequence[str]) -> None:
+        """Delete points (missing ids are ignored)."""
+
+    def optimize(self, name: str) -> None:
+        """Build indexes after bulk writes (blocking for the embedded backend; a no-op on a server)."""
+
+    def set_alias(self, alias: str, name: str) -> None:
+        """Point ``alias`` at collection ``name`` (replacing the previous target)."""
+
+    def resolve(self, alias: str) -> str:
+        """The collection an alias (or a collection name) refers to."""
+
+    def drop_collection(self, name: str) -> None:
+        """Delete a collection and its points."""
+
+    def close(self) -> None:
+        """Flush and release resources."""
+
+
+def as_matrix(vectors: np.ndarray, dim: int | None = None) -> np.ndarray:
+    """Validate ``vectors`` as a C-contiguous (N, D) float32 matrix with finite values."""
+    arr = np.ascontiguousarray(vectors, dtype=np.float32)
+    if arr.ndim == 1:
+        arr = arr[None, :]
+    if arr.ndim != 2:
+        raise ValueError(f"vectors must be (N, D), got shape {arr.shape}")
+    if dim is not None and arr.shape[1] != dim:
+        raise ValueError(f"vectors have dimension {arr.shape[1]}, the collection has {dim}")
+    if not np.isfinite(arr).all():
+        raise ValueError("vectors contain NaN or infinity")
+    return arr

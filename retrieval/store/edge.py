@@ -1,0 +1,303 @@
+"""Embedded backend: ``qdrant-edge-py`` (the Qdrant engine in-process, on disk). One shard per collection.
+
+Layout under ``root``: ``collections/<name>/`` (one EdgeShard each) and ``catalog.json`` (dimensions, aliases).
+The engine has no background optimiser: :meth:`EdgeVectorStore.optimize` must run after bulk writes (the store
+also runs it on :meth:`close` when points were written since the last optimisation).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import shutil
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import qdrant_edge as qe
+
+from retrieval.errors import VectorStoreError
+from retrieval.store.base import PAYLOAD_INDEXES, CollectionConfig, Hit, SearchFilter, as_matrix
+
+log = logging.getLogger(__name__)
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,199}$")
+_UPSERT_CHUNK = 512
+
+
+def _check_name(name: str) -> str:
+    if not _NAME.match(name):
+        raise VectorStoreError(f"bad collection name {name!r}: use letters, digits, '_', '-', '.'")
+    return name
+
+
+def to_edge_filter(flt: SearchFilter | None) -> qe.Filter | None:
+    """Translate a :class:`SearchFilter` into a qdrant-edge filter (None when it is empty)."""
+    if flt is None or flt.is_empty():
+        return None
+    must: list[Any] = [qe.FieldCondition(k, match=qe.MatchValue(v)) for k, v in flt.must().items()]
+    must_not: list[Any] = [qe.FieldCondition(k, match=qe.MatchAny(v)) for k, v in flt.must_not().items()]
+    return qe.Filter(must=must or None, must_not=must_not or None)
+
+
+class EdgeVectorStore:
+    """:class:`retrieval.store.base.VectorStore` on embedded Qdrant Edge shards under ``root``."""
+
+    def __init__(self, root: str | Path, config: CollectionConfig | None = None) -> None:
+        self.root = Path(root)
+        self.config = config or CollectionConfig()
+        (self.root / "collections").mkdir(parents=True, exist_ok=True)
+        self._shards: dict[str, qe.EdgeShard] = {}
+        self._dirty: set[str] = set()
+        self._lock = threading.RLock()
+
+    # -- catalog (dims + aliases) -------------------------------------------------------------------------------
+    def _catalog_path(self) -> Path:
+        return self.root / "catalog.json"
+
+    def _catalog(self) -> dict[str, Any]:
+        path = self._catalog_path()
+        if not path.exists():
+            return {"collections": {}, "aliases": {}}
+        try:
+            data: dict[str, Any] = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise VectorStoreError(f"vector store catalog {path} is unreadable ({exc}): restore or delete it") from exc
+        return data
+
+    def _write_catalog(self, data: dict[str, Any]) -> None:
+        path = self._catalog_path()
+        tmp = path.with_suffix(f".tmp{os.getpid()}")
+        tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
+        os.replace(tmp, path)
+
+    # -- collections ---------------------------------------------------------------------------------------------
+    def _edge_config(self, dim: int) -> qe.EdgeConfig:
+        quant = None
+        if self.config.quantization == "int8":
+            quant = qe.ScalarQuantizationConfig(type=qe.ScalarType.Int8, quantile=0.99, always_ram=True)
+        return qe.EdgeConfig(
+            vectors=qe.EdgeVectorParams(size=dim, distance=qe.Distance.Cosine),
+            hnsw_config=qe.HnswIndexConfig(
+                m=self.config.hnsw_m,
+                ef_construct=self.config.hnsw_ef_construct,
+                full_scan_threshold=self.config.full_scan_threshold_kb,
+            ),
+            quantization_config=quant,
+        )
+
+    def has_collection(self, name: str) -> bool:
+        cat = self._catalog()
+        return name in cat["collections"] or name in cat["aliases"]
+
+    def ensure_collection(self, name: str, dim: int) -> None:
+        _check_name(name)
+        with self._lock:
+            cat = self._catalog()
+            known = cat["collections"].get(name)
+            if known is not None:
+                if int(known["dim"]) != dim:
+                    raise VectorStoreError(
+                        f"collection {name!r} holds {known['dim']}-d vectors, not {dim}-d: register the encoder "
+                        "under another name"
+                    )
+                self._shard(name)
+                return
+            path = self.root / "collections" / name
+            if path.exists():
+                shutil.rmtree(path)  # a half-created shard from an interrupted call
+            shard = qe.EdgeShard.create(str(path), self._edge_config(dim))
+            for field_name, kind in PAYLOAD_INDEXES.items():
+                schema = qe.PayloadSchemaType.Keyword if kind == "keyword" else qe.PayloadSchemaType.Integer
+                shard.update(qe.UpdateOperation.create_field_index(field_name, schema))
+            shard.flush()
+            self._shards[name] = shard
+            cat["collections"][name] = {"dim": dim}
+            self._write_catalog(cat)
+            log.info("created embedded collection %s (%d-d, cosine) at %s", name, dim, path)
+
+    def _shard(self, name: str) -> qe.EdgeShard:
+        with self._lock:
+            cat = self._catalog()
+            real = cat["aliases"].get(name, name)
+            shard = self._shards.get(real)
+            if shard is not None:
+                return shard
+            if real not in cat["collections"]:
+                raise VectorStoreError(
+                    f"no vector collection {name!r} in {self.root}: register an encoder and ingest images first"
+                )
+            shard = qe.EdgeShard.load(str(self.root / "collections" / real))
+            self._shards[real] = shard
+            return shard
+
+    def dim(self, name: str) -> int:
+        """Vector dimension of a collection (or alias)."""
+        cat = self._catalog()
+        return int(cat["collections"][self.resolve(name)]["dim"])
+
+    # -- writes --------------------------------------------------------------------------------------------------
+    def upsert(self, name: str, ids: Sequence[str], vectors: np.ndarray, payloads: Sequence[dict[str, Any]]) -> None:
+        arr = as_matrix(vectors, self.dim(name))
+        if not (len(ids) == len(arr) == len(payloads)):
+            raise VectorStoreError(f"upsert got {len(ids)} ids, {len(arr)} vectors, {len(payloads)} payloads")
+        shard = self._shard(name)
+        rows = arr.tolist()
+        for start in range(0, len(rows), _UPSERT_CHUNK):
+            points = [
+                qe.Point(str(ids[i]), rows[i], dict(payloads[i]))
+                for i in range(start, min(start + _UPSERT_CHUNK, len(rows)))
+            ]
+            shard.update(qe.UpdateOperation.upsert_points(points))
+        self._dirty.add(self.resolve(name))
+
+    def delete(self, name: str, ids: Sequence[str]) -> None:
+        if ids:
+            self._shard(name).update(qe.UpdateOperation.delete_points([str(i) for i in ids]))
+            self._dirty.add(self.resolve(name))
+
+    def optimize(self, name: str) -> None:
+        shard = self._shard(name)
+        changed = shard.optimize()
+        shard.flush()
+        self._dirty.discard(self.resolve(name))
+        log.debug("optimize(%s): segments changed=%s", name, changed)
+
+    # -- reads ---------------------------------------------------------------------------------------------------
+    def _params(self, exact: bool = False) -> qe.SearchParams:
+        quant = None
+        if self.config.quantization == "int8":
+            quant = qe.QuantizationSearchParams(rescore=True, oversampling=2.0)
+        return qe.SearchParams(hnsw_ef=self.config.hnsw_ef_search, exact=exact, quantization=quant)
+
+    def _request(self, vector: np.ndarray, k: int, flt: SearchFilter | None, exact: bool) -> qe.QueryRequest:
+        return qe.QueryRequest(
+            limit=int(k),
+            query=qe.Query.Nearest(vector.tolist()),
+            filter=to_edge_filter(flt),
+            with_payload=True,
+            with_vector=False,
+            params=self._params(exact),
+        )
+
+    def search(
+        self, name: str, vector: np.ndarray, k: int, filter: SearchFilter | None = None, exact: bool = False
+    ) -> list[Hit]:
+        vec = as_matrix(vector, self.dim(name))[0]
+        points = self._shard(name).query(self._request(vec, k, filter, exact))
+        return [Hit(str(p.id), float(p.score), dict(p.payload or {})) for p in points]
+
+    def search_batch(
+        self,
+        name: str,
+        vectors: np.ndarray,
+        k: int,
+        filters: Sequence[SearchFilter | None] | None = None,
+        exact: bool = False,
+    ) -> list[list[Hit]]:
+        arr = as_matrix(vectors, self.dim(name))
+        flts = list(filters) if filters is not None else [None] * len(arr)
+        if len(flts) != len(arr):
+            raise VectorStoreError(f"search_batch got {len(arr)} vectors but {len(flts)} filters")
+        if len(arr) == 0:
+            return []
+        batch = qe.QueryBatchRequest([self._request(arr[i], k, flts[i], exact) for i in range(len(arr))])
+        results = self._shard(name).query_batch(batch)
+        return [[Hit(str(p.id), float(p.score), dict(p.payload or {})) for p in res] for res in results]
+
+    def retrieve_existing(self, name: str, ids: Sequence[str]) -> dict[str, np.ndarray]:
+        if not ids:
+            return {}
+        records = self._shard(name).retrieve([str(i) for i in ids], False, True)
+        out: dict[str, np.ndarray] = {}
+        for rec in records:
+            vec: Any = rec.vector
+            if isinstance(vec, dict):
+                vec = vec.get("")
+            out[str(rec.id)] = np.asarray(vec, dtype=np.float32)
+        return out
+
+    def retrieve(self, name: str, ids: Sequence[str]) -> np.ndarray:
+        found = self.retrieve_existing(name, ids)
+        missing = [i for i in ids if str(i) not in found]
+        if missing:
+            raise VectorStoreError(
+                f"{len(missing)} point(s) missing from collection {name!r} (first: {missing[0]}): "
+                "run `histoquery doctor --repair`"
+            )
+        if not ids:
+            return np.zeros((0, self.dim(name)), dtype=np.float32)
+        return np.stack([found[str(i)] for i in ids])
+
+    def count(self, name: str) -> int:
+        return int(self._shard(name).count(qe.CountRequest(exact=True)))
+
+    def list_ids(self, name: str) -> list[str]:
+        shard = self._shard(name)
+        out: list[str] = []
+        offset: Any = None
+        while True:
+            records, offset = shard.scroll(
+                qe.ScrollRequest(offset=offset, limit=10_000, with_payload=False, with_vector=False)
+            )
+            out.extend(str(r.id) for r in records)
+            if offset is None:
+                return out
+
+    # -- aliases -------------------------------------------------------------------------------------------------
+    def set_alias(self, alias: str, name: str) -> None:
+        _check_name(alias)
+        with self._lock:
+            cat = self._catalog()
+            if name not in cat["collections"]:
+                raise VectorStoreError(f"cannot point alias {alias!r} at unknown collection {name!r}")
+            if alias in cat["collections"]:
+                raise VectorStoreError(f"alias {alias!r} clashes with a collection name")
+            cat["aliases"][alias] = name
+            self._write_catalog(cat)
+
+    def resolve(self, alias: str) -> str:
+        cat = self._catalog()
+        if alias in cat["aliases"]:
+            return str(cat["aliases"][alias])
+        if alias in cat["collections"]:
+            return alias
+        raise VectorStoreError(f"no vector collection or alias {alias!r} in {self.root}")
+
+    def drop_collection(self, name: str) -> None:
+        with self._lock:
+            cat = self._catalog()
+            real = cat["aliases"].get(name, name)
+            shard = self._shards.pop(real, None)
+            if shard is not None:
+                shard.close()
+            cat["collections"].pop(real, None)
+            cat["aliases"] = {a: c for a, c in cat["aliases"].items() if c != real}
+            self._write_catalog(cat)
+            shutil.rmtree(self.root / "collections" / real, ignore_errors=True)
+            self._dirty.discard(real)
+
+    def disk_bytes(self, name: str) -> int:
+        """Bytes on disk of a collection's shard folder."""
+        folder = self.root / "collections" / self.resolve(name)
+        return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+
+    def close(self) -> None:
+        with self._lock:
+            for name, shard in list(self._shards.items()):
+                if name in self._dirty:
+                    shard.optimize()
+                shard.flush()
+                shard.close()
+            self._shards.clear()
+            self._dirty.clear()
+
+    def __enter__(self) -> EdgeVectorStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
