@@ -1,0 +1,158 @@
+"""Training data: a folder of images searched recursively, decoded and resized to ``uint8`` on CPU workers.
+
+A file that fails to decode never stops training: the loader returns it as a *bad* item with its reason, the
+trainer logs a warning naming it and counts it in the epoch summary.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import Dataset, Sampler
+
+from training.errors import DataError
+from training.preprocess import resize_center_crop
+
+logger = logging.getLogger(__name__)
+
+#: File suffixes treated as images (case-insensitive); other files are ignored (counted in the log).
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".gif", ".webp", ".ppm", ".pgm"})
+
+
+def list_images(root: str | Path) -> list[Path]:
+    """All image files under ``root`` (recursive, hidden files skipped), sorted for reproducibility.
+
+    Raises:
+        DataError: ``root`` is not a folder, or holds no file with an image suffix.
+    """
+    base = Path(root)
+    if not base.is_dir():
+        raise DataError(f"training data folder {base} does not exist or is not a folder")
+    files, ignored = [], 0
+    for p in sorted(base.rglob("*")):
+        if not p.is_file() or any(part.startswith(".") for part in p.relative_to(base).parts):
+            continue
+        if p.suffix.lower() in IMAGE_SUFFIXES:
+            files.append(p)
+        else:
+            ignored += 1
+    if ignored:
+        logger.info("ignored %d non-image file(s) under %s", ignored, base)
+    if not files:
+        raise DataError(
+            f"no image files under {base} (looked recursively for {', '.join(sorted(IMAGE_SUFFIXES))}): "
+            "point `histoquery train` at a folder of images"
+        )
+    return files
+
+
+def fingerprint(files: Sequence[Path], root: str | Path) -> str:
+    """SHA-256 over the sorted relative paths and sizes of the training files (stored in checkpoints)."""
+    h = hashlib.sha256()
+    base = Path(root)
+    for p in files:
+        h.update(f"{p.relative_to(base).as_posix()}\t{p.stat().st_size}\n".encode())
+    return h.hexdigest()
+
+
+class ImageFiles(Dataset[tuple[torch.Tensor, int, str]]):
+    """Decodes one file to a ``uint8`` tensor ``(3, S, S)`` (shorter side resized, centre crop).
+
+    Items are ``(image, index, error)``; on failure ``image`` is zeros and ``error`` says why (else ``""``).
+    """
+
+    def __init__(self, files: Sequence[Path], size: int) -> None:
+        self.files = list(files)
+        self.size = size
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int, str]:
+        path = self.files[index]
+        try:
+            with Image.open(path) as im:
+                im.load()
+                arr = resize_center_crop(im, self.size)
+        except Exception as exc:  # Pillow raises OSError, ValueError, SyntaxError, DecompressionBombError ...
+            return torch.zeros(3, self.size, self.size, dtype=torch.uint8), index, f"{type(exc).__name__}: {exc}"
+        return torch.from_numpy(arr), index, ""
+
+
+@dataclass
+class Batch:
+    """A collated batch: the good images and the files that failed (path index, reason)."""
+
+    images: torch.Tensor  # (n_ok, 3, S, S) uint8
+    bad: list[tuple[int, str]]
+
+    def pin_memory(self) -> Batch:
+        self.images = self.images.pin_memory()
+        return self
+
+
+def collate(items: Sequence[tuple[torch.Tensor, int, str]]) -> Batch:
+    """Stack the decoded images, keep the failures apart."""
+    good = [img for img, _, err in items if not err]
+    bad = [(idx, err) for _, idx, err in items if err]
+    if good:
+        images = torch.stack(good)
+    else:
+        size = items[0][0].shape[-1] if items else 0
+        images = torch.zeros(0, 3, size, size, dtype=torch.uint8)
+    return Batch(images=images, bad=bad)
+
+
+class EpochBatchSampler(Sampler[list[int]]):
+    """Shuffled index batches, reproducible per ``(seed, epoch)``; the last partial batch is dropped when at least
+    one full batch exists (and kept otherwise, so a tiny folder still trains)."""
+
+    def __init__(self, n: int, batch_size: int, seed: int) -> None:
+        self.n, self.batch_size, self.seed, self.epoch = n, batch_size, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return max(1, self.n // self.batch_size)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        g = torch.Generator().manual_seed(epoch_seed(self.seed, self.epoch, stream=1))
+        order = torch.randperm(self.n, generator=g).tolist()
+        if self.n < self.batch_size:
+            yield order
+            return
+        for i in range(len(self)):
+            yield order[i * self.batch_size : (i + 1) * self.batch_size]
+
+
+def epoch_seed(seed: int, epoch: int, stream: int = 0) -> int:
+    """A distinct, reproducible 63-bit seed per (seed, epoch, stream)."""
+    digest = hashlib.sha256(f"{seed}:{epoch}:{stream}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
+
+
+def load_uint8(files: Sequence[Path], size: int) -> tuple[np.ndarray, list[int]]:
+    """Decode files eagerly (for small probe sets): ``((N_ok, 3, S, S) uint8, indices of the good files)``.
+
+    Files that fail are logged and left out.
+    """
+    ds = ImageFiles(files, size)
+    arrays, kept = [], []
+    for i in range(len(ds)):
+        img, _, err = ds[i]
+        if err:
+            logger.warning("skipping unreadable image %s (%s)", files[i], err)
+            continue
+        arrays.append(img.numpy())
+        kept.append(i)
+    if not arrays:
+        return np.zeros((0, 3, size, size), dtype=np.uint8), kept
+    return np.stack(arrays), kept

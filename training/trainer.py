@@ -1,0 +1,290 @@
+"""The BYOL train loop: data -> GPU/CPU augmentation -> BYOL step -> EMA; per-epoch metrics and atomic checkpoints.
+
+``train(data_dir, config, out)`` writes ``out`` (the checkpoint, every epoch) and, next to it,
+``<out stem>.metrics.csv`` and ``<out stem>.metrics.json``. ``resume=True`` continues from ``out``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader
+
+from training.byol import BYOL, cosine_ema_rate
+from training.checkpoint import build_payload, load_checkpoint, save_checkpoint
+from training.config import TrainConfig
+from training.data import EpochBatchSampler, ImageFiles, collate, epoch_seed, fingerprint, list_images
+from training.encoder import resolve_device
+from training.errors import CheckpointError, DataError
+from training.monitor import CollapseMonitor
+from training.optim import build_optimizer, lr_at
+from training.preprocess import normalize_batch, uint8_to_float
+from training.probe import Probe
+
+logger = logging.getLogger(__name__)
+
+#: Called after every step with ``(global_step, total_steps, info)``; info has ``loss`` (every 10 steps), ``epoch``.
+ProgressFn = Callable[[int, int, dict[str, float]], None]
+
+#: Fields that shape the model: a resumed checkpoint must agree on them.
+_MODEL_FIELDS = ("backbone", "image_size", "projection_dim", "hidden_dim")
+
+
+@dataclass
+class TrainResult:
+    """What a run did."""
+
+    checkpoint: Path
+    metrics: list[dict[str, Any]]
+    epochs_run: int
+    start_epoch: int
+    num_files: int
+    bad_files: dict[str, str] = field(default_factory=dict)  # path -> reason
+    seconds: float = 0.0
+
+
+def metrics_paths(checkpoint: str | Path) -> tuple[Path, Path]:
+    """``(csv, json)`` metric log paths next to a checkpoint."""
+    p = Path(checkpoint)
+    return p.with_name(p.stem + ".metrics.csv"), p.with_name(p.stem + ".metrics.json")
+
+
+def train(
+    data_dir: str | Path,
+    config: TrainConfig,
+    out: str | Path,
+    *,
+    resume: bool = False,
+    labeled: str | Path | None = None,
+    progress: ProgressFn | None = None,
+    max_steps_per_epoch: int | None = None,
+) -> TrainResult:
+    """Train BYOL on every image under ``data_dir``.
+
+    Args:
+        data_dir: folder searched recursively for images.
+        config: the run's configuration (see :mod:`training.presets`).
+        out: checkpoint path, rewritten atomically after every epoch.
+        resume: continue from ``out`` (its weights, optimizer and epoch); model-shaping fields must match.
+        labeled: optional labeled folder or pairs CSV for the per-epoch probe.
+        progress: optional per-step callback (the CLI drives a tqdm bar with it).
+        max_steps_per_epoch: cap steps per epoch (benchmarks, smoke runs).
+
+    Raises:
+        DataError: empty folder, no readable image.
+        CheckpointError: ``resume`` with a missing / incompatible checkpoint.
+    """
+    t_start = time.perf_counter()
+    out = Path(out)
+    device = resolve_device(config.device)
+    cuda = device.type == "cuda"
+    files = list_images(data_dir)
+    data_fp = fingerprint(files, data_dir)
+    torch.manual_seed(config.seed)
+    model = BYOL(config.backbone, config.projection_dim, config.hidden_dim, config.backbone_weights).to(device)
+    if cuda and config.channels_last:
+        model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+    opt = build_optimizer(model.online_parameters(), config.optimizer, config.lr, config.momentum, config.weight_decay)
+    start_epoch, global_step = 0, 0
+    history: list[dict[str, Any]] = []
+    if resume:
+        start_epoch, global_step, history = _restore(out, config, model, opt, data_fp)
+    probe = (
+        Probe.from_path(labeled, config.image_size, config.probe_pairs, config.probe_knn_k, config.seed)
+        if labeled
+        else None
+    )
+    sampler = EpochBatchSampler(len(files), config.batch_size, config.seed)
+    workers = config.num_workers if config.num_workers is not None else (min(8, os.cpu_count() or 1) if cuda else 0)
+    loader = DataLoader(
+        ImageFiles(files, config.decode_size),
+        batch_sampler=sampler,
+        collate_fn=collate,
+        num_workers=workers,
+        pin_memory=cuda,
+        persistent_workers=workers > 0,
+        prefetch_factor=4 if workers > 0 else None,
+    )
+    steps_per_epoch = min(len(sampler), max_steps_per_epoch or len(sampler))
+    total_steps = config.epochs * steps_per_epoch
+    warmup_steps = int(config.warmup_epochs * steps_per_epoch)
+    monitor = CollapseMonitor(config.collapse_warn, "projection")
+    feat_monitor = CollapseMonitor(0.0, "backbone")
+    bad_files: dict[str, str] = {}
+    logger.info(
+        "training %s on %d files from %s (%s, %d steps/epoch, epochs %d..%d)",
+        config.backbone, len(files), data_dir, device, steps_per_epoch, start_epoch + 1, config.epochs,
+    )  # fmt: skip
+    for epoch in range(start_epoch, config.epochs):
+        t_epoch = time.perf_counter()
+        sampler.set_epoch(epoch)
+        aug_gen = torch.Generator().manual_seed(epoch_seed(config.seed, epoch, stream=2))
+        model.train()
+        loss_sum = torch.zeros((), device=device)
+        steps = images_seen = bad_count = 0
+        lr = ema = 0.0
+        for batch in loader:
+            for idx, reason in batch.bad:
+                bad_count += 1
+                path = str(files[idx])
+                if path not in bad_files:
+                    logger.warning("skipping unreadable image %s (%s)", path, reason)
+                    bad_files[path] = reason
+            if batch.images.shape[0] < 2:
+                continue
+            x = batch.images.to(device, non_blocking=cuda)
+            v1, v2 = config.view1(x, aug_gen), config.view2(x, aug_gen)
+            if cuda and config.channels_last:
+                v1 = v1.contiguous(memory_format=torch.channels_last)
+                v2 = v2.contiguous(memory_format=torch.channels_last)
+            lr = lr_at(global_step, total_steps, config.lr, config.lr_schedule, warmup_steps)
+            for group in opt.param_groups:
+                group["lr"] = lr
+            with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=cuda and config.amp):
+                loss, feats, proj = model(v1, v2)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            ema = (
+                cosine_ema_rate(global_step, total_steps, config.ema_rate)
+                if config.ema_schedule == "cosine"
+                else config.ema_rate
+            )
+            model.update_target(ema)
+            monitor.update(proj)
+            feat_monitor.update(feats)
+            loss_sum += loss.detach()
+            steps += 1
+            global_step += 1
+            images_seen += x.shape[0]
+            if progress is not None:
+                info = {"epoch": float(epoch + 1)}
+                if steps % 10 == 1:
+                    info["loss"] = float(loss.item())
+                progress(global_step, total_steps, info)
+            if steps >= steps_per_epoch:
+                break
+        if images_seen == 0:
+            raise DataError(
+                f"no readable image in {data_dir}: all {len(bad_files)} tried file(s) failed to decode "
+                f"(first: {next(iter(bad_files), '?')}); fix or remove them"
+            )
+        collapse, feat_spread = monitor.report(epoch + 1), feat_monitor.report()
+        row: dict[str, Any] = {
+            "epoch": epoch + 1,
+            "loss": float(loss_sum.item()) / max(1, steps),
+            "steps": steps,
+            "images": images_seen,
+            "bad_files": bad_count,
+            "lr": lr,
+            "ema_rate": ema,
+            "collapse_score": collapse.score,
+            "feature_spread": feat_spread.score,
+            "collapse_warning": collapse.collapsed,
+            "seconds": time.perf_counter() - t_epoch,
+        }
+        if not np.isfinite(row["loss"]):
+            logger.error("epoch %d: loss is %s; lower the learning rate", epoch + 1, row["loss"])
+        if probe is not None:
+            row.update(probe.evaluate(_embedder(model, config, device)))
+            model.train()
+        history.append(row)
+        _save(out, config, model, opt, epoch + 1, global_step, data_fp, len(files), history)
+        logger.info("epoch %d/%d %s", epoch + 1, config.epochs, _summary(row))
+    return TrainResult(
+        checkpoint=out,
+        metrics=history,
+        epochs_run=config.epochs - start_epoch,
+        start_epoch=start_epoch,
+        num_files=len(files),
+        bad_files=bad_files,
+        seconds=time.perf_counter() - t_start,
+    )
+
+
+def _summary(row: dict[str, Any]) -> str:
+    parts = [f"loss={row['loss']:.4f}", f"collapse={row['collapse_score']:.3f}", f"bad_files={row['bad_files']}"]
+    for key in ("probe_pair_acc", "probe_auc", "probe_knn_acc"):
+        if key in row:
+            parts.append(f"{key.removeprefix('probe_')}={row[key]:.3f}")
+    return " ".join(parts)
+
+
+def _embedder(model: BYOL, config: TrainConfig, device: torch.device) -> Callable[[np.ndarray], np.ndarray]:
+    """Embed uint8 batches with the online network in eval mode (same transform as :class:`Encoder`)."""
+    cuda = device.type == "cuda"
+
+    @torch.inference_mode()
+    def embed(batch: np.ndarray) -> np.ndarray:
+        model.eval()
+        x = normalize_batch(uint8_to_float(torch.from_numpy(batch).to(device)))
+        with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=cuda and config.amp):
+            z = model.online_encoder(x)
+            if config.representation == "projection":
+                z = model.online_projector(z)
+        return F.normalize(z.float(), dim=1).cpu().numpy()
+
+    return embed
+
+
+def _save(
+    out: Path, config: TrainConfig, model: BYOL, opt: torch.optim.Optimizer, epoch: int, step: int,
+    data_fp: str, num_files: int, history: list[dict[str, Any]],
+) -> None:  # fmt: skip
+    state = {part: getattr(model, part).state_dict() for part in BYOL.PARTS}
+    payload = build_payload(
+        config=config.to_dict(), state=state, epoch=epoch, global_step=step, optimizer=opt.state_dict(),
+        data_fingerprint=data_fp, num_files=num_files, metrics=history,
+    )  # fmt: skip
+    save_checkpoint(out, payload)
+    csv_path, json_path = metrics_paths(out)
+    keys: list[str] = []
+    for row in history:
+        keys += [k for k in row if k not in keys]
+    tmp = csv_path.with_name(csv_path.name + ".tmp")
+    with tmp.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=keys)
+        writer.writeheader()
+        writer.writerows(history)
+    os.replace(tmp, csv_path)
+    tmp = json_path.with_name(json_path.name + ".tmp")
+    tmp.write_text(json.dumps({"config": config.to_dict(), "epochs": history}, indent=2))
+    os.replace(tmp, json_path)
+
+
+def _restore(
+    out: Path, config: TrainConfig, model: BYOL, opt: torch.optim.Optimizer, data_fp: str
+) -> tuple[int, int, list[dict[str, Any]]]:
+    payload = load_checkpoint(out)
+    saved = payload["config"]
+    for name in _MODEL_FIELDS:
+        if saved.get(name) != getattr(config, name):
+            raise CheckpointError(
+                f"cannot resume from {out}: it was trained with {name}={saved.get(name)!r}, this run has "
+                f"{getattr(config, name)!r}; use the same value or a new --out"
+            )
+    try:
+        for part in BYOL.PARTS:
+            getattr(model, part).load_state_dict(payload["state"][part], strict=True)
+        if payload.get("optimizer") is not None:
+            opt.load_state_dict(payload["optimizer"])
+    except (KeyError, RuntimeError, ValueError) as exc:
+        raise CheckpointError(f"cannot resume from {out}: its weights do not fit this model ({exc})") from exc
+    if payload.get("data_fingerprint") and payload["data_fingerprint"] != data_fp:
+        logger.warning("resuming %s on a different file list than it was trained on", out)
+    epoch = int(payload["epoch"])
+    if epoch >= config.epochs:
+        logger.warning("checkpoint %s already has %d epochs (asked for %d): nothing to do", out, epoch, config.epochs)
+    logger.info("resuming from %s at epoch %d", out, epoch + 1)
+    return epoch, int(payload.get("global_step", 0)), list(payload.get("metrics", []))
