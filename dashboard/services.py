@@ -45,12 +45,7 @@ def settings_key(settings: Settings) -> str:
 
 
 def current_settings() -> Settings:
-    """The settings of this server process (environment / ``.env``), built once per process."""
-    return _settings()
-
-
-@st.cache_resource(show_spinner=False)
-def _settings() -> Settings:
+    """The settings from the environment / ``.env`` (cheap to build; the heavy objects are cached by their key)."""
     return get_settings()
 
 

@@ -46,9 +46,10 @@ def _start_form(svc: Services) -> None:
         return
     with shown_errors("start the ingestion"):
         from ingest.paths import check_allowed
-        from ingest.service import submit_ingest
 
         resolved = check_allowed(path.strip(), roots)  # refuses paths outside the roots, `..` and symlinks out
+        from ingest.service import submit_ingest
+
         kind = KINDS[kind_label]
         with st.spinner(f"Submitting {resolved} ..."):
             if kind == "manifest":

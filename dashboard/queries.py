@@ -1,0 +1,155 @@
+"""Cached calls into ``retrieval`` / ``ingest`` for the pages (``st.cache_data``: results, thumbnails).
+
+The functions take the settings key and the encoder version name as their first arguments so that cached results
+never leak between deployments or encoder versions. Arguments starting with ``_`` are not hashed by Streamlit.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import streamlit as st
+from PIL import Image as PILImage
+from PIL import ImageDraw
+
+from dashboard import data
+from dashboard.services import _retrieval, _services
+from dashboard.ui import placeholder_png, to_png
+
+logger = logging.getLogger(__name__)
+
+RESULT_TTL_S = 600
+
+
+@dataclass(frozen=True)
+class Result:
+    """One top-k neighbour."""
+
+    rank: int
+    image_id: int
+    score: float
+
+    @property
+    def distance(self) -> float:
+        """The study's distance d = 2 - 2 cos."""
+        return 2.0 - 2.0 * self.score
+
+
+@dataclass(frozen=True)
+class PairOutcome:
+    """A pair decision as the Pair page shows it."""
+
+    cos: float
+    distance: float
+    same: bool | None
+    threshold_cos: float | None
+
+
+def search_filter(dataset: str | None, label: str | None, slide_id: int | None) -> Any:
+    from retrieval.store import SearchFilter
+
+    return SearchFilter(dataset=dataset, label=label, slide_id=slide_id)
+
+
+def _neighbours(found: Any) -> list[Result]:
+    return [Result(rank=i + 1, image_id=int(n.image_id), score=float(n.score)) for i, n in enumerate(found)]
+
+
+@st.cache_data(ttl=RESULT_TTL_S, max_entries=512, show_spinner="Searching ...")
+def top_k_by_id(
+    key: str, version: str, image_id: int, k: int, dataset: str | None, label: str | None, slide_id: int | None,
+    exclude_same_slide: bool,
+) -> list[Result]:  # fmt: skip
+    """Top-k of a stored image (its stored vector is the query)."""
+    r = _retrieval(key, version)
+    found = r.top_k(int(image_id), k=k, filter=search_filter(dataset, label, slide_id),
+                    exclude_same_slide=exclude_same_slide)  # fmt: skip
+    return _neighbours(found)
+
+
+@st.cache_data(ttl=RESULT_TTL_S, max_entries=128, show_spinner="Embedding the upload and searching ...")
+def top_k_by_upload(
+    key: str, version: str, sha256: str, _image: PILImage.Image, k: int, dataset: str | None, label: str | None,
+    slide_id: int | None,
+) -> list[Result]:  # fmt: skip
+    """Top-k of an uploaded image (embedded on the fly); cached by the upload's sha256."""
+    r = _retrieval(key, version)
+    return _neighbours(r.top_k(_image, k=k, filter=search_filter(dataset, label, slide_id)))
+
+
+@st.cache_data(ttl=RESULT_TTL_S, max_entries=256, show_spinner="Comparing ...")
+def pair(key: str, version: str, a_key: str, b_key: str, _a: Any, _b: Any) -> PairOutcome:
+    """Pair decision of two queries (image ids or PIL images); ``a_key``/``b_key`` identify them for the cache."""
+    r = _retrieval(key, version)
+    res = r.pair(_a, _b)
+    cos = float(res.cos)
+    return PairOutcome(cos=cos, distance=float(getattr(res, "distance", 2 - 2 * cos)), same=res.same,
+                       threshold_cos=res.threshold_cos)  # fmt: skip
+
+
+@st.cache_data(ttl=RESULT_TTL_S, max_entries=4096, show_spinner=False)
+def image_infos(key: str, ids: tuple[int, ...]) -> dict[int, data.ImageInfo]:
+    with _services(key).session() as session:
+        return data.image_infos(ids, session=session)
+
+
+def _pixels(info: data.ImageInfo) -> PILImage.Image:
+    if info.is_tile:
+        from ingest.slides import read_tile
+
+        assert info.slide_path is not None and info.tile_size is not None
+        return read_tile(info.slide_path, info.level or 0, int(info.x or 0), int(info.y or 0), info.tile_size)
+    from ingest.decode import load_image
+
+    return load_image(info.source_path, max_pixels=20_000 * 20_000)
+
+
+@st.cache_data(ttl=3600, max_entries=5000, show_spinner=False)
+def thumbnail(key: str, image_id: int, max_px: int = 160) -> bytes:
+    """PNG thumbnail of a stored image (a grey placeholder when its pixels cannot be read)."""
+    info = image_infos(key, (image_id,)).get(image_id)
+    if info is None:
+        return placeholder_png("unknown image")
+    try:
+        return to_png(_pixels(info), max_px)
+    except Exception as exc:  # noqa: BLE001 - a moved/deleted source file must not break a gallery
+        logger.warning("no thumbnail for image %d (%s): %s", image_id, info.source_path, exc)
+        return placeholder_png("file missing")
+
+
+@st.cache_data(ttl=3600, max_entries=256, show_spinner=False)
+def tile_on_slide(key: str, image_id: int, max_px: int = 360) -> bytes | None:
+    """PNG of the tile's slide thumbnail with the tile outlined in green (None for a non-tile image)."""
+    info = image_infos(key, (image_id,)).get(image_id)
+    if info is None or not info.is_tile or info.slide_path is None:
+        return None
+    from ingest.slides import cached_slide, slide_thumbnail
+
+    thumb = slide_thumbnail(info.slide_path, max_px)
+    width = info.slide_width or cached_slide(info.slide_path).dimensions[0]
+    scale = thumb.width / float(width)
+    x0, y0 = int(info.x or 0) * scale, int(info.y or 0) * scale
+    side = max(3.0, float(info.tile_size or 0) * scale)
+    draw = ImageDraw.Draw(thumb)
+    draw.rectangle([x0, y0, x0 + side, y0 + side], outline=(0, 200, 0), width=3)
+    return to_png(thumb, max_px)
+
+
+def as_array(image: PILImage.Image) -> np.ndarray:
+    return np.asarray(image.convert("RGB"))
+
+
+@st.cache_data(ttl=24 * 3600, max_entries=16, show_spinner="Computing the map (once per encoder version) ...")
+def projection(key: str, version: str, method: str, max_points: int, stored: int) -> Any:
+    """The cluster-map projection (disk-cached by ``retrieval.projection``; ``stored`` invalidates this cache)."""
+    from retrieval.catalog import active_encoder_version
+    from retrieval.projection import load_or_compute
+
+    svc = _services(key)
+    with svc.session() as session:
+        ver = active_encoder_version(session=session, name=version)
+        return load_or_compute(ver, method, home=svc.settings.home, session=session, store=svc.store,  # type: ignore[arg-type]
+                               max_points=max_points)  # fmt: skip
