@@ -141,11 +141,21 @@ def versions(*, session: Session) -> list[VersionInfo]:
     for v in session.scalars(select(EncoderVersion).order_by(EncoderVersion.id.desc())):
         out.append(
             VersionInfo(
-                id=v.id, name=v.name, backbone=v.backbone, representation=v.representation, dim=v.dim,
-                image_size=v.image_size, threshold_cos=v.threshold_cos, is_active=v.is_active, collection=v.collection,
-                checkpoint_path=v.checkpoint_path, checkpoint_sha256=v.checkpoint_sha256,
-                created_at=v.created_at.strftime("%Y-%m-%d %H:%M"), training_config=v.training_config,
-                calibration=v.calibration, stored=int(counts.get(v.id, 0)),
+                id=v.id,
+                name=v.name,
+                backbone=v.backbone,
+                representation=v.representation,
+                dim=v.dim,
+                image_size=v.image_size,
+                threshold_cos=v.threshold_cos,
+                is_active=v.is_active,
+                collection=v.collection,
+                checkpoint_path=v.checkpoint_path,
+                checkpoint_sha256=v.checkpoint_sha256,
+                created_at=v.created_at.strftime("%Y-%m-%d %H:%M"),
+                training_config=v.training_config,
+                calibration=v.calibration,
+                stored=int(counts.get(v.id, 0)),
             )  # fmt: skip
         )
     return out
@@ -165,8 +175,13 @@ def eval_runs(version_id: int, *, session: Session) -> list[dict[str, Any]]:
         .order_by(EvalRun.id.desc())
     ).all()
     return [
-        {"id": r.id, "kind": r.kind, "pair_set": name, "created_at": r.created_at.strftime("%Y-%m-%d %H:%M"),
-         "metrics": r.metrics}  # fmt: skip
+        {
+            "id": r.id,
+            "kind": r.kind,
+            "pair_set": name,
+            "created_at": r.created_at.strftime("%Y-%m-%d %H:%M"),
+            "metrics": r.metrics,
+        }  # fmt: skip
         for r, name in rows
     ]
 
@@ -222,9 +237,19 @@ def jobs(limit: int = 50, *, session: Session) -> list[JobRow]:
     ).all()
     return [
         JobRow(
-            id=j.id, kind=j.kind, status=j.status, dataset=name, sources=list(j.sources or []), total=j.total,
-            done=j.done, failed=j.failed, skipped=j.skipped, created_at=_ts(j.created_at) or "",
-            started_at=_ts(j.started_at), finished_at=_ts(j.finished_at), error=j.error,
+            id=j.id,
+            kind=j.kind,
+            status=j.status,
+            dataset=name,
+            sources=list(j.sources or []),
+            total=j.total,
+            done=j.done,
+            failed=j.failed,
+            skipped=j.skipped,
+            created_at=_ts(j.created_at) or "",
+            started_at=_ts(j.started_at),
+            finished_at=_ts(j.finished_at),
+            error=j.error,
         )  # fmt: skip
         for j, name in rows
     ]

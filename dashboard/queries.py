@@ -16,7 +16,7 @@ from PIL import Image as PILImage
 from PIL import ImageDraw
 
 from dashboard import data
-from dashboard.services import _retrieval, _services
+from dashboard.services import _services, open_retrieval
 from dashboard.ui import placeholder_png, to_png
 
 logger = logging.getLogger(__name__)
@@ -44,8 +44,9 @@ class PairOutcome:
 
     cos: float
     distance: float
-    same: bool | None
-    threshold_cos: float | None
+    same: bool
+    threshold_cos: float
+    threshold_source: str
 
 
 def search_filter(dataset: str | None, label: str | None, slide_id: int | None) -> Any:
@@ -60,34 +61,57 @@ def _neighbours(found: Any) -> list[Result]:
 
 @st.cache_data(ttl=RESULT_TTL_S, max_entries=512, show_spinner="Searching ...")
 def top_k_by_id(
-    key: str, version: str, image_id: int, k: int, dataset: str | None, label: str | None, slide_id: int | None,
+    key: str,
+    version: str,
+    image_id: int,
+    k: int,
+    dataset: str | None,
+    label: str | None,
+    slide_id: int | None,
     exclude_same_slide: bool,
-) -> list[Result]:  # fmt: skip
-    """Top-k of a stored image (its stored vector is the query)."""
-    r = _retrieval(key, version)
-    found = r.top_k(int(image_id), k=k, filter=search_filter(dataset, label, slide_id),
-                    exclude_same_slide=exclude_same_slide)  # fmt: skip
+    exclude_self: bool = False,
+) -> list[Result]:
+    """Top-k of a stored image (its stored vector is the query; the image itself ranks first unless excluded)."""
+    with open_retrieval(key, version) as r:
+        found = r.top_k(
+            int(image_id),
+            k=k,
+            filter=search_filter(dataset, label, slide_id),
+            exclude_same_slide=exclude_same_slide,
+            exclude_self=exclude_self,
+        )
     return _neighbours(found)
 
 
 @st.cache_data(ttl=RESULT_TTL_S, max_entries=128, show_spinner="Embedding the upload and searching ...")
 def top_k_by_upload(
-    key: str, version: str, sha256: str, _image: PILImage.Image, k: int, dataset: str | None, label: str | None,
+    key: str,
+    version: str,
+    sha256: str,
+    _image: PILImage.Image,
+    k: int,
+    dataset: str | None,
+    label: str | None,
     slide_id: int | None,
-) -> list[Result]:  # fmt: skip
+) -> list[Result]:
     """Top-k of an uploaded image (embedded on the fly); cached by the upload's sha256."""
-    r = _retrieval(key, version)
-    return _neighbours(r.top_k(_image, k=k, filter=search_filter(dataset, label, slide_id)))
+    with open_retrieval(key, version, need_encoder=True) as r:
+        return _neighbours(r.top_k(_image, k=k, filter=search_filter(dataset, label, slide_id)))
 
 
 @st.cache_data(ttl=RESULT_TTL_S, max_entries=256, show_spinner="Comparing ...")
 def pair(key: str, version: str, a_key: str, b_key: str, _a: Any, _b: Any) -> PairOutcome:
     """Pair decision of two queries (image ids or PIL images); ``a_key``/``b_key`` identify them for the cache."""
-    r = _retrieval(key, version)
-    res = r.pair(_a, _b)
-    cos = float(res.cos)
-    return PairOutcome(cos=cos, distance=float(getattr(res, "distance", 2 - 2 * cos)), same=res.same,
-                       threshold_cos=res.threshold_cos)  # fmt: skip
+    need_encoder = not (isinstance(_a, int) and isinstance(_b, int))
+    with open_retrieval(key, version, need_encoder=need_encoder) as r:
+        res = r.pair(_a, _b)
+    return PairOutcome(
+        cos=float(res.cos),
+        distance=float(res.d),
+        same=bool(res.same),
+        threshold_cos=float(res.threshold_cos),
+        threshold_source=str(res.threshold_source),
+    )
 
 
 @st.cache_data(ttl=RESULT_TTL_S, max_entries=4096, show_spinner=False)

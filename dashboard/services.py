@@ -68,18 +68,41 @@ def services(settings: Settings | None = None) -> Services:
 
 
 @st.cache_resource(show_spinner="Loading the encoder ...", max_entries=4)
-def _retrieval(key: str, version_name: str | None) -> Any:
+def _encoder(key: str, checkpoint_path: str, checkpoint_sha256: str) -> Any:
+    """The encoder of a checkpoint, loaded once per process (only needed to embed uploaded images)."""
+    from training.encoder import Encoder
+
+    settings = Settings.model_validate_json(key)
+    device = None if settings.device == "auto" else settings.device
+    return Encoder.from_checkpoint(checkpoint_path, device=device)
+
+
+@contextlib.contextmanager
+def open_retrieval(key: str, version_name: str | None = None, need_encoder: bool = False) -> Iterator[Any]:
+    """A :class:`retrieval.api.Retrieval` on a fresh session (sessions are not shared between browser tabs).
+
+    The vector store and the encoder are the process-wide cached ones.
+
+    Args:
+        key: settings key (:func:`settings_key`).
+        version_name: encoder version; None = the active one.
+        need_encoder: load (once) and attach the encoder, for queries that are images rather than stored ids.
+    """
     from retrieval.api import Retrieval
+    from retrieval.catalog import active_encoder_version
 
     svc = _services(key)
-    return Retrieval.from_services(
-        settings=svc.settings, sessions=svc.sessions, store=svc.store, encoder_version=version_name
-    )
-
-
-def retrieval(version_name: str | None = None) -> Any:
-    """The :class:`retrieval.api.Retrieval` (encoder loaded once) for the active or the named encoder version."""
-    return _retrieval(settings_key(current_settings()), version_name)
+    with svc.session() as session:
+        version = active_encoder_version(session=session, name=version_name or svc.settings.active_encoder)
+        encoder = _encoder(key, version.checkpoint_path, version.checkpoint_sha256) if need_encoder else None
+        yield Retrieval(
+            session=session,
+            store=svc.store,
+            version=version,
+            encoder=encoder,
+            device=None if svc.settings.device == "auto" else svc.settings.device,
+            max_image_pixels=svc.settings.max_image_pixels,
+        )
 
 
 def reset_store() -> None:
@@ -96,5 +119,4 @@ def reset_store() -> None:
     except Exception as exc:  # noqa: BLE001 - closing a broken store must not stop the reset
         logger.warning("closing the dashboard services failed (reopening anyway): %s", exc)
     _services.clear()
-    _retrieval.clear()
     st.cache_data.clear()

@@ -27,9 +27,12 @@ def _frame(svc: Services, proj: object) -> pd.DataFrame:
         info = infos.get(image_id)
         rows.append(
             {
-                "x": float(coords[i, 0]), "y": float(coords[i, 1]), "image_id": image_id,
+                "x": float(coords[i, 0]),
+                "y": float(coords[i, 1]),
+                "image_id": image_id,
                 "label": (info.label if info and info.label else "(no label)"),
-                "dataset": info.dataset if info else "?", "slide": info.slide_name if info else "?",
+                "dataset": info.dataset if info else "?",
+                "slide": info.slide_name if info else "?",
                 "name": info.name if info else "?",
             }  # fmt: skip
         )

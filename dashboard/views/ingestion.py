@@ -25,7 +25,7 @@ def _start_form(svc: Services) -> None:
     if not roots:
         st.info(
             "Server-side ingestion is disabled: no allowed roots are configured. Set "
-            '`HISTOQUERY_ALLOWED_ROOTS=\'["/data/slides"]\'` and restart the dashboard, or use '
+            "`HISTOQUERY_ALLOWED_ROOTS='[\"/data/slides\"]'` and restart the dashboard, or use "
             "`histoquery ingest <folder>` on the server."
         )
     else:
@@ -75,9 +75,17 @@ def _jobs(svc: Services, live: bool) -> None:
     table = pd.DataFrame(
         [
             {
-                "job": j.id, "kind": j.kind, "status": j.status, "dataset": j.dataset, "progress": j.progress,
-                "done": j.done, "failed": j.failed, "skipped": j.skipped, "total": j.total,
-                "sources": ", ".join(str(s) for s in j.sources)[:200], "created": j.created_at,
+                "job": j.id,
+                "kind": j.kind,
+                "status": j.status,
+                "dataset": j.dataset,
+                "progress": j.progress,
+                "done": j.done,
+                "failed": j.failed,
+                "skipped": j.skipped,
+                "total": j.total,
+                "sources": ", ".join(str(s) for s in j.sources)[:200],
+                "created": j.created_at,
                 "finished": j.finished_at,
             }  # fmt: skip
             for j in jobs

@@ -35,7 +35,7 @@ def _pick_stored(svc: Services, version: data.VersionInfo) -> int:
     return int(st.session_state[ID_INPUT])
 
 
-def _filters(svc: Services) -> tuple[int, str | None, str | None, int | None, bool]:
+def _filters(svc: Services) -> tuple[int, str | None, str | None, int | None, bool, bool]:
     with svc.session() as session:
         datasets = data.dataset_names(session=session)
         labels = data.label_names(session=session)
@@ -45,9 +45,24 @@ def _filters(svc: Services) -> tuple[int, str | None, str | None, int | None, bo
     label = st.selectbox("Label", [ANY, *labels], key="search_label")
     slide_names = {ANY: None, **{f"{name} (#{sid})": sid for sid, name in slides.items()}}
     slide = st.selectbox("Slide", list(slide_names), key="search_slide")
-    exclude = st.checkbox("Exclude the query's own slide", key="search_exclude_slide",
-                          help="For a tile query: only show tiles of other slides.")  # fmt: skip
-    return (k, None if dataset == ANY else dataset, None if label == ANY else label, slide_names[slide], exclude)
+    exclude = st.checkbox(
+        "Exclude the query's own slide",
+        key="search_exclude_slide",
+        help="For a tile query: only show tiles of other slides.",
+    )
+    hide_self = st.checkbox(
+        "Hide the query image itself",
+        key="search_hide_self",
+        help="A stored query is its own best match (cos 1); hide it from the results.",
+    )
+    return (
+        k,
+        None if dataset == ANY else dataset,
+        None if label == ANY else label,
+        slide_names[slide],
+        exclude,
+        hide_self,
+    )
 
 
 def _show_query(svc: Services, image_id: int | None, upload: Upload | None) -> None:
@@ -82,7 +97,10 @@ def _gallery(svc: Services, results: list[queries.Result], query_id: int | None)
     table = pd.DataFrame(
         [
             {
-                "rank": r.rank, "image_id": r.image_id, "cos": round(r.score, 4), "d = 2-2cos": round(r.distance, 4),
+                "rank": r.rank,
+                "image_id": r.image_id,
+                "cos": round(r.score, 4),
+                "d = 2-2cos": round(r.distance, 4),
                 "label": infos[r.image_id].label if r.image_id in infos else None,
                 "dataset": infos[r.image_id].dataset if r.image_id in infos else None,
                 "slide": infos[r.image_id].slide_name if r.image_id in infos else None,
@@ -116,7 +134,7 @@ def render() -> None:
             if image_id is not None or upload is not None:
                 _show_query(svc, image_id, upload)
         st.divider()
-        k, dataset, label, slide_id, exclude = _filters(svc)
+        k, dataset, label, slide_id, exclude, hide_self = _filters(svc)
     with right:
         if image_id is None and upload is None:
             st.info("Upload an image (PNG, JPEG, TIFF ...) to search with it, or pick a stored image.")
@@ -127,7 +145,9 @@ def render() -> None:
                                                   label, slide_id)  # fmt: skip
             else:
                 assert image_id is not None
-                results = queries.top_k_by_id(svc.key, version.name, image_id, k, dataset, label, slide_id, exclude)
+                results = queries.top_k_by_id(
+                    svc.key, version.name, image_id, k, dataset, label, slide_id, exclude, hide_self
+                )
             if not results:
                 st.warning("No stored image matches these filters: widen them (dataset / label / slide).")
                 return

@@ -1,0 +1,72 @@
+"""AppTest of the Search page on the sample index."""
+
+from __future__ import annotations
+
+from streamlit.testing.v1 import AppTest
+
+from tests.dashboard.test_pages_basic import run_page, texts
+from tests.support.dashboard_index import SampleIndex
+
+
+def results_table(at: AppTest):  # noqa: ANN201 - a pandas DataFrame
+    tables = [d.value for d in at.dataframe if "rank" in d.value.columns]
+    assert len(tables) == 1, "expected one results table"
+    return tables[0]
+
+
+def test_search_first_result_is_the_query_with_cosine_one(index_env: SampleIndex) -> None:
+    query = index_env.image_ids["tfdspng_image_0_label_0.png"]
+    at = AppTest.from_file(str(run_page.__globals__["VIEWS"] / "search.py"), default_timeout=120)
+    at.session_state["search_image_id"] = query
+    at.run()
+    assert not at.exception, at.exception
+    assert not at.error, [e.value for e in at.error]
+    table = results_table(at)
+    assert len(table) == 10
+    assert int(table["image_id"].iloc[0]) == query
+    assert abs(float(table["cos"].iloc[0]) - 1.0) < 1e-3
+    assert list(table["rank"]) == list(range(1, 11))
+    assert (table["cos"].diff().dropna() <= 1e-6).all()  # best first
+    assert "Top 10" in [s.value for s in at.subheader]
+
+
+def test_search_filters_k_and_hide_self(index_env: SampleIndex) -> None:
+    query = index_env.image_ids["tfdspng_image_0_label_0.png"]
+    at = AppTest.from_file(str(run_page.__globals__["VIEWS"] / "search.py"), default_timeout=120)
+    at.session_state["search_image_id"] = query
+    at.run()
+    at.slider(key="search_k").set_value(5)
+    at.selectbox(key="search_label").set_value("02_STROMA")
+    at.checkbox(key="search_hide_self").check()
+    at.run()
+    assert not at.exception and not at.error
+    table = results_table(at)
+    assert len(table) == 5
+    assert set(table["label"]) == {"02_STROMA"}
+    assert query not in set(table["image_id"])
+
+
+def test_result_button_makes_it_the_next_query(index_env: SampleIndex) -> None:
+    query = index_env.image_ids["tfdspng_image_0_label_0.png"]
+    at = AppTest.from_file(str(run_page.__globals__["VIEWS"] / "search.py"), default_timeout=120)
+    at.session_state["search_image_id"] = query
+    at.run()
+    second = int(results_table(at)["image_id"].iloc[1])
+    at.button(key=f"use-{second}").click().run()
+    assert not at.exception
+    assert at.number_input(key="search_image_id").value == second
+    assert int(results_table(at)["image_id"].iloc[0]) == second
+
+
+def test_tile_query_shows_its_slide_and_can_exclude_it(index_env: SampleIndex) -> None:
+    tile = index_env.image_ids["tile:512,512"]
+    at = AppTest.from_file(str(run_page.__globals__["VIEWS"] / "search.py"), default_timeout=120)
+    at.session_state["search_image_id"] = tile
+    at.run()
+    assert not at.exception and not at.error
+    assert "slide **cmu_small_region.svs**" in texts(at)
+    table = results_table(at)
+    assert int(table["image_id"].iloc[0]) == tile
+    at.checkbox(key="search_exclude_slide").check().run()
+    table = results_table(at)
+    assert "cmu_small_region.svs" not in set(table["slide"])
