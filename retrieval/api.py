@@ -1,0 +1,327 @@
+"""The retrieval API: pair decisions ("same category?") and top-k neighbours ("what looks like this?").
+
+Example::
+
+    from retrieval.api import Retrieval
+    from retrieval.settings import get_settings
+
+    with Retrieval.from_settings(get_settings()) as r:
+        print(r.pair(12, "query.png"))            # PairResult(cos=..., d=..., same=..., threshold_cos=...)
+        for n in r.top_k(12, k=5, exclude_same_slide=True):
+            print(n.image_id, n.score, n.label)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session
+
+from retrieval.catalog import active_encoder_version
+from retrieval.errors import EmptyCollectionError, RetrievalError
+from retrieval.models import EncoderVersion, Image
+from retrieval.resolve import QueryInput, Resolved, describe, resolve_queries
+from retrieval.store.base import Hit, SearchFilter, VectorStore
+from retrieval.thresholds import Threshold, ThresholdSource, resolve_threshold
+
+if TYPE_CHECKING:
+    from retrieval.settings import Settings
+    from training.encoder import Encoder
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PairResult:
+    """The answer to "are a and b the same category?".
+
+    Attributes:
+        a, b: the queries, described (``id:12`` or a file path).
+        cos: cosine similarity of the two vectors.
+        d: the study's distance d = 2 - 2·cos.
+        same: the decision, ``cos >= threshold_cos``.
+        threshold_cos, threshold_d: the threshold used, in both conventions.
+        threshold_source: ``user``, ``calibrated`` (stored on the encoder version) or ``study-default`` (d=0.705).
+        error: for batch rows that could not be answered, the reason (then cos/d are NaN and same is False).
+    """
+
+    a: str
+    b: str
+    cos: float
+    d: float
+    same: bool
+    threshold_cos: float
+    threshold_d: float
+    threshold_source: ThresholdSource
+    error: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class Neighbour:
+    """One top-k result with its stored metadata."""
+
+    rank: int
+    image_id: int
+    score: float
+    d: float
+    dataset: str | None
+    label: str | None
+    slide_id: int | None
+    source_path: str | None
+    level: int | None
+    x: int | None
+    y: int | None
+    tile_size: int | None
+    point_id: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def group_by_slide(neighbours: Sequence[Neighbour]) -> dict[int | None, list[Neighbour]]:
+    """Group results by slide (``None``: images that are not slide tiles), keeping rank order within groups."""
+    groups: dict[int | None, list[Neighbour]] = {}
+    for n in neighbours:
+        groups.setdefault(n.slide_id, []).append(n)
+    return groups
+
+
+class Retrieval:
+    """Pair and top-k queries against one encoder version (the active one by default).
+
+    Build it from settings (:meth:`from_settings`, owns its connections: use ``with`` or :meth:`close`) or from
+    an existing session + store + version (+ optional encoder, loaded lazily from the version's checkpoint).
+    """
+
+    def __init__(
+        self,
+        *,
+        session: Session,
+        store: VectorStore,
+        version: EncoderVersion | None = None,
+        encoder: Encoder | None = None,
+        device: str | None = None,
+        max_image_pixels: int | None = None,
+    ) -> None:
+        self.session = session
+        self.store = store
+        self.version = version if version is not None else active_encoder_version(session=session)
+        self._encoder = encoder
+        self._device = device
+        self.max_image_pixels = max_image_pixels
+        self._owned: list[Any] = []
+
+    @classmethod
+    def from_settings(cls, settings: Settings, *, encoder_name: str | None = None) -> Retrieval:
+        """Open the database and vector store named by ``settings`` and select the encoder version."""
+        from retrieval.db import make_engine, require_schema, session_factory
+        from retrieval.store import open_vector_store
+
+        engine: Engine = make_engine(settings.db_url)
+        require_schema(engine)
+        session = session_factory(engine)()
+        store = open_vector_store(settings)
+        try:
+            version = active_encoder_version(session=session, name=encoder_name or settings.active_encoder)
+        except RetrievalError:
+            session.close()
+            store.close()
+            engine.dispose()
+            raise
+        obj = cls(
+            session=session,
+            store=store,
+            version=version,
+            device=None if settings.device == "auto" else settings.device,
+            max_image_pixels=settings.max_image_pixels,
+        )
+        obj._owned = [session, store, engine]
+        return obj
+
+    def close(self) -> None:
+        """Release what :meth:`from_settings` opened."""
+        for thing in self._owned:
+            (thing.dispose if isinstance(thing, Engine) else thing.close)()
+        self._owned = []
+
+    def __enter__(self) -> Retrieval:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- encoder and vectors -------------------------------------------------------------------------------------
+    @property
+    def encoder(self) -> Encoder:
+        """The version's encoder, loaded on first use (only needed for queries that are not stored images)."""
+        if self._encoder is None:
+            from training.encoder import Encoder
+
+            self._encoder = Encoder.from_checkpoint(self.version.checkpoint_path, device=self._device)
+        return self._encoder
+
+    def resolve(self, queries: Sequence[QueryInput]) -> Resolved:
+        """Vectors of ``queries`` (per-query errors collected, not raised)."""
+        return resolve_queries(
+            queries,
+            self.version,
+            session=self.session,
+            store=self.store,
+            encoder=lambda: self.encoder,
+            max_pixels=self.max_image_pixels,
+        )
+
+    def vectors(self, queries: Sequence[QueryInput]) -> np.ndarray:
+        """(N, D) vectors of ``queries``; raises the first error."""
+        res = self.resolve(queries)
+        res.raise_first()
+        return res.vectors
+
+    def threshold(self, threshold: float | None = None, threshold_d: float | None = None) -> Threshold:
+        """The threshold a decision uses: the user's (either convention), else calibrated, else the study's."""
+        return resolve_threshold(threshold, threshold_d, self.version.threshold_cos)
+
+    # -- pairs ---------------------------------------------------------------------------------------------------
+    def pair(
+        self, a: QueryInput, b: QueryInput, threshold: float | None = None, threshold_d: float | None = None
+    ) -> PairResult:
+        """Compare two images (stored ids, files, PIL images or arrays). Raises on a bad query."""
+        result = self.pair_batch([(a, b)], threshold=threshold, threshold_d=threshold_d, strict=True)[0]
+        return result
+
+    def pair_batch(
+        self,
+        pairs: Sequence[tuple[QueryInput, QueryInput]],
+        threshold: float | None = None,
+        threshold_d: float | None = None,
+        strict: bool = False,
+    ) -> list[PairResult]:
+        """Compare many pairs at once (one SQL query, one store read and one model batch for all of them).
+
+        Args:
+            pairs: (a, b) queries.
+            threshold, threshold_d: optional user threshold (cosine or distance; not both).
+            strict: raise the first bad query instead of answering it with ``error`` set.
+        """
+        thr = self.threshold(threshold, threshold_d)
+        flat: list[QueryInput] = [q for pair in pairs for q in pair]
+        res = self.resolve(flat)
+        if strict:
+            res.raise_first()
+        va, vb = res.vectors[0::2], res.vectors[1::2]
+        cos = np.clip(np.einsum("ij,ij->i", va, vb), -1.0, 1.0)
+        out: list[PairResult] = []
+        for i, (a, b) in enumerate(pairs):
+            err = res.errors.get(2 * i) or res.errors.get(2 * i + 1)
+            c = float(cos[i]) if err is None else float("nan")
+            out.append(
+                PairResult(
+                    a=describe(a),
+                    b=describe(b),
+                    cos=c,
+                    d=2.0 - 2.0 * c,
+                    same=bool(err is None and c >= thr.cos),
+                    threshold_cos=thr.cos,
+                    threshold_d=thr.d,
+                    threshold_source=thr.source,
+                    error=None if err is None else str(err),
+                )
+            )
+        return out
+
+    # -- top-k ---------------------------------------------------------------------------------------------------
+    def top_k(
+        self,
+        query: QueryInput,
+        k: int = 10,
+        filter: SearchFilter | None = None,
+        exclude_same_slide: bool = False,
+        exclude_self: bool = True,
+    ) -> list[Neighbour]:
+        """The ``k`` most similar stored images to ``query``, best first.
+
+        Args:
+            query: stored image id, image file, PIL image or array.
+            k: number of results (1..1000).
+            filter: restrict by dataset / label / slide.
+            exclude_same_slide: never return tiles of the query's own slide (stored tile queries).
+            exclude_self: never return the query image itself (stored queries).
+
+        Raises:
+            EmptyCollectionError: nothing is stored under the encoder version.
+        """
+        return self.top_k_batch([query], k, filter, exclude_same_slide, exclude_self, strict=True)[0]
+
+    def top_k_batch(
+        self,
+        queries: Sequence[QueryInput],
+        k: int = 10,
+        filter: SearchFilter | None = None,
+        exclude_same_slide: bool = False,
+        exclude_self: bool = True,
+        strict: bool = True,
+    ) -> list[list[Neighbour]]:
+        """:meth:`top_k` for many queries in one planned batch (bad queries get ``[]`` unless ``strict``)."""
+        if not 1 <= int(k) <= 1000:
+            raise RetrievalError(f"k={k} is out of range: ask for 1 to 1000 neighbours")
+        res = self.resolve(queries)
+        if strict:
+            res.raise_first()
+        base = filter or SearchFilter()
+        good = [i for i in range(len(queries)) if i not in res.errors]
+        filters: list[SearchFilter | None] = []
+        for i in good:
+            flt = base
+            if exclude_self and res.image_ids[i] is not None:
+                flt = dataclasses.replace(flt, exclude_image_ids=(*flt.exclude_image_ids, int(res.image_ids[i] or 0)))
+            slide = res.slide_ids[i]
+            if exclude_same_slide and slide is not None:
+                flt = dataclasses.replace(flt, exclude_slide_ids=(*flt.exclude_slide_ids, int(slide)))
+            filters.append(flt)
+        hits = self.store.search_batch(self.version.collection, res.vectors[good], int(k), filters) if good else []
+        if good and not any(hits) and self.store.count(self.version.collection) == 0:
+            raise EmptyCollectionError(
+                f"collection {self.version.collection!r} of encoder version {self.version.name!r} is empty: "
+                "ingest images first (`histoquery ingest PATH --dataset NAME`)"
+            )
+        rows = self._image_rows({int(h.payload["image_id"]) for hs in hits for h in hs if "image_id" in h.payload})
+        out: list[list[Neighbour]] = [[] for _ in queries]
+        for i, hs in zip(good, hits, strict=True):
+            out[i] = [self._neighbour(rank, h, rows) for rank, h in enumerate(hs, start=1)]
+        return out
+
+    def _image_rows(self, ids: set[int]) -> dict[int, Image]:
+        if not ids:
+            return {}
+        images = self.session.scalars(select(Image).where(Image.id.in_(sorted(ids)))).all()
+        return {img.id: img for img in images}
+
+    @staticmethod
+    def _neighbour(rank: int, hit: Hit, rows: dict[int, Image]) -> Neighbour:
+        p = hit.payload
+        image_id = int(p.get("image_id", -1))
+        row = rows.get(image_id)
+        return Neighbour(
+            rank=rank,
+            image_id=image_id,
+            score=hit.score,
+            d=2.0 - 2.0 * hit.score,
+            dataset=p.get("dataset"),
+            label=p.get("label"),
+            slide_id=p.get("slide_id"),
+            source_path=row.source_path if row else None,
+            level=row.level if row else None,
+            x=row.x if row else None,
+            y=row.y if row else None,
+            tile_size=row.tile_size if row else None,
+            point_id=hit.id,
+        )

@@ -1,0 +1,299 @@
+"""Calibration and evaluation of an encoder version on labeled pairs.
+
+*Calibrate* chooses the decision threshold on one pair set and stores it (with the metrics it was chosen on) on the
+encoder version. *Evaluate* reports on another pair set at the stored threshold and never re-tunes it. Both record
+an :class:`retrieval.models.EvalRun`.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from sqlalchemy import select
+
+from retrieval import metrics as M
+from retrieval.api import Retrieval
+from retrieval.errors import EvaluationError
+from retrieval.models import Dataset, EvalRun, Image, LabeledPair, PairSet, utcnow
+from retrieval.pairgen import generate_pairs
+from retrieval.pairs_io import PairsFile
+from retrieval.resolve import QueryInput
+from retrieval.store.base import SearchFilter
+from retrieval.thresholds import cos_to_d
+
+log = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp"}
+Method = Literal["accuracy", "youden"]
+
+
+@dataclass
+class ScoredPairs:
+    """Cosine scores of labeled pairs, ready for metrics.
+
+    Attributes:
+        scores: (N,) cosine similarities.
+        labels: (N,) 1 = same category.
+        source: where the pairs came from (CSV path, ``dataset:NAME``, ``folder:PATH``).
+        image_ids: (a, b) stored image ids per pair when both are stored (for saving the pair set), else None.
+        skipped: messages for pairs that could not be scored (bad rows, unknown images).
+        topk: label metrics of top-k retrieval (precision@k, majority-vote@5) when computed.
+    """
+
+    scores: np.ndarray
+    labels: np.ndarray
+    source: str
+    image_ids: list[tuple[int, int]] | None = None
+    skipped: list[str] = field(default_factory=list)
+    topk: dict[str, float] = field(default_factory=dict)
+
+
+def score_pairs_file(retrieval: Retrieval, pairs: PairsFile) -> ScoredPairs:
+    """Score the labeled rows of a pairs CSV (rows without a label or with unknown images are skipped, listed)."""
+    skipped = [f"line {e.line}: {e.message}" for e in pairs.errors]
+    rows = [r for r in pairs.rows if r.same is not None]
+    skipped += [f"line {r.line}: no 'same' label" for r in pairs.rows if r.same is None]
+    results = retrieval.pair_batch([(r.a, r.b) for r in rows])
+    scores, labels, ids = [], [], []
+    all_ids = True
+    for row, res in zip(rows, results, strict=True):
+        if res.error is not None:
+            skipped.append(f"line {row.line}: {res.error}")
+            continue
+        scores.append(res.cos)
+        labels.append(int(bool(row.same)))
+        if isinstance(row.a, int) and isinstance(row.b, int):
+            ids.append((row.a, row.b))
+        else:
+            all_ids = False
+    if not scores:
+        raise EvaluationError(f"no usable labeled pairs in {pairs.path}: " + "; ".join(skipped[:5]))
+    return ScoredPairs(np.array(scores), np.array(labels), str(pairs.path), ids if all_ids else None, skipped)
+
+
+def score_dataset(
+    retrieval: Retrieval,
+    dataset: str,
+    *,
+    n_pairs: int = 2000,
+    seed: int = 0,
+    never_same_group: bool = False,
+    topk_queries: int = 500,
+) -> ScoredPairs:
+    """Generate balanced pairs from a stored dataset's labels and score them (plus top-k label metrics).
+
+    Groups are slides (tiles of one slide) or ``extra['group']`` / ``extra['patient']`` when the ingest stored one.
+    """
+    session = retrieval.session
+    ds = session.scalar(select(Dataset).where(Dataset.name == dataset))
+    if ds is None:
+        raise EvaluationError(f"no dataset named {dataset!r}: ingest it with `histoquery ingest PATH --dataset NAME`")
+    images = session.scalars(
+        select(Image).where(Image.dataset_id == ds.id, Image.label.is_not(None), Image.status == "done")
+    ).all()
+    if len(images) < 4:
+        raise EvaluationError(f"dataset {dataset!r} has {len(images)} labeled, embedded images: need at least 4")
+    labels = [img.label for img in images]
+    groups = [_group(img) for img in images]
+    pairs = generate_pairs(labels, n_pairs, groups=groups, never_same_group=never_same_group, seed=seed)
+    queries: list[tuple[QueryInput, QueryInput]] = [(images[p.a].id, images[p.b].id) for p in pairs]
+    results = retrieval.pair_batch(queries)
+    keep = [i for i, r in enumerate(results) if r.error is None]
+    skipped = [f"pair {queries[i]}: {results[i].error}" for i in range(len(results)) if results[i].error]
+    scored = ScoredPairs(
+        np.array([results[i].cos for i in keep]),
+        np.array([int(pairs[i].same) for i in keep]),
+        f"dataset:{dataset}",
+        [(int(queries[i][0]), int(queries[i][1])) for i in keep],  # type: ignore[arg-type]
+        skipped,
+    )
+    rng = np.random.default_rng(seed)
+    chosen = rng.choice(len(images), size=min(topk_queries, len(images)), replace=False)
+    q_images = [images[int(i)] for i in chosen]
+    neighbours = retrieval.top_k_batch(
+        [img.id for img in q_images],
+        k=10,
+        filter=SearchFilter(dataset=dataset),
+        exclude_same_slide=never_same_group,
+        strict=False,
+    )
+    nl = [[n.label for n in ns] for ns in neighbours]
+    scored.topk = topk_metrics(nl, [img.label for img in q_images])
+    return scored
+
+
+def score_folder(
+    retrieval: Retrieval, folder: Path, *, n_pairs: int = 2000, seed: int = 0, max_images: int = 5000
+) -> ScoredPairs:
+    """Embed a labeled folder (``FOLDER/<label>/<image>``) on the fly and score generated balanced pairs."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise EvaluationError(f"labeled folder {folder} does not exist: expected FOLDER/<label>/<image files>")
+    files = sorted(p for p in folder.glob("*/*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)[:max_images]
+    if len(files) < 4:
+        raise EvaluationError(f"labeled folder {folder} has {len(files)} images in label subfolders: need at least 4")
+    res = retrieval.resolve(list(files))
+    keep = [i for i in range(len(files)) if i not in res.errors]
+    skipped = [f"{files[i]}: {res.errors[i]}" for i in sorted(res.errors)]
+    vectors = res.vectors[keep]
+    labels = [files[i].parent.name for i in keep]
+    pairs = generate_pairs(labels, n_pairs, seed=seed)
+    scores = np.einsum("ij,ij->i", vectors[[p.a for p in pairs]], vectors[[p.b for p in pairs]])
+    scored = ScoredPairs(
+        np.clip(scores, -1, 1), np.array([int(p.same) for p in pairs]), f"folder:{folder}", None, skipped
+    )
+    scored.topk = topk_metrics(*_brute_force_neighbour_labels(vectors, labels, k=10))
+    return scored
+
+
+def topk_metrics(neighbour_labels: Sequence[Sequence[Any]], query_labels: Sequence[Any]) -> dict[str, float]:
+    """precision@1/5/10 and majority-vote@5 accuracy."""
+    return {
+        "precision_at_1": M.precision_at_k(neighbour_labels, query_labels, 1),
+        "precision_at_5": M.precision_at_k(neighbour_labels, query_labels, 5),
+        "precision_at_10": M.precision_at_k(neighbour_labels, query_labels, 10),
+        "majority_vote_at_5": M.majority_vote_accuracy(neighbour_labels, query_labels, 5),
+        "n_queries": float(len(query_labels)),
+    }
+
+
+def _brute_force_neighbour_labels(vectors: np.ndarray, labels: list[str], k: int) -> tuple[list[list[str]], list[str]]:
+    sims = vectors @ vectors.T
+    np.fill_diagonal(sims, -np.inf)
+    kk = min(k, len(labels) - 1)
+    idx = np.argsort(-sims, axis=1)[:, :kk]
+    return [[labels[j] for j in row] for row in idx], labels
+
+
+def pair_metrics(scored: ScoredPairs, threshold_cos: float, *, n_boot: int = 1000, seed: int = 0) -> dict[str, Any]:
+    """All pair metrics at ``threshold_cos`` plus the thresholds the data would choose (reported, not applied)."""
+    s, y = scored.scores, scored.labels
+    tpr, fpr = M.rates_at(s, y, threshold_cos)
+    both = bool(y.any() and not y.all())
+    out: dict[str, Any] = {
+        "n_pairs": int(len(s)),
+        "n_same": int(y.sum()),
+        "n_skipped": len(scored.skipped),
+        "threshold_cos": threshold_cos,
+        "threshold_d": float(cos_to_d(threshold_cos)),
+        "accuracy": M.accuracy_at(s, y, threshold_cos),
+        "accuracy_ci95": list(M.bootstrap_accuracy_ci(s, y, threshold_cos, n_boot=n_boot, seed=seed)),
+        "tpr": tpr,
+        "fpr": fpr,
+        "best_accuracy_threshold_cos": M.best_accuracy_threshold(s, y),
+        "sweep": [r.as_dict() for r in M.sweep(s, y)],
+    }
+    out["best_accuracy"] = M.accuracy_at(s, y, out["best_accuracy_threshold_cos"])
+    if both:
+        eer, eer_t = M.equal_error_rate(s, y)
+        out.update(
+            roc_auc=M.roc_auc(s, y), eer=eer, eer_threshold_cos=eer_t, youden_threshold_cos=M.youden_threshold(s, y)
+        )
+    if scored.topk:
+        out["topk"] = dict(scored.topk)
+    return out
+
+
+def calibrate(
+    retrieval: Retrieval, scored: ScoredPairs, *, method: Method = "accuracy", pair_set_name: str | None = None
+) -> dict[str, Any]:
+    """Choose the threshold on ``scored`` (best accuracy or Youden) and store it on the encoder version."""
+    if len(scored.scores) < 2 or scored.labels.all() or not scored.labels.any():
+        raise EvaluationError("calibration needs both 'same' and 'different' pairs (at least one of each)")
+    if method == "accuracy":
+        thr = M.best_accuracy_threshold(scored.scores, scored.labels)
+    elif method == "youden":
+        thr = M.youden_threshold(scored.scores, scored.labels)
+    else:
+        raise EvaluationError(f"unknown calibration method {method!r}: use 'accuracy' or 'youden'")
+    thr = float(np.clip(thr, -1.0, 1.0))
+    report = pair_metrics(scored, thr)
+    report.update(kind="calibrate", method=method, source=scored.source, encoder_version=retrieval.version.name)
+    version = retrieval.version
+    version.threshold_cos = thr
+    version.calibration = {
+        "method": method,
+        "source": scored.source,
+        "n_pairs": report["n_pairs"],
+        "accuracy": report["accuracy"],
+        "accuracy_ci95": report["accuracy_ci95"],
+        "roc_auc": report.get("roc_auc"),
+        "eer": report.get("eer"),
+        "calibrated_at": utcnow().isoformat(),
+    }
+    _record(retrieval, scored, report, "calibrate", pair_set_name)
+    log.info("calibrated %s: threshold cos=%.4f (d=%.4f)", version.name, thr, cos_to_d(thr))
+    return report
+
+
+def evaluate(
+    retrieval: Retrieval,
+    scored: ScoredPairs,
+    *,
+    threshold: float | None = None,
+    threshold_d: float | None = None,
+    pair_set_name: str | None = None,
+) -> dict[str, Any]:
+    """Report metrics at the stored (or a user-given) threshold. Never changes the stored threshold."""
+    thr = retrieval.threshold(threshold, threshold_d)
+    report = pair_metrics(scored, thr.cos)
+    report.update(
+        kind="evaluate", threshold_source=thr.source, source=scored.source, encoder_version=retrieval.version.name
+    )
+    if thr.source == "study-default":
+        report["warning"] = "no calibrated threshold: used the study's d=0.705; run with --calibrate on other pairs"
+    _record(retrieval, scored, report, "evaluate", pair_set_name)
+    return report
+
+
+def _record(
+    retrieval: Retrieval, scored: ScoredPairs, report: dict[str, Any], kind: str, pair_set_name: str | None
+) -> None:
+    session = retrieval.session
+    pair_set_id = None
+    if scored.image_ids:
+        name = pair_set_name or f"{kind}-{scored.source[:150]}-{uuid.uuid4().hex[:8]}"
+        pair_set = session.scalar(select(PairSet).where(PairSet.name == name))
+        if pair_set is None:
+            pair_set = PairSet(name=name, source=scored.source)
+            session.add(pair_set)
+            session.flush()
+            session.add_all(
+                LabeledPair(pair_set_id=pair_set.id, image_a_id=a, image_b_id=b, same=bool(lab))
+                for (a, b), lab in zip(scored.image_ids, scored.labels, strict=True)
+            )
+        pair_set_id = pair_set.id
+        report["pair_set"] = name
+    run = EvalRun(encoder_version_id=retrieval.version.id, pair_set_id=pair_set_id, kind=kind, metrics=_json(report))
+    session.add(run)
+    session.commit()
+    report["eval_run_id"] = run.id
+
+
+def _group(img: Image) -> Any:
+    if img.slide_id is not None:
+        return ("slide", img.slide_id)
+    extra = img.extra or {}
+    for key in ("group", "patient", "case"):
+        if extra.get(key) is not None:
+            return (key, str(extra[key]))
+    return None
+
+
+def _json(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json(v) for v in value]
+    if isinstance(value, float | np.floating):
+        f = float(value)
+        return f if np.isfinite(f) else None
+    if isinstance(value, np.integer):
+        return int(value)
+    return value

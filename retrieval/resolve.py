@@ -1,0 +1,223 @@
+"""Turn queries (stored image ids, image files, PIL images, arrays) into vectors of one encoder version.
+
+Stored ids and files already stored under the version are read from the vector store (no model run); everything
+else is embedded on the fly with the version's encoder, all in batches.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeAlias
+
+import numpy as np
+from PIL import Image as PILImage
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from retrieval.errors import NotEmbeddedError, QueryImageError, RetrievalError, UnknownImageError, VectorStoreError
+from retrieval.models import Embedding, EncoderVersion, Image
+from retrieval.store.base import VectorStore
+
+if TYPE_CHECKING:
+    from training.encoder import Encoder
+
+QueryInput: TypeAlias = int | str | Path | PILImage.Image | np.ndarray
+
+
+@dataclass
+class Resolved:
+    """Vectors for a list of queries; rows that failed are NaN and have an entry in ``errors``.
+
+    Attributes:
+        vectors: (N, D) float32, L2-normalised (NaN rows for failures).
+        image_ids: stored image id per query (None for files / arrays not stored under the version).
+        slide_ids: slide of the stored image (None otherwise).
+        errors: query index -> the error that query raised.
+    """
+
+    vectors: np.ndarray
+    image_ids: list[int | None]
+    slide_ids: list[int | None]
+    errors: dict[int, RetrievalError]
+
+    def raise_first(self) -> None:
+        """Raise the first error, if any."""
+        if self.errors:
+            raise self.errors[min(self.errors)]
+
+
+def parse_query(text: str, base_dir: Path | None = None) -> int | Path:
+    """A query as typed on the command line / in a CSV: digits are an image id, anything else a file path."""
+    text = text.strip()
+    if not text:
+        raise QueryImageError("empty query: give an image id (digits) or an image file path")
+    if text.isdigit():
+        return int(text)
+    path = Path(text).expanduser()
+    if base_dir is not None and not path.is_absolute():
+        path = base_dir / path
+    return path
+
+
+def describe(query: QueryInput) -> str:
+    """A short human name for a query (for tables and error messages)."""
+    if isinstance(query, int | np.integer):
+        return f"id:{int(query)}"
+    if isinstance(query, str | Path):
+        return str(query)
+    if isinstance(query, PILImage.Image):
+        return f"<image {query.size[0]}x{query.size[1]}>"
+    return f"<array {tuple(np.asarray(query).shape)}>"
+
+
+def load_query_image(path: Path, max_pixels: int | None = None) -> PILImage.Image:
+    """Open an image file as RGB (raises :class:`QueryImageError` naming the file and the reason)."""
+    if not path.is_file():
+        raise QueryImageError(f"query image {path} does not exist (or is not a file)")
+    previous = PILImage.MAX_IMAGE_PIXELS
+    try:
+        if max_pixels is not None:
+            PILImage.MAX_IMAGE_PIXELS = max_pixels
+        with PILImage.open(path) as img:
+            img.load()
+            return img.convert("RGB")
+    except (OSError, ValueError, PILImage.DecompressionBombError) as exc:
+        raise QueryImageError(f"cannot read query image {path}: {exc}") from exc
+    finally:
+        PILImage.MAX_IMAGE_PIXELS = previous
+
+
+def stored_vectors(
+    image_ids: Sequence[int], version: EncoderVersion, *, session: Session, store: VectorStore
+) -> tuple[dict[int, np.ndarray], dict[int, int | None], dict[int, RetrievalError]]:
+    """Vectors of stored images under ``version``: (vectors by id, slide by id, errors by id)."""
+    unique = sorted({int(i) for i in image_ids})
+    if not unique:
+        return {}, {}, {}
+    found: dict[int, tuple[str | None, int | None]] = {}
+    for start in range(0, len(unique), 5000):
+        chunk = unique[start : start + 5000]
+        stmt = (
+            select(Image.id, Embedding.point_id, Image.slide_id)
+            .outerjoin(Embedding, (Embedding.image_id == Image.id) & (Embedding.encoder_version_id == version.id))
+            .where(Image.id.in_(chunk))
+        )
+        for image_id, pid, slide_id in session.execute(stmt).tuples():
+            found[int(image_id)] = (pid, slide_id)
+    errors: dict[int, RetrievalError] = {}
+    for i in unique:
+        if i not in found:
+            errors[i] = UnknownImageError(f"unknown image id {i}: no such image in the database")
+        elif found[i][0] is None:
+            errors[i] = NotEmbeddedError(
+                f"image id {i} has no vector for encoder version {version.name!r}: ingest or re-embed it "
+                "(`histoquery reembed`)"
+            )
+    wanted = {i: pid for i, (pid, _) in found.items() if pid is not None}
+    got = store.retrieve_existing(version.collection, list(wanted.values())) if wanted else {}
+    vectors: dict[int, np.ndarray] = {}
+    for i, pid in wanted.items():
+        if pid in got:
+            vectors[i] = got[pid]
+        else:
+            errors[i] = VectorStoreError(
+                f"image id {i} is recorded as embedded but its point is missing from collection "
+                f"{version.collection!r}: run `histoquery doctor --repair`"
+            )
+    return vectors, {i: s for i, (_, s) in found.items()}, errors
+
+
+def resolve_queries(
+    queries: Sequence[QueryInput],
+    version: EncoderVersion,
+    *,
+    session: Session,
+    store: VectorStore,
+    encoder: Callable[[], Encoder],
+    max_pixels: int | None = None,
+    batch_size: int = 64,
+) -> Resolved:
+    """Vectors for ``queries`` in order, collecting per-query errors instead of stopping at the first."""
+    n = len(queries)
+    out = np.full((n, version.dim), np.nan, dtype=np.float32)
+    image_ids: list[int | None] = [None] * n
+    slide_ids: list[int | None] = [None] * n
+    errors: dict[int, RetrievalError] = {}
+
+    # Files that are stored images under this version are read from the store, not embedded again.
+    paths = {i: Path(q).expanduser().resolve() for i, q in enumerate(queries) if isinstance(q, str | Path)}
+    by_path: dict[str, int] = {}
+    if paths:
+        wanted = sorted({str(p) for p in paths.values()})
+        for start in range(0, len(wanted), 2000):
+            stmt = (
+                select(Image.source_path, Image.id)
+                .join(Embedding, (Embedding.image_id == Image.id) & (Embedding.encoder_version_id == version.id))
+                .where(Image.source_path.in_(wanted[start : start + 2000]), Image.slide_id.is_(None))
+            )
+            by_path.update({str(sp): int(iid) for sp, iid in session.execute(stmt).tuples()})
+    id_of: dict[int, int] = {}
+    for i, q in enumerate(queries):
+        if isinstance(q, int | np.integer) and not isinstance(q, bool):
+            id_of[i] = int(q)
+        elif i in paths and str(paths[i]) in by_path:
+            id_of[i] = by_path[str(paths[i])]
+    vecs, slides, id_errors = stored_vectors(list(id_of.values()), version, session=session, store=store)
+    for i, image_id in id_of.items():
+        if image_id in vecs:
+            out[i] = vecs[image_id]
+            image_ids[i] = image_id
+            slide_ids[i] = slides.get(image_id)
+        else:
+            errors[i] = id_errors[image_id]
+
+    # Everything else is pixels (or a ready vector) to embed.
+    to_embed: list[tuple[int, PILImage.Image]] = []
+    for i, q in enumerate(queries):
+        if i in id_of:
+            continue
+        try:
+            item = _as_pixels_or_vector(q, i, paths.get(i), version.dim, max_pixels)
+        except RetrievalError as exc:
+            errors[i] = exc
+            continue
+        if isinstance(item, np.ndarray):
+            out[i] = item
+        else:
+            to_embed.append((i, item))
+    if to_embed:
+        model = encoder()
+        for start in range(0, len(to_embed), batch_size):
+            chunk = to_embed[start : start + batch_size]
+            vectors = model.embed([img for _, img in chunk], batch_size=batch_size)
+            for (i, _), vec in zip(chunk, vectors, strict=True):
+                out[i] = vec
+    return Resolved(out, image_ids, slide_ids, errors)
+
+
+def _as_pixels_or_vector(
+    q: Any, index: int, path: Path | None, dim: int, max_pixels: int | None
+) -> PILImage.Image | np.ndarray:
+    if path is not None:
+        return load_query_image(path, max_pixels)
+    if isinstance(q, PILImage.Image):
+        return q.convert("RGB")
+    if isinstance(q, np.ndarray):
+        arr = np.asarray(q)
+        if arr.ndim == 1:
+            if arr.shape[0] != dim or not np.isfinite(arr).all():
+                raise QueryImageError(f"query {index}: a 1-D array must be a finite {dim}-d vector, got {arr.shape}")
+            norm = float(np.linalg.norm(arr))
+            if norm == 0.0:
+                raise QueryImageError(f"query {index}: the zero vector has no direction")
+            return (arr / norm).astype(np.float32)
+        if arr.ndim == 3 and arr.shape[2] in (3, 4) and arr.dtype == np.uint8:
+            return PILImage.fromarray(np.ascontiguousarray(arr[:, :, :3]))
+        if arr.ndim == 2 and arr.dtype == np.uint8:
+            return PILImage.fromarray(arr).convert("RGB")
+        raise QueryImageError(
+            f"query {index}: arrays must be HxWx3 uint8 images or {dim}-d vectors, got {arr.dtype} {arr.shape}"
+        )
+    raise QueryImageError(f"query {index}: unsupported query type {type(q).__name__} (use an id, path, image, array)")

@@ -1,0 +1,64 @@
+"""Migrations create an empty database and upgrade one at the previous revision (SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import inspect, select, text
+
+from retrieval.db import current_revision, head_revision, make_engine, migrate, session_factory
+from retrieval.models import Base, Dataset, Image
+
+
+def _schema_diff(url: str) -> list[object]:
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            return list(compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), Base.metadata))
+    finally:
+        engine.dispose()
+
+
+def test_upgrade_empty_database_matches_models(db_url: str) -> None:
+    assert current_revision(db_url) is None
+    migrate(db_url)
+    assert current_revision(db_url) == head_revision() == "0002"
+    assert _schema_diff(db_url) == []
+    migrate(db_url)  # idempotent on an up-to-date database
+    assert current_revision(db_url) == "0002"
+
+
+def test_upgrade_from_previous_revision_keeps_data(db_url: str) -> None:
+    migrate(db_url, revision="0001")
+    engine = make_engine(db_url)
+    assert "ix_images_status" not in {ix["name"] for ix in inspect(engine).get_indexes("images")}
+    with session_factory(engine)() as session:
+        ds = Dataset(name="old")
+        session.add(ds)
+        session.flush()
+        session.add(Image(dataset_id=ds.id, content_hash="h1", source_path="/a.png", label="TUMOR"))
+        session.commit()
+    engine.dispose()
+
+    migrate(db_url)
+
+    engine = make_engine(db_url)
+    assert "ix_images_status" in {ix["name"] for ix in inspect(engine).get_indexes("images")}
+    with session_factory(engine)() as session:
+        img = session.scalars(select(Image)).one()
+        assert (img.content_hash, img.label, img.status) == ("h1", "TUMOR", "pending")
+        assert session.execute(text("SELECT count(*) FROM datasets")).scalar_one() == 1
+    engine.dispose()
+    assert _schema_diff(db_url) == []
+
+
+def test_migrate_works_outside_the_source_tree(tmp_path: Path) -> None:
+    """The Alembic config ships inside the package: migrate() must not depend on the working directory."""
+    url = f"sqlite:///{tmp_path / 'x.db'}"
+    code = f"from retrieval.db import migrate, current_revision; migrate({url!r}); print(current_revision({url!r}))"
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "0002"

@@ -1,0 +1,125 @@
+"""Vector store backends: the embedded Qdrant Edge store on a temp dir, and the server backend (qdrant-client's
+local mode standing in for a server), including their congruence on the same data and queries."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from qdrant_client import QdrantClient
+
+from retrieval.errors import VectorStoreError
+from retrieval.ids import point_id
+from retrieval.store.base import SearchFilter
+from retrieval.store.edge import EdgeVectorStore
+from retrieval.store.server import ServerVectorStore
+from tests.support.retrieval_factory import clustered_vectors
+
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")  # local mode warns that payload indexes are no-ops
+
+N, DIM = 400, 32
+LABELS = [("TUMOR", "STROMA", "LYMPHO", "DEBRIS")[i % 4] for i in range(N)]
+
+
+def _data() -> tuple[list[str], np.ndarray, list[dict[str, object]]]:
+    vecs = clustered_vectors(LABELS, DIM, seed=1)
+    ids = [point_id(f"h{i}", "v1") for i in range(N)]
+    payloads: list[dict[str, object]] = [
+        {"image_id": i, "dataset": "a" if i < 300 else "b", "dataset_id": 1 if i < 300 else 2,
+         "label": LABELS[i], "slide_id": i % 10, "content_hash": f"h{i}"}
+        for i in range(N)
+    ]
+    return ids, vecs, payloads
+
+
+@pytest.fixture(params=["edge", "server"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> EdgeVectorStore | ServerVectorStore:
+    s: EdgeVectorStore | ServerVectorStore
+    s = EdgeVectorStore(tmp_path / "q") if request.param == "edge" else ServerVectorStore(QdrantClient(":memory:"))
+    ids, vecs, payloads = _data()
+    s.ensure_collection("c", DIM)
+    s.upsert("c", ids, vecs, payloads)
+    s.optimize("c")
+    yield s
+    s.close()
+
+
+def test_upsert_is_idempotent(store: EdgeVectorStore | ServerVectorStore) -> None:
+    ids, vecs, payloads = _data()
+    store.upsert("c", ids[:50], vecs[:50], payloads[:50])
+    store.ensure_collection("c", DIM)
+    assert store.count("c") == N
+    assert sorted(store.list_ids("c")) == sorted(ids)
+    np.testing.assert_allclose(store.retrieve("c", ids[:3]), vecs[:3], atol=1e-6)
+
+
+def test_filters_and_exclusions(store: EdgeVectorStore | ServerVectorStore) -> None:
+    _, vecs, _ = _data()
+    hits = store.search("c", vecs[0], 20, SearchFilter(label="STROMA", dataset="a"))
+    assert len(hits) == 20 and all(h.payload["label"] == "STROMA" and h.payload["dataset"] == "a" for h in hits)
+    hits = store.search("c", vecs[0], 50, SearchFilter(exclude_slide_ids=(0, 1), exclude_image_ids=(2,)))
+    assert all(h.payload["slide_id"] not in (0, 1) and h.payload["image_id"] != 2 for h in hits)
+    hits = store.search("c", vecs[0], 100, SearchFilter(slide_id=3))
+    assert {h.payload["slide_id"] for h in hits} == {3} and len(hits) == N // 10
+    scores = [h.score for h in hits]
+    assert scores == sorted(scores, reverse=True)
+
+
+def test_aliases_delete_and_errors(store: EdgeVectorStore | ServerVectorStore) -> None:
+    ids, vecs, _ = _data()
+    store.set_alias("active", "c")
+    assert store.resolve("active") == "c" and store.has_collection("active")
+    assert store.search("active", vecs[5], 1)[0].payload["image_id"] == 5
+    store.delete("c", ids[:10])
+    assert store.count("c") == N - 10
+    assert set(store.retrieve_existing("c", ids[:12])) == set(ids[10:12])
+    with pytest.raises(VectorStoreError, match="missing"):
+        store.retrieve("c", ids[:12])
+    with pytest.raises(VectorStoreError, match="dimension|-d"):
+        store.ensure_collection("c", DIM + 1)
+    with pytest.raises(VectorStoreError):
+        store.resolve("nope")
+    with pytest.raises(ValueError, match="dimension"):
+        store.upsert("c", ids[:1], np.zeros((1, DIM + 1), np.float32), [{}])
+
+
+def test_edge_store_persists_across_reopen(tmp_path: Path) -> None:
+    ids, vecs, payloads = _data()
+    with EdgeVectorStore(tmp_path / "q") as s:
+        s.ensure_collection("c", DIM)
+        s.upsert("c", ids, vecs, payloads)
+        s.set_alias("active", "c")
+    with EdgeVectorStore(tmp_path / "q") as s:
+        assert s.count("active") == N
+        assert s.search("active", vecs[7], 1)[0].payload["image_id"] == 7
+        s.drop_collection("c")
+        assert not s.has_collection("c") and not s.has_collection("active")
+
+
+def test_edge_and_server_backends_agree(tmp_path: Path) -> None:
+    """Same data, same queries (plain, filtered, batch): same ids and scores to float tolerance."""
+    ids, vecs, payloads = _data()
+    edge = EdgeVectorStore(tmp_path / "q")
+    server = ServerVectorStore(QdrantClient(":memory:"))
+    for s in (edge, server):
+        s.ensure_collection("c", DIM)
+        s.upsert("c", ids, vecs, payloads)
+        s.optimize("c")
+    rng = np.random.default_rng(5)
+    queries = rng.normal(size=(12, DIM)).astype(np.float32)
+    filters = [None, SearchFilter(label="TUMOR"), SearchFilter(dataset="b", exclude_slide_ids=(1,))] * 4
+    for q, f in zip(queries, filters, strict=True):
+        a = edge.search("c", q, 10, f, exact=True)
+        b = server.search("c", q, 10, f)
+        assert [h.id for h in a] == [h.id for h in b]
+        np.testing.assert_allclose([h.score for h in a], [h.score for h in b], atol=1e-5)
+        assert [h.payload for h in a] == [h.payload for h in b]
+    ea = edge.search_batch("c", queries, 5, filters, exact=True)
+    sb = server.search_batch("c", queries, 5, filters)
+    assert [[h.id for h in r] for r in ea] == [[h.id for h in r] for r in sb]
+    # the HNSW path of the embedded store agrees with exact search on this small, well-separated set
+    approx = edge.search_batch("c", queries, 5, filters)
+    assert [[h.id for h in r] for r in approx] == [[h.id for h in r] for r in ea]
+    edge.close()
+    server.close()
