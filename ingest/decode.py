@@ -154,8 +154,8 @@ def decode_bytes(
     try:
         image.seek(0)
         image.load()
-        image = ImageOps.exif_transpose(image) or image
-        return to_rgb(image)
+        oriented: Image.Image = ImageOps.exif_transpose(image) or image
+        return to_rgb(oriented)
     except (OSError, ValueError, SyntaxError, EOFError) as exc:
         raise BadImageError(path, f"truncated or corrupt image data ({exc})", stage="decode") from exc
 

@@ -1,0 +1,290 @@
+"""The batch pipeline: hash -> skip what is stored -> decode (threads) -> embed (chunks) -> store, for one batch.
+
+Pure functions over an :class:`~ingest.context.IngestContext`; the Celery task and the embedded runner are thin
+wrappers. A batch payload is JSON (paths / ids / slide regions, never pixels):
+
+- ``{"kind": "images", "items": [{"path", "label", "dataset_id", "extra"}, ...]}``
+- ``{"kind": "tiles", "slide_id", "slide_path", "slide_hash", "dataset_id", "out_size", "label", "extra",
+  "tiles": [[level, x, y, size, tissue], ...]}``
+- ``{"kind": "reembed", "image_ids": [...]}``
+
+Decoding runs on the context's thread pool while the calling thread embeds earlier chunks, so the encoder is fed
+as the files decode. Bad inputs become failures of the batch; transient errors (database, vector store) propagate
+to the caller, which retries the whole batch (every step is idempotent).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from functools import partial
+from itertools import islice
+from typing import Any
+
+import numpy as np
+from PIL import Image as PILImage
+from sqlalchemy import select, tuple_
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from ingest.context import IngestContext
+from ingest.decode import content_hash, decode_bytes, read_bytes
+from ingest.errors import BadImageError, IngestError, SlideError, TransientError
+from ingest.jobs import BatchOutcome, Failure
+from retrieval.models import Embedding, EncoderVersion, Image, IngestJob
+
+logger = logging.getLogger(__name__)
+
+EMBED_CHUNK = 64
+
+
+@dataclass
+class Candidate:
+    """One item of a batch after hashing: where it came from, its identity and how to get its pixels."""
+
+    source: str
+    dataset_id: int
+    content_hash: str
+    loader: Callable[[], PILImage.Image]
+    values: dict[str, Any] = field(default_factory=dict)
+    image_id: int | None = None
+
+
+def _failure(exc: Exception, source: str, stage: str) -> Failure:
+    if isinstance(exc, BadImageError | SlideError):
+        return Failure(exc.path or source, exc.stage, exc.reason)
+    return Failure(source, stage, f"{type(exc).__name__}: {exc}")
+
+
+def _hash_file(item: dict[str, Any], dataset_id: int, job_id: int, max_pixels: int) -> Candidate | Failure:
+    path = str(item["path"])
+    try:
+        data = read_bytes(path)
+    except BadImageError as exc:
+        return _failure(exc, path, "read")
+    digest = content_hash(data)
+    values = {
+        "source_path": path,
+        "label": item.get("label"),
+        "extra": item.get("extra") or None,
+        "job_id": job_id,
+    }
+    return Candidate(
+        path,
+        int(item.get("dataset_id") or dataset_id),
+        digest,
+        partial(decode_bytes, data, path, max_pixels=max_pixels),
+        values,
+    )
+
+
+def _candidates(
+    ctx: IngestContext, payload: dict[str, Any], job: IngestJob, session: Session
+) -> tuple[list[Candidate], list[Failure]]:
+    """Turn a payload into candidates (hashing files on the thread pool) and failures."""
+    from ingest.slides import cached_slide, read_region_rgb, tile_hash
+
+    kind = payload["kind"]
+    failures: list[Failure] = []
+    out: list[Candidate] = []
+    if kind == "images":
+        fn = partial(
+            _hash_file, dataset_id=int(job.dataset_id or 0), job_id=job.id, max_pixels=ctx.settings.max_image_pixels
+        )
+        for res in ctx.pool.map(fn, payload["items"]):
+            (failures if isinstance(res, Failure) else out).append(res)  # type: ignore[arg-type]
+    elif kind == "tiles":
+        path, out_size = str(payload["slide_path"]), int(payload["out_size"])
+        for level, x, y, size, tissue in payload["tiles"]:
+            digest = tile_hash(payload["slide_hash"], level, x, y, size, out_size)
+
+            def load(level: int = level, x: int = x, y: int = y, size: int = size) -> PILImage.Image:
+                return read_region_rgb(cached_slide(path), level, x, y, size, out_size)
+
+            values = {
+                "source_path": path,
+                "slide_id": int(payload["slide_id"]),
+                "level": level,
+                "x": x,
+                "y": y,
+                "tile_size": size,
+                "label": payload.get("label"),
+                "extra": {**(payload.get("extra") or {}), "tissue": round(float(tissue), 4)},
+                "job_id": job.id,
+            }
+            out.append(Candidate(f"{path}@{level}:{x},{y}+{size}", int(payload["dataset_id"]), digest, load, values))
+    elif kind == "reembed":
+        from ingest.service import image_pixels
+
+        rows = session.scalars(select(Image).where(Image.id.in_(payload["image_ids"]))).all()
+        for row in rows:
+            out.append(
+                Candidate(
+                    row.source_path
+                    if row.slide_id is None
+                    else f"{row.source_path}@{row.level}:{row.x},{row.y}+{row.tile_size}",
+                    row.dataset_id,
+                    row.content_hash,
+                    partial(image_pixels, row, verify=True, max_pixels=ctx.settings.max_image_pixels),
+                    image_id=row.id,
+                )
+            )
+        missing = set(payload["image_ids"]) - {r.id for r in rows}
+        failures += [Failure(f"image {i}", "read", "image row was deleted before re-embedding") for i in missing]
+    else:
+        raise IngestError(f"unknown batch kind {kind!r}")
+    return out, failures
+
+
+def _existing(session: Session, cands: Sequence[Candidate], version: EncoderVersion) -> dict[tuple[int, str], Image]:
+    """Stored image rows of the candidates, keyed by (dataset_id, content_hash)."""
+    keys = list({(c.dataset_id, c.content_hash) for c in cands})
+    rows: dict[tuple[int, str], Image] = {}
+    for start in range(0, len(keys), 500):
+        chunk = keys[start : start + 500]
+        found = session.scalars(select(Image).where(tuple_(Image.dataset_id, Image.content_hash).in_(chunk))).all()
+        rows.update({(r.dataset_id, r.content_hash): r for r in found})
+    return rows
+
+
+def _embedded_ids(session: Session, image_ids: Sequence[int], version: EncoderVersion) -> set[int]:
+    if not image_ids:
+        return set()
+    return set(
+        session.scalars(
+            select(Embedding.image_id).where(
+                Embedding.encoder_version_id == version.id, Embedding.image_id.in_(list(image_ids))
+            )
+        ).all()
+    )
+
+
+def _decode(
+    cand: Candidate, preprocess: Callable[[PILImage.Image], np.ndarray]
+) -> tuple[np.ndarray, tuple[int, int]] | Failure:
+    try:
+        image = cand.loader()
+        return preprocess(image), (int(image.width), int(image.height))
+    except (BadImageError, SlideError) as exc:
+        return _failure(exc, cand.source, exc.stage)
+    except (OSError, ValueError) as exc:
+        return _failure(exc, cand.source, "tile" if "@" in cand.source else "decode")
+
+
+def _chunks(it: Iterator[Any], size: int) -> Iterator[list[Any]]:
+    while chunk := list(islice(it, size)):
+        yield chunk
+
+
+def _insert_rows(session: Session, cands: Sequence[Candidate], sizes: Sequence[tuple[int, int]]) -> None:
+    """Insert image rows, ignoring ones that exist (unique content hash / tile geometry): safe under races."""
+    if not cands:
+        return
+    values = [
+        {
+            "dataset_id": c.dataset_id,
+            "content_hash": c.content_hash,
+            "status": "pending",
+            "width": w,
+            "height": h,
+            **c.values,
+        }
+        for c, (w, h) in zip(cands, sizes, strict=True)
+    ]
+    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    session.execute(insert(Image).values(values).on_conflict_do_nothing())
+    session.commit()
+
+
+def run_batch(ctx: IngestContext, job_id: int, payload: dict[str, Any]) -> BatchOutcome:
+    """Process one batch: store every new valid item once, report skips and per-item failures.
+
+    Raises:
+        TransientError / sqlalchemy.exc.OperationalError / ...: a service is down; retry the batch.
+    """
+    outcome = BatchOutcome()
+    with ctx.sessions() as session:
+        job = session.get(IngestJob, job_id)
+        if job is None:
+            raise IngestError(f"job {job_id} does not exist")
+        version = session.get(EncoderVersion, job.encoder_version_id)
+        if version is None:
+            raise IngestError(f"job {job_id}: its encoder version was deleted")
+        encoder = ctx.encoder(version)
+        cands, failures = _candidates(ctx, payload, job, session)
+        outcome.failures += failures
+        # 1. skip what this encoder version already stored (and duplicates inside the batch)
+        existing = _existing(session, cands, version)
+        embedded = _embedded_ids(session, [r.id for r in existing.values()], version)
+        todo: list[Candidate] = []
+        seen: set[tuple[int, str]] = set()
+        for c in cands:
+            key = (c.dataset_id, c.content_hash)
+            row = existing.get(key)
+            if key in seen:
+                outcome.skipped += 1
+            elif row is not None and row.id in embedded:
+                own = row.job_id == job_id and row.source_path == c.values.get("source_path", row.source_path)
+                if own and payload["kind"] != "reembed":
+                    outcome.done += 1  # stored by an earlier delivery of this very batch
+                else:
+                    outcome.skipped += 1
+            else:
+                todo.append(c)
+            seen.add(key)
+        # 2. decode on the pool while this thread embeds chunk by chunk
+        ok: list[Candidate] = []
+        sizes: list[tuple[int, int]] = []
+        vectors: list[np.ndarray] = []
+        decoded = ctx.pool.map(partial(_decode, preprocess=encoder.preprocess), todo)
+        for chunk in _chunks(zip(todo, decoded, strict=True), EMBED_CHUNK):
+            arrays = []
+            for cand, res in chunk:
+                if isinstance(res, Failure):
+                    outcome.failures.append(res)
+                else:
+                    ok.append(cand)
+                    arrays.append(res[0])
+                    sizes.append(res[1])
+            if arrays:
+                vectors.append(encoder.embed_uint8(np.stack(arrays)))
+        if not ok:
+            return outcome
+        # 3. rows (pending) then points + embeddings + done, in the store's order
+        if payload["kind"] != "reembed":
+            _insert_rows(session, ok, sizes)
+        rows_by_key = _existing(session, ok, version)
+        rows = [rows_by_key[(c.dataset_id, c.content_hash)] for c in ok]
+        matrix = np.concatenate(vectors, axis=0)
+        _store(ctx, session, rows, matrix, version)
+        for c, row in zip(ok, rows, strict=True):
+            own = payload["kind"] == "reembed" or (row.job_id == job_id and row.source_path == c.values["source_path"])
+            if own:
+                outcome.done += 1
+            else:
+                outcome.skipped += 1  # another file with the same content got there first
+    return outcome
+
+
+def _store(
+    ctx: IngestContext, session: Session, rows: Sequence[Image], matrix: np.ndarray, version: EncoderVersion
+) -> None:
+    from retrieval.catalog import store_embeddings
+
+    try:
+        with ctx.store() as store:
+            store_embeddings(rows, matrix, version, session=session, store=store)
+    except TransientError:
+        session.rollback()
+        raise
+    except IntegrityError as exc:
+        # Another worker stored the same image at the same moment: retry, the re-run sees it stored.
+        session.rollback()
+        raise TransientError(f"concurrent write of the same images: {exc.orig}") from exc
+    except Exception as exc:
+        session.rollback()
+        if "WouldBlock" in str(exc):
+            raise TransientError(f"vector store busy: {exc}") from exc
+        raise

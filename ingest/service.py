@@ -1,0 +1,329 @@
+"""The public entry points: submit an ingestion or a re-embedding, follow jobs, get an image's pixels.
+
+One code path, two deployments: with ``settings.broker_url`` the batches go to Celery workers; without, they
+run in the calling process (same functions, same progress reports).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from PIL import Image as PILImage
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from ingest.errors import BadImageError, IngestError
+from ingest.jobs import Failure, JobStatus, create_job, fail_job
+from ingest.jobs import job_status as _job_status
+from ingest.jobs import list_jobs as _list_jobs
+from ingest.planning import TilingOptions, plan_ingest
+
+if TYPE_CHECKING:
+    from retrieval.models import Image
+    from retrieval.settings import Settings
+    from retrieval.store.base import VectorStore
+
+logger = logging.getLogger(__name__)
+
+Progress = Callable[[JobStatus], None]
+
+
+@contextmanager
+def _session(settings: Settings, migrate: bool = False) -> Any:
+    from retrieval.db import make_engine, require_schema, session_factory
+    from retrieval.db import migrate as run_migrations
+
+    if migrate:
+        run_migrations(settings.db_url)
+    engine = make_engine(settings.db_url)
+    try:
+        require_schema(engine)
+        with session_factory(engine)() as session:
+            yield session
+    finally:
+        engine.dispose()
+
+
+def _dispatch(
+    job_id: int,
+    batches: Sequence[dict[str, Any]],
+    *,
+    settings: Settings,
+    store: VectorStore | None,
+    progress: Progress | None,
+) -> None:
+    """Send the batches to the broker, or run them here when none is configured."""
+    if not batches:
+        return
+    if settings.broker_url:
+        from ingest.celery_app import TASK_NAME, create_app
+
+        app = create_app(settings)
+        try:
+            with app.producer_or_acquire() as producer:
+                for index, payload in enumerate(batches):
+                    app.send_task(TASK_NAME, args=[job_id, index, payload], producer=producer)
+        except Exception as exc:
+            with _session(settings) as session:
+                fail_job(job_id, f"could not queue batches: {exc}", session=session)
+            raise IngestError(
+                f"cannot queue job {job_id} on the broker {settings.broker_url}: {exc} (is Redis running?)"
+            ) from exc
+        return
+    from ingest.context import IngestContext
+    from ingest.runner import run_embedded
+
+    ctx = IngestContext(settings, store=store, hold_store=True)
+    try:
+        run_embedded(ctx, job_id, batches, progress=progress)
+    finally:
+        ctx.close()
+
+
+def submit_ingest(
+    paths: Sequence[str | Path],
+    *,
+    settings: Settings,
+    dataset: str,
+    labels_from_folders: bool = False,
+    manifest: str | Path | None = None,
+    tiling: TilingOptions | None = None,
+    store: VectorStore | None = None,
+    progress: Progress | None = None,
+) -> int:
+    """Create an ingestion job for folders / files / a manifest and start it.
+
+    With a broker, the batches are queued for workers and this returns at once; without one they run here
+    before returning (``progress`` is called after each batch).
+
+    Args:
+        paths: folders (recursive) and files: images and whole slides.
+        settings: platform settings.
+        dataset: dataset name (created if needed); a manifest's ``dataset`` column overrides it per row.
+        labels_from_folders: label each image with its folder's name.
+        manifest: manifest CSV (``path,label,slide,dataset,...``).
+        tiling: slide tiling options.
+        store: an open vector store to reuse in embedded mode (e.g. the dashboard's).
+        progress: embedded-mode progress callback.
+
+    Returns:
+        The job id.
+
+    Raises:
+        IngestError: bad manifest, broker unreachable. RetrievalError: no active encoder, database problems.
+    """
+    from retrieval.catalog import active_encoder_version, get_or_create_dataset
+
+    if not paths and manifest is None:
+        raise IngestError("nothing to ingest: give at least one PATH or --manifest")
+    with _session(settings, migrate=True) as session:
+        version = active_encoder_version(session=session, name=settings.active_encoder)
+        ds = get_or_create_dataset(dataset, session=session)
+        cache: dict[str, int] = {}
+
+        def resolve(name: str) -> int:
+            if name not in cache:
+                cache[name] = get_or_create_dataset(name, session=session).id
+            return cache[name]
+
+        plan = plan_ingest(
+            paths,
+            session=session,
+            dataset_id=ds.id,
+            resolve_dataset=resolve,
+            batch_size=settings.ingest_batch_size,
+            labels_from_folders=labels_from_folders,
+            manifest=manifest,
+            tiling=tiling,
+        )
+        request = {
+            "inputs": [str(Path(p).expanduser().absolute()) for p in paths],
+            "manifest": str(manifest) if manifest else None,
+            "labels_from_folders": labels_from_folders,
+            "tiling": (tiling or TilingOptions()).__dict__,
+        }
+        job = create_job(
+            session=session,
+            kind="ingest",
+            request=request,
+            batches=len(plan.batches),
+            total=plan.total,
+            dataset_id=ds.id,
+            encoder_version_id=version.id,
+            failures=plan.failures,
+        )
+        job_id = job.id
+    logger.info(
+        "job %d: %d items in %d batches (%d failed up front)", job_id, plan.total, len(plan.batches), len(plan.failures)
+    )
+    _dispatch(job_id, plan.batches, settings=settings, store=store, progress=progress)
+    return job_id
+
+
+def submit_reembed(
+    *,
+    settings: Settings,
+    encoder: str | None = None,
+    checkpoint: str | Path | None = None,
+    name: str | None = None,
+    activate: bool = True,
+    store: VectorStore | None = None,
+    progress: Progress | None = None,
+) -> int:
+    """Embed every stored image with another encoder version, into that version's own collection.
+
+    The active alias is switched to the new version only when every image is stored (and ``activate``).
+
+    Args:
+        settings: platform settings.
+        encoder: name of a registered encoder version, or
+        checkpoint: a checkpoint to register first (as ``name``, default derived from it).
+        activate: switch the active encoder when complete.
+        store: an open vector store to reuse (embedded mode).
+        progress: embedded-mode progress callback.
+
+    Returns:
+        The job id.
+    """
+    from retrieval.catalog import active_encoder_version, register_encoder
+    from retrieval.models import Image
+
+    if (encoder is None) == (checkpoint is None):
+        raise IngestError("give exactly one of --encoder VERSION or --checkpoint FILE")
+    with _session(settings, migrate=True) as session:
+        if checkpoint is not None:
+            from retrieval.store import open_vector_store
+
+            own = store is None
+            st = store or open_vector_store(settings)
+            try:
+                version = register_encoder(Path(checkpoint), session=session, store=st, name=name)
+            finally:
+                if own:
+                    st.close()
+        else:
+            version = active_encoder_version(session=session, name=encoder)
+        ids = list(session.scalars(select(Image.id).where(Image.status == "done").order_by(Image.id)).all())
+        size = settings.ingest_batch_size
+        batches = [{"kind": "reembed", "image_ids": ids[i : i + size]} for i in range(0, len(ids), size)]
+        job = create_job(
+            session=session,
+            kind="reembed",
+            request={"encoder": version.name, "activate": activate},
+            batches=len(batches),
+            total=len(ids),
+            dataset_id=None,
+            encoder_version_id=version.id,
+        )
+        job_id = job.id
+        if not batches and activate:
+            from ingest.runner import finish_reembed
+
+            class _Ctx:  # the finish step only needs a store
+                @contextmanager
+                def store(self) -> Any:
+                    from retrieval.store import open_vector_store
+
+                    st = store or open_vector_store(settings)
+                    try:
+                        yield st
+                    finally:
+                        if store is None:
+                            st.close()
+
+            finish_reembed(job, session, _Ctx())  # type: ignore[arg-type]
+            session.commit()
+    _dispatch(job_id, batches, settings=settings, store=store, progress=progress)
+    return job_id
+
+
+def job_status(job_id: int, *, settings: Settings, max_failures: int = 50) -> JobStatus:
+    """Status and counters of one job, with its first ``max_failures`` failures."""
+    with _session(settings) as session:
+        return _job_status(job_id, session=session, max_failures=max_failures)
+
+
+def list_jobs(*, settings: Settings, limit: int = 50) -> list[JobStatus]:
+    """The newest jobs, newest first."""
+    with _session(settings) as session:
+        return _list_jobs(session=session, limit=limit)
+
+
+def job_failures(job_id: int, *, session: Session) -> list[Failure]:
+    """Every failure of a job."""
+    from retrieval.models import IngestFailure
+
+    rows = session.scalars(select(IngestFailure).where(IngestFailure.job_id == job_id).order_by(IngestFailure.id))
+    return [Failure(f.source_path, f.stage, f.reason) for f in rows]
+
+
+def wait_for_job(
+    job_id: int,
+    *,
+    settings: Settings,
+    progress: Progress | None = None,
+    poll_s: float = 0.5,
+    timeout_s: float | None = None,
+) -> JobStatus:
+    """Poll a job until it is done or failed, calling ``progress`` on each poll.
+
+    Raises:
+        IngestError: ``timeout_s`` passed first.
+    """
+    from retrieval.db import make_engine, session_factory
+
+    engine = make_engine(settings.db_url)
+    start = time.monotonic()
+    try:
+        sessions = session_factory(engine)
+        while True:
+            try:
+                with sessions() as session:
+                    status = _job_status(job_id, session=session, max_failures=0)
+            except Exception as exc:  # noqa: BLE001 - the database may be briefly unavailable: keep waiting
+                from sqlalchemy.exc import OperationalError
+
+                if not isinstance(exc, OperationalError):
+                    raise
+                logger.warning("job %d: database unavailable (%s); still waiting", job_id, exc.orig)
+                time.sleep(poll_s)
+                continue
+            if progress is not None:
+                progress(status)
+            if status.finished:
+                with sessions() as session:
+                    return _job_status(job_id, session=session)
+            if timeout_s is not None and time.monotonic() - start > timeout_s:
+                raise IngestError(f"job {job_id} did not finish within {timeout_s:.0f}s (is a worker running?)")
+            time.sleep(poll_s)
+    finally:
+        engine.dispose()
+
+
+def image_pixels(image: Image, *, verify: bool = False, max_pixels: int | None = None) -> PILImage.Image:
+    """The pixels of a stored image: its file decoded, or its tile re-read from the slide.
+
+    Args:
+        image: an ``images`` row.
+        verify: check that a file's bytes still have the stored content hash.
+        max_pixels: decompression-bomb limit for files.
+
+    Raises:
+        BadImageError: the file is gone, unreadable or changed. SlideError: the slide cannot be read.
+    """
+    from ingest.decode import DEFAULT_MAX_PIXELS, content_hash, decode_bytes, read_bytes
+    from ingest.slides import read_tile
+
+    if image.slide_id is not None:
+        assert image.level is not None and image.x is not None and image.y is not None
+        assert image.tile_size is not None
+        return read_tile(image.source_path, image.level, image.x, image.y, image.tile_size, out_size=image.width)
+    data = read_bytes(image.source_path)
+    if verify and content_hash(data) != image.content_hash:
+        raise BadImageError(image.source_path, "file changed since it was ingested (content hash differs)", "read")
+    return decode_bytes(data, image.source_path, max_pixels=max_pixels or DEFAULT_MAX_PIXELS)
