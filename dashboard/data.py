@@ -93,10 +93,19 @@ def image_infos(ids: Iterable[int], *, session: Session) -> dict[int, ImageInfo]
         ).all()
         for img, dataset, slide in rows:
             out[img.id] = ImageInfo(
-                id=img.id, dataset=dataset, label=img.label, source_path=img.source_path, slide_id=img.slide_id,
-                slide_path=slide.path if slide else None, level=img.level, x=img.x, y=img.y, tile_size=img.tile_size,
-                slide_width=slide.width if slide else None, slide_height=slide.height if slide else None,
-            )  # fmt: skip
+                id=img.id,
+                dataset=dataset,
+                label=img.label,
+                source_path=img.source_path,
+                slide_id=img.slide_id,
+                slide_path=slide.path if slide else None,
+                level=img.level,
+                x=img.x,
+                y=img.y,
+                tile_size=img.tile_size,
+                slide_width=slide.width if slide else None,
+                slide_height=slide.height if slide else None,
+            )
     return out
 
 
@@ -156,7 +165,7 @@ def versions(*, session: Session) -> list[VersionInfo]:
                 training_config=v.training_config,
                 calibration=v.calibration,
                 stored=int(counts.get(v.id, 0)),
-            )  # fmt: skip
+            )
         )
     return out
 
@@ -181,7 +190,7 @@ def eval_runs(version_id: int, *, session: Session) -> list[dict[str, Any]]:
             "pair_set": name,
             "created_at": r.created_at.strftime("%Y-%m-%d %H:%M"),
             "metrics": r.metrics,
-        }  # fmt: skip
+        }
         for r, name in rows
     ]
 
@@ -250,7 +259,7 @@ def jobs(limit: int = 50, *, session: Session) -> list[JobRow]:
             started_at=_ts(j.started_at),
             finished_at=_ts(j.finished_at),
             error=j.error,
-        )  # fmt: skip
+        )
         for j, name in rows
     ]
 
@@ -261,3 +270,27 @@ def job_failures(job_id: int, limit: int = 1000, *, session: Session) -> list[di
         select(IngestFailure).where(IngestFailure.job_id == job_id).order_by(IngestFailure.id).limit(limit)
     )
     return [{"file": f.source_path, "stage": f.stage, "reason": f.reason} for f in rows]
+
+
+def pair_set_pairs(name: str, *, session: Session) -> list[tuple[int, int, bool]]:
+    """The (image a, image b, same) rows of a stored pair set."""
+    rows = session.execute(
+        select(LabeledPair.image_a_id, LabeledPair.image_b_id, LabeledPair.same)
+        .join(PairSet, PairSet.id == LabeledPair.pair_set_id)
+        .where(PairSet.name == name)
+        .order_by(LabeledPair.id)
+    ).all()
+    return [(int(a), int(b), bool(s)) for a, b, s in rows]
+
+
+def labeled_datasets(*, session: Session) -> list[str]:
+    """Datasets with at least 4 labeled images (pairs can be generated from their labels)."""
+    rows = session.execute(
+        select(Dataset.name)
+        .join(Image, Image.dataset_id == Dataset.id)
+        .where(Image.label.is_not(None))
+        .group_by(Dataset.name)
+        .having(func.count(Image.id) >= 4)
+        .order_by(Dataset.name)
+    ).all()
+    return [r[0] for r in rows]

@@ -120,15 +120,16 @@ def image_infos(key: str, ids: tuple[int, ...]) -> dict[int, data.ImageInfo]:
         return data.image_infos(ids, session=session)
 
 
-def _pixels(info: data.ImageInfo) -> PILImage.Image:
-    if info.is_tile:
-        from ingest.slides import read_tile
+def _pixels(key: str, image_id: int) -> PILImage.Image:
+    from ingest.service import image_pixels
+    from retrieval.models import Image
 
-        assert info.slide_path is not None and info.tile_size is not None
-        return read_tile(info.slide_path, info.level or 0, int(info.x or 0), int(info.y or 0), info.tile_size)
-    from ingest.decode import load_image
-
-    return load_image(info.source_path, max_pixels=20_000 * 20_000)
+    svc = _services(key)
+    with svc.session() as session:
+        row = session.get(Image, image_id)
+        if row is None:
+            raise KeyError(image_id)
+        return image_pixels(row, max_pixels=svc.settings.max_image_pixels)
 
 
 @st.cache_data(ttl=3600, max_entries=5000, show_spinner=False)
@@ -138,7 +139,7 @@ def thumbnail(key: str, image_id: int, max_px: int = 160) -> bytes:
     if info is None:
         return placeholder_png("unknown image")
     try:
-        return to_png(_pixels(info), max_px)
+        return to_png(_pixels(key, image_id), max_px)
     except Exception as exc:  # noqa: BLE001 - a moved/deleted source file must not break a gallery
         logger.warning("no thumbnail for image %d (%s): %s", image_id, info.source_path, exc)
         return placeholder_png("file missing")
@@ -175,5 +176,71 @@ def projection(key: str, version: str, method: str, max_points: int, stored: int
     svc = _services(key)
     with svc.session() as session:
         ver = active_encoder_version(session=session, name=version)
-        return load_or_compute(ver, method, home=svc.settings.home, session=session, store=svc.store,  # type: ignore[arg-type]
-                               max_points=max_points)  # fmt: skip
+        return load_or_compute(
+            ver,
+            method,
+            home=svc.settings.home,
+            session=session,
+            store=svc.store,  # type: ignore[arg-type]
+            max_points=max_points,
+        )
+
+
+@dataclass(frozen=True)
+class Scored:
+    """Cosine scores of labeled pairs under one encoder version (picklable for ``st.cache_data``)."""
+
+    source: str
+    scores: np.ndarray
+    labels: np.ndarray
+    pairs: tuple[tuple[int, int], ...]
+    topk: dict[str, float]
+    skipped: int
+
+
+PAIRSET_PREFIX = "pair set: "
+DATASET_PREFIX = "generate from labels: "
+
+
+@st.cache_data(ttl=RESULT_TTL_S, max_entries=32, show_spinner="Scoring the labeled pairs ...")
+def scored_pairs(key: str, version: str, source: str, n_pairs: int = 1000, seed: int = 0) -> Scored:
+    """Score a stored pair set (``"pair set: NAME"``) or pairs generated from a dataset's labels
+    (``"generate from labels: DATASET"``) with ``version``."""
+    from retrieval.errors import EvaluationError
+    from retrieval.evaluation import score_dataset
+
+    with open_retrieval(key, version) as r:
+        if source.startswith(PAIRSET_PREFIX):
+            rows = data.pair_set_pairs(source.removeprefix(PAIRSET_PREFIX), session=r.session)
+            if not rows:
+                raise EvaluationError(f"{source} has no labeled pairs")
+            results = r.pair_batch([(a, b) for a, b, _ in rows])
+            keep = [i for i, res in enumerate(results) if res.error is None]
+            if not keep:
+                raise EvaluationError(f"none of the {len(rows)} pairs of {source} has vectors under {version}")
+            return Scored(
+                source=source,
+                scores=np.array([results[i].cos for i in keep]),
+                labels=np.array([int(rows[i][2]) for i in keep]),
+                pairs=tuple((rows[i][0], rows[i][1]) for i in keep),
+                topk={},
+                skipped=len(rows) - len(keep),
+            )
+        dataset = source.removeprefix(DATASET_PREFIX)
+        scored = score_dataset(r, dataset, n_pairs=n_pairs, seed=seed, topk_queries=100)
+        return Scored(
+            source=source,
+            scores=np.asarray(scored.scores),
+            labels=np.asarray(scored.labels),
+            pairs=tuple((int(a), int(b)) for a, b in (scored.image_ids or [])),
+            topk=dict(scored.topk),
+            skipped=len(scored.skipped),
+        )
+
+
+def pair_sources(key: str) -> list[str]:
+    """Choices for a labeled-pair source: stored pair sets, then datasets whose labels can generate pairs."""
+    with _services(key).session() as session:
+        sets = [f"{PAIRSET_PREFIX}{name}" for name, n in data.pair_sets(session=session).items() if n > 0]
+        generated = [f"{DATASET_PREFIX}{name}" for name in data.labeled_datasets(session=session)]
+    return sets + generated

@@ -34,7 +34,7 @@ def _frame(svc: Services, proj: object) -> pd.DataFrame:
                 "dataset": info.dataset if info else "?",
                 "slide": info.slide_name if info else "?",
                 "name": info.name if info else "?",
-            }  # fmt: skip
+            }
         )
     return pd.DataFrame(rows)
 
@@ -90,11 +90,24 @@ def render() -> None:
         st.caption(note + (" · cached projection" if proj.from_cache else f" · computed in {proj.seconds:.1f} s"))
         axis = "PC" if method == "pca" else "UMAP "
         fig = px.scatter(
-            frame, x="x", y="y", color=colour, custom_data=["image_id"],
-            hover_data={"image_id": True, "label": True, "dataset": True, "slide": True, "name": True, "x": False,
-                        "y": False},
-            render_mode="webgl", height=620, labels={"x": f"{axis}1", "y": f"{axis}2"},
-        )  # fmt: skip
+            frame,
+            x="x",
+            y="y",
+            color=colour,
+            custom_data=["image_id"],
+            hover_data={
+                "image_id": True,
+                "label": True,
+                "dataset": True,
+                "slide": True,
+                "name": True,
+                "x": False,
+                "y": False,
+            },
+            render_mode="webgl",
+            height=620,
+            labels={"x": f"{axis}1", "y": f"{axis}2"},
+        )
         fig.update_traces(marker={"size": 7 if shown <= 2000 else 4, "opacity": 0.8})
         fig.update_layout(legend_title_text=colour, margin={"l": 10, "r": 10, "t": 30, "b": 10}, dragmode="lasso")
         event = st.plotly_chart(fig, key="cluster_map", on_select="rerun", selection_mode=("points", "box", "lasso"))

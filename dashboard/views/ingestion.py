@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import streamlit as st
 
 from dashboard import data
 from dashboard.common import open_services
-from dashboard.services import Services, reset_store
+from dashboard.services import Services
 from dashboard.ui import shown_errors
 
 KINDS = {
@@ -51,14 +52,27 @@ def _start_form(svc: Services) -> None:
         from ingest.service import submit_ingest
 
         kind = KINDS[kind_label]
-        with st.spinner(f"Submitting {resolved} ..."):
-            if kind == "manifest":
-                job_id = submit_ingest([], settings=svc.settings, dataset=dataset.strip(), manifest=resolved)
-            else:
-                job_id = submit_ingest(
-                    [resolved], settings=svc.settings, dataset=dataset.strip(), labels_from_folders=labels_from_folders
-                )
-        reset_store()  # vectors written by the job become visible to the other pages
+        embedded = svc.settings.broker_url is None
+        bar = st.progress(0.0, text=f"Submitting {resolved} ...")
+
+        def progress(status: Any) -> None:  # embedded mode: called after each batch
+            total = max(int(status.total), 1)
+            bar.progress(
+                min(1.0, status.processed / total),
+                text=f"{status.processed} of {status.total} handled ({status.failed} failed)",
+            )
+
+        job_id = submit_ingest(
+            [] if kind == "manifest" else [resolved],
+            settings=svc.settings,
+            dataset=dataset.strip(),
+            labels_from_folders=labels_from_folders,
+            manifest=resolved if kind == "manifest" else None,
+            store=svc.store if embedded else None,  # the embedded store allows one opener per process
+            progress=progress if embedded else None,
+        )
+        bar.progress(1.0, text="Submitted" if not embedded else "Finished")
+        st.cache_data.clear()  # counts, galleries and maps now include the new images
         st.session_state["ingest_job"] = job_id
         st.success(f"Started job {job_id} for `{resolved}`.")
 
@@ -67,7 +81,7 @@ def _jobs(svc: Services, live: bool) -> None:
     with svc.session() as session:
         jobs = data.jobs(session=session)
     if live and not any(j.status in ("queued", "running") for j in jobs):
-        reset_store()  # the jobs finished: reopen the store so their vectors are searchable
+        st.cache_data.clear()  # the jobs finished: counts, galleries and maps include their images
         st.rerun(scope="app")  # stop auto-refreshing
     if not jobs:
         st.info("No ingestion jobs yet.")
@@ -87,7 +101,7 @@ def _jobs(svc: Services, live: bool) -> None:
                 "sources": ", ".join(str(s) for s in j.sources)[:200],
                 "created": j.created_at,
                 "finished": j.finished_at,
-            }  # fmt: skip
+            }
             for j in jobs
         ]
     )
@@ -101,8 +115,10 @@ def _jobs(svc: Services, live: bool) -> None:
     chosen = st.session_state.get("ingest_job")
     job_id = st.selectbox("Job details", ids, index=ids.index(chosen) if chosen in ids else 0)
     job = next(j for j in jobs if j.id == job_id)
-    st.progress(job.progress, text=f"Job {job.id}: {job.status} · {job.done} done, {job.failed} failed, "
-                f"{job.skipped} skipped of {job.total}")  # fmt: skip
+    st.progress(
+        job.progress,
+        text=f"Job {job.id}: {job.status} · {job.done} done, {job.failed} failed, {job.skipped} skipped of {job.total}",
+    )
     if job.error:
         st.error(f"Job {job.id} failed: {job.error}")
     with svc.session() as session:

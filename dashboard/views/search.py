@@ -30,8 +30,11 @@ def _pick_stored(svc: Services, version: data.VersionInfo) -> int:
         st.session_state[ID_INPUT] = candidates[0]
     c1, c2 = st.columns([3, 2], vertical_alignment="bottom")
     c1.number_input("Stored image id", min_value=1, step=1, key=ID_INPUT)
-    c2.button("Random", on_click=lambda: st.session_state.__setitem__(ID_INPUT, random.choice(candidates)),
-              help="Pick a random stored image")  # fmt: skip
+    c2.button(
+        "Random",
+        on_click=lambda: st.session_state.__setitem__(ID_INPUT, random.choice(candidates)),
+        help="Pick a random stored image",
+    )
     return int(st.session_state[ID_INPUT])
 
 
@@ -92,8 +95,9 @@ def _gallery(svc: Services, results: list[queries.Result], query_id: int | None)
                 if info is not None:
                     st.caption(f"{info.label or 'no label'} · {info.dataset} · slide {info.slide_name}")
                 if res.image_id != query_id:
-                    st.button("Search with this", key=f"use-{res.image_id}", on_click=_use_as_query,
-                              args=(res.image_id,))  # fmt: skip
+                    st.button(
+                        "Search with this", key=f"use-{res.image_id}", on_click=_use_as_query, args=(res.image_id,)
+                    )
     table = pd.DataFrame(
         [
             {
@@ -105,7 +109,7 @@ def _gallery(svc: Services, results: list[queries.Result], query_id: int | None)
                 "dataset": infos[r.image_id].dataset if r.image_id in infos else None,
                 "slide": infos[r.image_id].slide_name if r.image_id in infos else None,
                 "name": infos[r.image_id].name if r.image_id in infos else None,
-            }  # fmt: skip
+            }
             for r in results
         ]
     )
@@ -141,8 +145,9 @@ def render() -> None:
             return
         with shown_errors("search"):
             if upload is not None:
-                results = queries.top_k_by_upload(svc.key, version.name, upload.sha256, upload.image, k, dataset,
-                                                  label, slide_id)  # fmt: skip
+                results = queries.top_k_by_upload(
+                    svc.key, version.name, upload.sha256, upload.image, k, dataset, label, slide_id
+                )
             else:
                 assert image_id is not None
                 results = queries.top_k_by_id(
