@@ -73,11 +73,12 @@ class Enumeration:
     failures: list[EnumFailure] = field(default_factory=list)
 
 
-def classify(path: str | Path) -> Kind:
+def classify(path: str | Path, *, peek: bool = False) -> Kind:
     """Decide whether a file is a whole slide (tiled) or an image (embedded whole), from its name and header.
 
     Slide-only extensions are slides; TIFFs that OpenSlide recognises (tiled / pyramidal) and plain images over
-    :data:`SLIDE_MIN_PIXELS` are slides too; everything else is an image.
+    :data:`SLIDE_MIN_PIXELS` are slides too; everything else is an image. Inside folders only files of at least
+    4 MiB get their header read (fast enumeration); ``peek=True`` (files named explicitly) always reads it.
     """
     p = Path(path)
     ext = p.suffix.lower()
@@ -94,7 +95,7 @@ def classify(path: str | Path) -> Kind:
 
         if openslide.OpenSlide.detect_format(str(p)) is not None:
             return "slide" if size >= _PEEK_MIN_BYTES or _pixels(p) >= SLIDE_MIN_PIXELS else "image"
-    if size >= _PEEK_MIN_BYTES and _pixels(p) >= SLIDE_MIN_PIXELS:
+    if (peek or size >= _PEEK_MIN_BYTES) and _pixels(p) >= SLIDE_MIN_PIXELS:
         return "slide"
     return "image"
 
@@ -230,7 +231,7 @@ def enumerate_sources(
                     "%s: no image or slide files found (extensions: %s)", p, ", ".join(sorted(IMAGE_EXTENSIONS))
                 )
         elif p.exists() or p.is_symlink():
-            add(SourceItem(str(p), classify(p), p.parent.name if labels_from_folders else None))
+            add(SourceItem(str(p), classify(p, peek=True), p.parent.name if labels_from_folders else None))
         else:
             out.failures.append(EnumFailure(str(p), "read", "path does not exist (check the path)"))
     if manifest is not None:

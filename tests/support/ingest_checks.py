@@ -1,0 +1,64 @@
+"""Read back what an ingestion stored: SQL rows, embeddings, Qdrant points (for ingest tests)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from sqlalchemy import func, select
+
+from retrieval.settings import Settings
+
+
+@dataclass
+class Stored:
+    images: int
+    done: int
+    embeddings: int
+    points: int
+    distinct_hashes: int
+    vectors: dict[str, np.ndarray]  # content_hash -> vector
+    rows: dict[str, tuple[str, str | None]]  # content_hash -> (source_path, label)
+
+
+def stored(settings: Settings, dataset: str | None = None, with_vectors: bool = False) -> Stored:
+    """Counts (optionally for one dataset) and, if asked, every stored vector by content hash."""
+    from retrieval.catalog import active_encoder_version
+    from retrieval.db import make_engine, session_factory
+    from retrieval.ids import point_id
+    from retrieval.models import Dataset, Embedding, Image
+    from retrieval.store import open_vector_store
+
+    engine = make_engine(settings.db_url)
+    store = open_vector_store(settings)
+    try:
+        with session_factory(engine)() as session:
+            version = active_encoder_version(session=session)
+            q = select(Image)
+            if dataset is not None:
+                q = q.join(Dataset, Dataset.id == Image.dataset_id).where(Dataset.name == dataset)
+            images = session.scalars(q).all()
+            ids = [i.id for i in images]
+            embeddings = session.scalar(
+                select(func.count()).select_from(Embedding).where(
+                    Embedding.encoder_version_id == version.id, Embedding.image_id.in_(ids)
+                )
+            ) or 0  # fmt: skip
+            points = store.count(version.collection)
+            vectors: dict[str, np.ndarray] = {}
+            if with_vectors and images:
+                pids = [point_id(i.content_hash, version.name) for i in images]
+                found = store.retrieve_existing(version.collection, pids)
+                vectors = {i.content_hash: found[p] for i, p in zip(images, pids, strict=True) if p in found}
+            return Stored(
+                images=len(images),
+                done=sum(1 for i in images if i.status == "done"),
+                embeddings=int(embeddings),
+                points=points,
+                distinct_hashes=len({i.content_hash for i in images}),
+                vectors=vectors,
+                rows={i.content_hash: (i.source_path, i.label) for i in images},
+            )
+    finally:
+        store.close()
+        engine.dispose()
