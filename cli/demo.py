@@ -248,15 +248,20 @@ def _catalog(settings: Any) -> Iterator[tuple[Any, Any]]:
 
 def register_step(settings: Any, checkpoint: Path, report: Report) -> None:
     """Create/upgrade the SQLite schema and register the checkpoint as the active encoder version."""
-    from retrieval.catalog import register_encoder
-    from retrieval.db import current_revision, head_revision, migrate
+    from sqlalchemy import select
 
-    fresh = current_revision(settings.db_url) != head_revision()
+    from retrieval.catalog import register_encoder
+    from retrieval.db import migrate
+    from retrieval.models import EncoderVersion
+    from training.checkpoint import file_sha256
+
     migrate(settings.db_url)
+    sha = file_sha256(checkpoint)
     with _catalog(settings) as (session, store):
+        known = session.scalar(select(EncoderVersion).where(EncoderVersion.checkpoint_sha256 == sha))
         version = register_encoder(checkpoint, session=session, store=store, activate=True)
         report.facts.setdefault("encoder", {}).update({"name": version.name, "dim": version.dim})
-        report.reused["register"] = not fresh and version.created_at is not None and report.reused.get("train", False)
+    report.reused["register"] = known is not None
     print(f"      active encoder version {version.name}")
 
 

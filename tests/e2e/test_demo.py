@@ -1,0 +1,79 @@
+"""The README's first command, end to end on the embedded default: `histoquery demo` with a reduced step count.
+
+Runs the real console script twice in a temp home: the first run trains, ingests, calibrates and evaluates; the
+second must reuse all of it. Asserts on the printed report and on the files left behind.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from tests.support.e2e_cluster import Deployment
+
+pytestmark = pytest.mark.slow
+
+DEMO_ARGS = ("demo", "--no-dashboard", "--steps", "1", "--epochs", "1", "--pairs", "60")
+
+
+@pytest.fixture(scope="module")
+def demo_runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, str]:
+    home = tmp_path_factory.mktemp("demo-home")
+    dep = Deployment(home=home, env={"HISTOQUERY_HOME": str(home), "HISTOQUERY_DEVICE": "cpu"})
+    first = dep.run(*DEMO_ARGS, "--home", str(home), timeout=600).stdout
+    second = dep.run(*DEMO_ARGS, "--home", str(home), timeout=600).stdout
+    return home, first, second
+
+
+def test_first_run_prints_every_step_and_a_report(demo_runs: tuple[Path, str, str], sample_dir: Path) -> None:
+    _, first, _ = demo_runs
+    for i, word in enumerate(("train", "register", "ingest", "calibrate", "evaluate"), start=1):
+        assert re.search(rf"\[{i}/5\] .*{word}", first), f"step {i} ({word}) not announced:\n{first}"
+    assert "==== HistoQuery demo report ====" in first
+    n_images = sum(1 for p in sample_dir.rglob("*") if p.is_file())
+    match = re.search(r"ingested\s+: (\d+) images, (\d+) slide tiles, (\d+) failed", first)
+    assert match, first
+    assert int(match.group(1)) == n_images == 64
+    assert int(match.group(2)) > 0  # the sample slide was tiled
+    assert int(match.group(3)) == 0
+    thr = re.search(r"threshold\s+: cos >= (-?[\d.]+) .* d = 2 - 2cos <= ([\d.]+)\); calibrated on (\d+) pairs", first)
+    assert thr, first
+    cos, d = float(thr.group(1)), float(thr.group(2))
+    assert -1.0 <= cos <= 1.0 and d == pytest.approx(2 - 2 * cos, abs=1e-3)
+    acc = re.search(r"accuracy\s+: ([\d.]+) on (\d+) held-out pairs", first)
+    assert acc and 0.0 <= float(acc.group(1)) <= 1.0 and int(acc.group(2)) > 0, first
+    assert "reused" not in first.split("==== HistoQuery demo report ====")[1]
+
+
+def test_second_run_reuses_everything(demo_runs: tuple[Path, str, str]) -> None:
+    _, first, second = demo_runs
+    reused = re.search(r"reused\s+: (.*)", second)
+    assert reused, second
+    assert {"train", "register", "ingest", "calibrate"} <= {s.strip() for s in reused.group(1).split(",")}
+    assert "0 new, 105 already stored" in second or re.search(r": 0 new, \d+ already stored", second), second
+    # Same threshold, no re-tuning on the second run.
+    thr = [re.search(r"threshold\s+: cos >= (-?[\d.]+)", out) for out in (first, second)]
+    assert thr[0] and thr[1] and thr[0].group(1) == thr[1].group(1)
+
+
+def test_files_left_behind(demo_runs: tuple[Path, str, str]) -> None:
+    home, _, _ = demo_runs
+    for name in ("demo/encoder.pt", "demo/manifest.csv", "demo/report.json", "histoquery.db", "qdrant"):
+        assert (home / name).exists(), f"{name} missing under {home}"
+    report = json.loads((home / "demo" / "report.json").read_text())
+    assert report["ingest"]["images"] == 64 and report["ingest"]["failed"] == 0
+    assert report["ingest"]["calibration_images"] + report["ingest"]["evaluation_images"] == 64
+    assert report["reused"]["train"] and report["reused"]["ingest"]
+    assert set(report["timings_s"]) >= {"train", "ingest", "calibrate", "evaluate", "total"}
+    with sqlite3.connect(home / "histoquery.db") as db:
+        active = db.execute("SELECT name, threshold_cos FROM encoder_versions WHERE is_active").fetchall()
+        images = db.execute("SELECT count(*) FROM images WHERE status = 'done'").fetchone()[0]
+        embedded = db.execute("SELECT count(*) FROM embeddings").fetchone()[0]
+        runs = dict(db.execute("SELECT kind, count(*) FROM eval_runs GROUP BY kind").fetchall())
+    assert len(active) == 1 and active[0][1] == pytest.approx(report["calibration"]["threshold_cos"])
+    assert images == embedded == report["ingest"]["images"] + report["ingest"]["tiles"]
+    assert runs.get("calibrate") == 1 and runs.get("evaluate") == 2  # calibrated once, evaluated per run
