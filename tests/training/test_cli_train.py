@@ -1,0 +1,41 @@
+"""`histoquery train` end to end on a small copy of the shipped sample."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from cli.main import main
+from training.checkpoint import load_checkpoint
+
+
+def test_cli_train_overrides_resume_and_errors(
+    tmp_path: Path, sample_dir: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HISTOQUERY_HOME", str(tmp_path / "home"))
+    data = tmp_path / "data"
+    shutil.copytree(sample_dir / "07_ADIPOSE", data / "a")
+    (data / "a" / "broken.png").write_text("nope")
+    out = tmp_path / "ck" / "enc.pt"
+    args = ["train", str(data), "--preset", "fast-cpu", "--epochs", "1", "--image-size", "32", "--batch-size", "4",
+            "--set", "projection_dim=16", "--set", "hidden_dim=32", "--set", "aug.hue=0.05",
+            "--set", "view2.solarize_prob=0", "--out", str(out), "--no-progress", "--device", "cpu"]  # fmt: skip
+    assert main(args) == 0
+    text = capsys.readouterr().out
+    assert "broken.png" in text and "epoch   1" in text and str(out) in text
+    cfg = load_checkpoint(out)["config"]
+    assert cfg["image_size"] == 32 and cfg["projection_dim"] == 16 and cfg["preset"] == "fast-cpu"
+    assert cfg["view1"]["hue"] == 0.05 and cfg["view2"]["solarize_prob"] == 0 and cfg["view2"]["blur_prob"] == 0.1
+    # resume takes the checkpoint's config; only the epoch count changes
+    assert main(["train", str(data), "--resume", "--epochs", "2", "--out", str(out), "--no-progress"]) == 0
+    assert load_checkpoint(out)["epoch"] == 2
+    capsys.readouterr()
+    # user errors: one line, exit code 2
+    assert main(["train", str(tmp_path / "nowhere"), "--preset", "fast-cpu", "--out", str(out)]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert main(["train", str(data), "--set", "no_such_field=1", "--out", str(tmp_path / "z.pt")]) == 2
+    assert "unknown config field" in capsys.readouterr().err
+    assert main(["train", str(data), "--resume", "--out", str(tmp_path / "none.pt")]) == 2
+    assert "no checkpoint" in capsys.readouterr().err

@@ -1,0 +1,116 @@
+"""Train loop on the shipped sample: finite loss, checkpoint + metrics, resume, seeds, bad files, errors."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.training.conftest import tiny_config
+from training.checkpoint import load_checkpoint
+from training.errors import CheckpointError, DataError
+from training.trainer import metrics_paths, train
+
+
+def test_few_steps_finite_loss_and_checkpoint(tiny_run: tuple[Path, object]) -> None:
+    out, result = tiny_run
+    assert out.is_file()
+    payload = load_checkpoint(out)
+    assert payload["epoch"] == 2 and payload["global_step"] == 4
+    assert payload["config"]["backbone"] == "resnet18" and payload["num_files"] == 64
+    assert set(payload["state"]) == {"online_encoder", "online_projector", "predictor", "target_encoder",
+                                     "target_projector"}  # fmt: skip
+    assert payload["optimizer"] is not None and payload["versions"]["torch"]
+    rows = result.metrics  # type: ignore[attr-defined]
+    assert [r["epoch"] for r in rows] == [1, 2]
+    for r in rows:
+        assert 0 <= r["loss"] <= 8 and r["images"] == 16 and r["bad_files"] == 0
+        assert 0 < r["collapse_score"] <= 1.5
+        assert 0 <= r["probe_pair_acc"] <= 1 and 0 <= r["probe_knn_acc"] <= 1
+        assert r["probe_threshold_d"] == pytest.approx(2 - 2 * r["probe_threshold_cos"])
+    for name, tensor in payload["state"]["online_encoder"].items():
+        assert torch.isfinite(tensor.float()).all(), name
+    csv_path, json_path = metrics_paths(out)
+    assert csv_path.read_text().splitlines()[0].startswith("epoch,loss,")
+    assert len(json.loads(json_path.read_text())["epochs"]) == 2
+
+
+def _weights(path: Path) -> dict[str, torch.Tensor]:
+    return load_checkpoint(path)["state"]["online_encoder"]
+
+
+@pytest.mark.slow
+def test_resume_continues_at_right_epoch_and_matches_continuous_run(
+    tmp_path: Path, sample_dir: Path, tiny_run: tuple[Path, object]
+) -> None:
+    continuous, _ = tiny_run
+    out = tmp_path / "r.pt"
+
+    def interrupt(step: int, total: int, info: dict[str, float]) -> None:
+        if step == 3:  # first step of epoch 2: the epoch-1 checkpoint is on disk
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(sample_dir, tiny_config(epochs=2), out, progress=interrupt, max_steps_per_epoch=2)
+    assert load_checkpoint(out)["epoch"] == 1
+    assert not list(tmp_path.glob(".*.tmp"))  # atomic write left no temp file
+    result = train(sample_dir, tiny_config(epochs=2), out, resume=True, labeled=sample_dir, max_steps_per_epoch=2)
+    assert result.start_epoch == 1 and result.epochs_run == 1
+    assert [r["epoch"] for r in result.metrics] == [1, 2]
+    payload = load_checkpoint(out)
+    assert payload["epoch"] == 2 and payload["global_step"] == 4
+    # stopping after epoch 1 and resuming gives the same weights as never stopping (CPU, same seed)
+    a, b = _weights(out), _weights(continuous)
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6)
+
+
+def test_seed_reproducible_and_seed_matters(tmp_path: Path, sample_dir: Path) -> None:
+    cfg = tiny_config(epochs=1)
+    train(sample_dir, cfg, tmp_path / "a.pt", max_steps_per_epoch=1)
+    train(sample_dir, cfg, tmp_path / "b.pt", max_steps_per_epoch=1)
+    train(sample_dir, tiny_config(epochs=1, seed=1), tmp_path / "c.pt", max_steps_per_epoch=1)
+    a, b, c = _weights(tmp_path / "a.pt"), _weights(tmp_path / "b.pt"), _weights(tmp_path / "c.pt")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not all(torch.equal(a[k], c[k]) for k in a)
+
+
+def test_resume_with_other_backbone_is_clear_error(tmp_path: Path, tiny_run: tuple[Path, object],
+                                                   sample_dir: Path) -> None:  # fmt: skip
+    out = tmp_path / "x.pt"
+    shutil.copy(tiny_run[0], out)
+    with pytest.raises(CheckpointError, match="backbone='resnet18'"):
+        train(sample_dir, tiny_config(backbone="resnet50", epochs=3), out, resume=True)
+
+
+def test_bad_files_are_skipped_and_reported(tmp_path: Path, sample_dir: Path, caplog: pytest.LogCaptureFixture) -> None:
+    data = tmp_path / "data"
+    shutil.copytree(sample_dir / "01_TUMOR", data / "tumor")
+    (data / "tumor" / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00garbage" * 20)
+    (data / "empty.jpg").write_bytes(b"")
+    (data / "notes.tif").write_text("this is not an image")
+    (data / "README.txt").write_text("ignored: not an image suffix")
+    caplog.set_level("WARNING")
+    result = train(data, tiny_config(epochs=1, batch_size=11), tmp_path / "c.pt")
+    bad = {Path(p).name for p in result.bad_files}
+    assert bad == {"corrupt.png", "empty.jpg", "notes.tif"}
+    assert result.num_files == 11 and result.metrics[0]["bad_files"] == 3 and result.metrics[0]["images"] == 8
+    for name in bad:
+        assert name in caplog.text
+
+
+def test_empty_folder_and_unreadable_folder_are_clear_errors(tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="no image files"):
+        train(tmp_path / "empty", tiny_config(), tmp_path / "e.pt")
+    junk = tmp_path / "junk"
+    junk.mkdir()
+    for i in range(3):
+        (junk / f"{i}.png").write_text("not a png")
+    with pytest.raises(DataError, match="no readable image"):
+        train(junk, tiny_config(), tmp_path / "j.pt")
+    with pytest.raises(DataError, match="does not exist"):
+        train(tmp_path / "missing", tiny_config(), tmp_path / "m.pt")
