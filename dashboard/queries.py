@@ -244,3 +244,53 @@ def pair_sources(key: str) -> list[str]:
         sets = [f"{PAIRSET_PREFIX}{name}" for name, n in data.pair_sets(session=session).items() if n > 0]
         generated = [f"{DATASET_PREFIX}{name}" for name in data.labeled_datasets(session=session)]
     return sets + generated
+
+
+@dataclass(frozen=True)
+class Report:
+    """Pair metrics of one encoder version on one labeled-pair source, plus curves for plotting."""
+
+    version: str
+    threshold_cos: float
+    threshold_source: str
+    metrics: dict[str, Any]
+    curve: list[dict[str, float]]  # threshold_cos, threshold_d, accuracy, tpr, fpr (ascending threshold)
+
+
+def _as_scored_pairs(scored: Scored) -> Any:
+    from retrieval.evaluation import ScoredPairs
+
+    return ScoredPairs(
+        scores=scored.scores,
+        labels=scored.labels,
+        source=scored.source,
+        image_ids=list(scored.pairs) or None,
+        topk=dict(scored.topk),
+    )
+
+
+@st.cache_data(ttl=RESULT_TTL_S, max_entries=32, show_spinner="Computing the metrics ...")
+def pair_report(key: str, version: str, source: str, n_pairs: int = 1000, curve_points: int = 300) -> Report:
+    """Metrics (``retrieval.evaluation.pair_metrics``) at the version's threshold and accuracy/ROC curves."""
+    from retrieval import metrics as M
+    from retrieval.evaluation import pair_metrics
+
+    scored = scored_pairs(key, version, source, n_pairs)
+    with open_retrieval(key, version) as r:
+        thr = r.threshold()
+    report = pair_metrics(_as_scored_pairs(scored), thr.cos, n_boot=200)
+    qs = np.unique(np.quantile(scored.scores, np.linspace(0.0, 1.0, curve_points)))
+    grid = np.concatenate([[-1.0], qs - 1e-6, [qs[-1] + 1e-6, 1.0 + 1e-6]])
+    rows = M.sweep(scored.scores, scored.labels, thresholds_d=list(2.0 - 2.0 * grid))
+    curve = sorted((row.as_dict() for row in rows), key=lambda d: d["threshold_cos"])
+    return Report(version, float(thr.cos), str(thr.source), report, curve)
+
+
+def record_evaluation(key: str, version: str, source: str, n_pairs: int = 1000) -> dict[str, Any]:
+    """Record an evaluation run (``retrieval.evaluation.evaluate``) of ``version`` on the scored pairs."""
+    from retrieval.evaluation import evaluate
+
+    scored = scored_pairs(key, version, source, n_pairs)
+    name = source.removeprefix(PAIRSET_PREFIX) if source.startswith(PAIRSET_PREFIX) else None
+    with open_retrieval(key, version) as r:
+        return evaluate(r, _as_scored_pairs(scored), pair_set_name=name)

@@ -1,0 +1,214 @@
+"""Accuracy page: labeled pairs (a stored pair set or generated from labels) scored by one or more encoder versions:
+accuracy vs threshold with the calibrated threshold marked, the study's sweep table, ROC with AUC, EER, a per-class
+breakdown and rank-10 galleries."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+
+from dashboard import data, queries
+from dashboard.common import active_version_or_stop, open_services
+from dashboard.services import Services
+from dashboard.ui import shown_errors
+
+GALLERY_QUERIES = 3
+
+
+def _fmt(value: object, pattern: str = "{:.3f}") -> str:
+    if isinstance(value, int | float) and math.isfinite(float(value)):
+        return pattern.format(value)
+    return "-"
+
+
+def _summary(reports: list[queries.Report]) -> None:
+    rows = []
+    for rep in reports:
+        m = rep.metrics
+        ci = m.get("accuracy_ci95") or [None, None]
+        topk = m.get("topk") or {}
+        rows.append(
+            {
+                "encoder version": rep.version,
+                "threshold cos": round(rep.threshold_cos, 4),
+                "threshold d": round(2 - 2 * rep.threshold_cos, 4),
+                "threshold from": rep.threshold_source,
+                "accuracy": m.get("accuracy"),
+                "accuracy 95% CI": f"{_fmt(ci[0])} – {_fmt(ci[1])}",
+                "ROC AUC": m.get("roc_auc"),
+                "EER": m.get("eer"),
+                "best accuracy (on these pairs)": m.get("best_accuracy"),
+                "precision@10": topk.get("precision_at_10"),
+                "pairs": m.get("n_pairs"),
+            }
+        )
+    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", key="accuracy_summary")
+
+
+def _curves(reports: list[queries.Report]) -> None:
+    acc_fig, roc_fig = go.Figure(), go.Figure()
+    for rep in reports:
+        curve = pd.DataFrame(rep.curve)
+        acc_fig.add_trace(go.Scatter(x=curve.threshold_cos, y=curve.accuracy, mode="lines", name=rep.version))
+        acc_fig.add_vline(
+            x=rep.threshold_cos,
+            line_dash="dash",
+            annotation_text=f"{rep.version}: {rep.threshold_source} {rep.threshold_cos:.3f}",
+        )
+        auc = rep.metrics.get("roc_auc")
+        roc = curve.sort_values(["fpr", "tpr"])
+        roc_fig.add_trace(go.Scatter(x=roc.fpr, y=roc.tpr, mode="lines", name=f"{rep.version} (AUC {_fmt(auc)})"))
+        eer = rep.metrics.get("eer")
+        if isinstance(eer, float):
+            roc_fig.add_trace(
+                go.Scatter(
+                    x=[eer], y=[1 - eer], mode="markers", marker={"size": 10}, name=f"{rep.version} EER {eer:.3f}"
+                )
+            )
+    roc_fig.add_trace(
+        go.Scatter(
+            x=[0, 1], y=[0, 1], mode="lines", line={"dash": "dot", "color": "grey"}, name="chance", showlegend=False
+        )
+    )
+    acc_fig.update_layout(
+        height=380,
+        xaxis_title="threshold (cosine; d = 2 − 2·cos)",
+        yaxis_title="accuracy",
+        yaxis_range=[0, 1.02],
+        margin={"l": 10, "r": 10, "t": 30, "b": 10},
+        legend={"orientation": "h"},
+    )
+    roc_fig.update_layout(
+        height=380,
+        xaxis_title="false positive rate",
+        yaxis_title="true positive rate",
+        margin={"l": 10, "r": 10, "t": 30, "b": 10},
+        legend={"orientation": "h"},
+    )
+    left, right = st.columns(2)
+    with left:
+        st.markdown("**Accuracy vs threshold**")
+        st.plotly_chart(acc_fig, key="accuracy_curve")
+    with right:
+        st.markdown("**ROC**")
+        st.plotly_chart(roc_fig, key="roc_curve")
+
+
+def _sweep_tables(reports: list[queries.Report]) -> None:
+    st.markdown("**Threshold sweep** (as in the study: same category when d = 2 − 2·cos is below the threshold)")
+    tabs = st.tabs([rep.version for rep in reports])
+    for tab, rep in zip(tabs, reports, strict=True):
+        with tab:
+            st.dataframe(pd.DataFrame(rep.metrics.get("sweep", [])).round(4), hide_index=True, width="stretch")
+
+
+def _per_class(svc: Services, scored: queries.Scored, report: queries.Report) -> None:
+    ids = tuple(sorted({i for pair in scored.pairs for i in pair}))
+    if not ids:
+        return
+    infos = queries.image_infos(svc.key, ids)
+    decided = scored.scores >= report.threshold_cos
+    correct = decided == scored.labels.astype(bool)
+    rows: dict[str, dict[str, float]] = {}
+    for i, (a, b) in enumerate(scored.pairs):
+        la = infos[a].label if a in infos else None
+        lb = infos[b].label if b in infos else None
+        for label in {la, lb} - {None}:
+            r = rows.setdefault(str(label), {"pairs": 0, "correct": 0, "same pairs": 0, "same correct": 0})
+            r["pairs"] += 1
+            r["correct"] += int(correct[i])
+            if scored.labels[i]:
+                r["same pairs"] += 1
+                r["same correct"] += int(correct[i])
+    table = pd.DataFrame(
+        [
+            {
+                "class": label,
+                "pairs": int(r["pairs"]),
+                "accuracy": r["correct"] / r["pairs"] if r["pairs"] else float("nan"),
+                "same-class pairs": int(r["same pairs"]),
+                "recall on same-class pairs": r["same correct"] / r["same pairs"] if r["same pairs"] else float("nan"),
+            }
+            for label, r in sorted(rows.items())
+        ]
+    )
+    st.markdown(f"**Per-class breakdown** ({report.version}, pairs involving each class)")
+    st.dataframe(table.round(3), hide_index=True, width="stretch", key="accuracy_per_class")
+
+
+def _galleries(svc: Services, scored: queries.Scored, version: str) -> None:
+    ids = sorted({i for pair in scored.pairs for i in pair})
+    if not ids:
+        return
+    rng = np.random.default_rng(0)
+    picks = [int(i) for i in rng.choice(ids, size=min(GALLERY_QUERIES, len(ids)), replace=False)]
+    st.markdown(f"**Rank-10 galleries** ({version}; ✓ = same label as the query)")
+    for q in picks:
+        results = queries.top_k_by_id(svc.key, version, q, 10, None, None, None, False, True)
+        infos = queries.image_infos(svc.key, (q, *(r.image_id for r in results)))
+        cols = st.columns(11)
+        qlabel = infos[q].label if q in infos else None
+        cols[0].image(queries.thumbnail(svc.key, q), caption=f"query · {qlabel or '-'}", width="stretch")
+        for col, res in zip(cols[1:], results, strict=False):
+            label = infos[res.image_id].label if res.image_id in infos else None
+            mark = "✓" if label is not None and label == qlabel else "✗"
+            col.image(queries.thumbnail(svc.key, res.image_id), caption=f"{mark} {res.score:.2f}", width="stretch")
+
+
+def render() -> None:
+    st.title("Accuracy")
+    svc = open_services()
+    active = active_version_or_stop(svc)
+    with svc.session() as session:
+        usable = [v for v in data.versions(session=session) if v.stored > 0]
+    sources = queries.pair_sources(svc.key)
+    if not sources:
+        st.info(
+            "No labeled pairs yet: ingest a labeled dataset (sub-folder names as labels) or load a pairs CSV "
+            "with `histoquery evaluate --pairs pairs.csv`."
+        )
+        return
+    c1, c2, c3 = st.columns([2, 1, 2])
+    source = c1.selectbox("Labeled pairs", sources, key="accuracy_source")
+    n_pairs = int(
+        c2.number_input(
+            "Pairs to generate",
+            100,
+            20000,
+            1000,
+            step=100,
+            key="accuracy_n_pairs",
+            disabled=not source.startswith(queries.DATASET_PREFIX),
+        )
+    )
+    names = [v.name for v in usable]
+    chosen = c3.multiselect("Encoder versions to compare", names, default=[active.name], key="accuracy_versions")
+    if not chosen:
+        st.info("Pick at least one encoder version.")
+        return
+    reports: list[queries.Report] = []
+    for name in chosen:
+        with shown_errors(f"evaluate {name}"):
+            reports.append(queries.pair_report(svc.key, name, source, n_pairs))
+    if not reports:
+        return
+    _summary(reports)
+    _curves(reports)
+    _sweep_tables(reports)
+    first = reports[0]
+    with shown_errors("break the accuracy down by class"):
+        scored = queries.scored_pairs(svc.key, first.version, source, n_pairs)
+        _per_class(svc, scored, first)
+        _galleries(svc, scored, first.version)
+    if st.button("Record these evaluations", help="Store an evaluation run per version (shown on the Models page)"):
+        with shown_errors("record the evaluation"):
+            for rep in reports:
+                out = queries.record_evaluation(svc.key, rep.version, source, n_pairs)
+                st.success(f"Recorded evaluation run {out.get('eval_run_id')} for {rep.version}.")
+
+
+render()
