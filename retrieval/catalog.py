@@ -211,7 +211,7 @@ def store_embeddings(
     if any(r.id is None for r in rows):
         session.flush()
     dataset_ids = {r.dataset_id for r in rows}
-    names = dict(session.execute(select(Dataset.id, Dataset.name).where(Dataset.id.in_(dataset_ids))).tuples().all())
+    names = dict(session.execute(select(Dataset.id, Dataset.name).where(Dataset.id.in_(dataset_ids))).all())
     ids = [point_id(r.content_hash, version.name) for r in rows]
     payloads = [
         {

@@ -55,11 +55,8 @@ def check(*, session: Session, store: VectorStore, repair: bool = False) -> list
 
 
 def _check_version(version: EncoderVersion, *, session: Session, store: VectorStore, repair: bool) -> VersionReport:
-    rows = dict(
-        session.execute(
-            select(Embedding.point_id, Embedding.image_id).where(Embedding.encoder_version_id == version.id)
-        ).tuples()
-    )
+    stmt = select(Embedding.point_id, Embedding.image_id).where(Embedding.encoder_version_id == version.id)
+    rows = {str(pid): int(iid) for pid, iid in session.execute(stmt).all()}
     exists = store.has_collection(version.collection)
     point_ids = set(store.list_ids(version.collection)) if exists else set()
     report = VersionReport(

@@ -104,7 +104,7 @@ def stored_vectors(
             .outerjoin(Embedding, (Embedding.image_id == Image.id) & (Embedding.encoder_version_id == version.id))
             .where(Image.id.in_(chunk))
         )
-        for image_id, pid, slide_id in session.execute(stmt).tuples():
+        for image_id, pid, slide_id in session.execute(stmt):
             found[int(image_id)] = (pid, slide_id)
     errors: dict[int, RetrievalError] = {}
     for i in unique:
@@ -157,7 +157,7 @@ def resolve_queries(
                 .join(Embedding, (Embedding.image_id == Image.id) & (Embedding.encoder_version_id == version.id))
                 .where(Image.source_path.in_(wanted[start : start + 2000]), Image.slide_id.is_(None))
             )
-            by_path.update({str(sp): int(iid) for sp, iid in session.execute(stmt).tuples()})
+            by_path.update({str(sp): int(iid) for sp, iid in session.execute(stmt)})
     id_of: dict[int, int] = {}
     for i, q in enumerate(queries):
         if isinstance(q, int | np.integer) and not isinstance(q, bool):

@@ -44,6 +44,19 @@ def to_edge_filter(flt: SearchFilter | None) -> qe.Filter | None:
     return qe.Filter(must=must or None, must_not=must_not or None)
 
 
+def _open_shard(path: Path) -> qe.EdgeShard:
+    try:
+        return qe.EdgeShard.load(str(path))
+    except Exception as exc:  # the bindings raise a bare Exception
+        if "WouldBlock" in str(exc) or "lock" in str(exc).lower():
+            raise VectorStoreError(
+                f"the embedded vector store {path} is open in another process (dashboard, worker, CLI): qdrant-edge "
+                "allows one process per store. Stop that process, run the command inside it, or use the server "
+                "backend (HISTOQUERY_VECTOR_BACKEND=server)"
+            ) from exc
+        raise VectorStoreError(f"cannot open embedded vector collection {path}: {exc}") from exc
+
+
 class EdgeVectorStore:
     """:class:`retrieval.store.base.VectorStore` on embedded Qdrant Edge shards under ``root``."""
 
@@ -131,7 +144,7 @@ class EdgeVectorStore:
                 raise VectorStoreError(
                     f"no vector collection {name!r} in {self.root}: register an encoder and ingest images first"
                 )
-            shard = qe.EdgeShard.load(str(self.root / "collections" / real))
+            shard = _open_shard(self.root / "collections" / real)
             self._shards[real] = shard
             return shard
 

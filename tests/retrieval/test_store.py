@@ -26,8 +26,14 @@ def _data() -> tuple[list[str], np.ndarray, list[dict[str, object]]]:
     vecs = clustered_vectors(LABELS, DIM, seed=1)
     ids = [point_id(f"h{i}", "v1") for i in range(N)]
     payloads: list[dict[str, object]] = [
-        {"image_id": i, "dataset": "a" if i < 300 else "b", "dataset_id": 1 if i < 300 else 2,
-         "label": LABELS[i], "slide_id": i % 10, "content_hash": f"h{i}"}
+        {
+            "image_id": i,
+            "dataset": "a" if i < 300 else "b",
+            "dataset_id": 1 if i < 300 else 2,
+            "label": LABELS[i],
+            "slide_id": i % 10,
+            "content_hash": f"h{i}",
+        }
         for i in range(N)
     ]
     return ids, vecs, payloads
