@@ -133,3 +133,21 @@ def deployment(home: Path, env: Mapping[str, str], workers: Sequence[Sequence[st
         yield dep
     finally:
         dep.stop_workers()
+
+
+def fresh_database(postgres: object, name: str) -> str:
+    """A new empty database on the session's PostgreSQL (the ``postgres`` fixture: a server or a URL)."""
+    from tests.support.services import PostgresServer
+
+    if isinstance(postgres, PostgresServer):
+        return postgres.create_database(name)
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    base = make_url(str(postgres))
+    with psycopg.connect(
+        host=base.host, port=base.port, user=base.username, password=base.password, dbname=base.database,
+        autocommit=True,
+    ) as conn:  # fmt: skip
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return base.set(database=name).render_as_string(hide_password=False)

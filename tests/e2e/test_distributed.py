@@ -1,0 +1,147 @@
+"""The scaled-out path on one machine, through the real CLI only.
+
+Throwaway PostgreSQL (metadata) and Redis (Celery broker), two `histoquery worker` subprocesses, then
+`histoquery ingest --wait` on the shipped sample and slide, `histoquery jobs`, `histoquery query`,
+`histoquery evaluate`, `histoquery doctor`, and the dashboard loaded in headless Chromium against that deployment.
+No Qdrant server can run here: the vectors live in the embedded engine under the deployment's home, shared by the
+worker processes (each batch takes the store's writer lock), as `ingest.context` documents.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.e2e_cluster import Deployment, deployment, fresh_database, server_env
+
+pytestmark = pytest.mark.slow
+
+N_SAMPLE = 64
+
+
+@pytest.fixture(scope="module")
+def cluster(
+    tmp_path_factory: pytest.TempPathFactory, postgres: object, sample_dir: Path, sample_slide: Path
+) -> Iterator[tuple[Deployment, dict[str, str]]]:
+    """Two workers on Redis + PostgreSQL; the sample and the slide ingested through them with `--wait`."""
+    from tests.support.services import redis_server
+    from training.testing import make_untrained_checkpoint
+
+    home = tmp_path_factory.mktemp("cluster")
+    db_url = fresh_database(postgres, f"hq_e2e_{uuid.uuid4().hex[:10]}")
+    checkpoint = make_untrained_checkpoint(home / "encoder.pt", backbone="resnet18", image_size=64)
+    with redis_server() as redis:
+        env = server_env(home, db_url, redis.url, ingest_batch_size="8")
+        with deployment(home, env) as dep:
+            dep.run("reembed", "--checkpoint", str(checkpoint), "--name", "e2e-enc", "--wait")
+            dep.start_worker("--concurrency", "1", name="worker1")
+            dep.start_worker("--concurrency", "1", name="worker2")
+            dep.wait_workers_ready()
+            outputs = {
+                "ingest_images": dep.run(
+                    "ingest", str(sample_dir), "--labels-from-folders", "--dataset", "kather", "--wait"
+                ).stdout,
+                "ingest_slide": dep.run("ingest", str(sample_slide), "--dataset", "slides", "--wait").stdout,
+                "ingest_again": dep.run(
+                    "ingest", str(sample_dir), "--labels-from-folders", "--dataset", "kather", "--wait"
+                ).stdout,
+            }
+            dep.stop_workers()  # releases nothing of the store (batches close it); keeps CPU for the queries
+            yield dep, outputs
+
+
+def _job_line(text: str) -> tuple[int, int, int, int]:
+    match = re.search(r"job \d+ done: (\d+) stored, (\d+) skipped \(already stored\), (\d+) failed, of (\d+)", text)
+    assert match, text
+    return tuple(int(g) for g in match.groups())  # type: ignore[return-value]
+
+
+def test_ingest_through_two_workers(cluster: tuple[Deployment, dict[str, str]]) -> None:
+    dep, out = cluster
+    stored, skipped, failed, total = _job_line(out["ingest_images"])
+    assert (stored, skipped, failed, total) == (N_SAMPLE, 0, 0, N_SAMPLE)
+    tiles, _, tile_failures, tile_total = _job_line(out["ingest_slide"])
+    assert tiles > 0 and tile_failures == 0 and tiles == tile_total
+    # Re-ingesting is a no-op: everything skipped, nothing new written.
+    assert _job_line(out["ingest_again"]) == (0, N_SAMPLE, 0, N_SAMPLE)
+    # Both workers took batches (8 images per batch, prefetch 1).
+    for log in dep.logs:
+        assert re.search(r"succeeded in", log.read_text(errors="replace")), f"{log.name} ran no batch"
+    jobs = dep.run("jobs").stdout
+    assert len(re.findall(r"\bdone\b", jobs)) >= 4, jobs  # reembed + 3 ingests
+
+
+def test_query_topk_and_pair(cluster: tuple[Deployment, dict[str, str]], sample_dir: Path) -> None:
+    dep, _ = cluster
+    query = sorted((sample_dir / "01_TUMOR").iterdir())[0]
+    hits = json.loads(dep.run("query", "topk", str(query), "-k", "5", "--json").stdout)
+    rows = hits["results"] if isinstance(hits, dict) else hits
+    rows = rows[0] if rows and isinstance(rows[0], list) else rows
+    assert len(rows) == 5
+    assert Path(rows[0]["source_path"]).name == query.name and rows[0]["score"] == pytest.approx(1.0, abs=1e-3)
+    other = sorted((sample_dir / "07_ADIPOSE").iterdir())[0]
+    pair = json.loads(dep.run("query", "pair", str(query), str(other), "--json").stdout)
+    pair = pair[0] if isinstance(pair, list) else pair
+    assert pair["d"] == pytest.approx(2 - 2 * pair["cos"], abs=1e-4)
+    assert isinstance(pair["same"], bool)
+
+
+def test_evaluate_calibrate_then_evaluate(
+    cluster: tuple[Deployment, dict[str, str]], sample_dir: Path, tmp_path: Path
+) -> None:
+    dep, _ = cluster
+    classes = sorted(p for p in sample_dir.iterdir() if p.is_dir())
+    files = {c.name: sorted(c.iterdir()) for c in classes}
+    pairs = tmp_path / "pairs.csv"
+    with pairs.open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["image_a", "image_b", "same"])
+        for i, c in enumerate(classes):
+            same = files[c.name]
+            other = files[classes[(i + 1) % len(classes)].name]
+            writer.writerow([same[0], same[1], 1])
+            writer.writerow([same[2], same[3], 1])
+            writer.writerow([same[0], other[0], 0])
+            writer.writerow([same[2], other[2], 0])
+    out_json = tmp_path / "calibration.json"
+    calibrated = dep.run("evaluate", "--pairs", str(pairs), "--calibrate", "--json-out", str(out_json)).stdout
+    assert "threshold" in calibrated.lower()
+    metrics = json.loads(out_json.read_text())
+    assert metrics["n_pairs"] == 32 and 0.5 <= metrics["accuracy"] <= 1.0
+    evaluated = dep.run("evaluate", "--pairs", str(pairs)).stdout
+    assert f"{metrics['threshold_cos']:.4f}" in evaluated  # evaluate uses the stored threshold, no re-tuning
+
+
+def test_doctor_reports_no_drift(cluster: tuple[Deployment, dict[str, str]]) -> None:
+    dep, _ = cluster
+    proc = dep.run("doctor", "--json")
+    reports = json.loads(proc.stdout)
+    reports = reports.get("versions", reports) if isinstance(reports, dict) else reports
+    (report,) = [r for r in reports if r["version"] == "e2e-enc"]
+    assert report["ok"], report
+    assert report["sql_count"] == report["vector_count"] > N_SAMPLE
+
+
+def test_dashboard_in_chromium(cluster: tuple[Deployment, dict[str, str]], tmp_path: Path) -> None:
+    from tests.support.dashboard_browser import chromium, chromium_binary, streamlit_server
+
+    if chromium_binary() is None:
+        pytest.skip("chromium not installed (apt-get install chromium)")
+    dep, _ = cluster
+    with streamlit_server(env=dep.env) as url, chromium() as browser:
+        page = browser.new_page()
+        page.navigate(url + "/models")
+        page.wait_for_text("e2e-enc", timeout=120)  # the active encoder version, read from PostgreSQL
+        page.screenshot(tmp_path / "models.png")
+        assert not page.error_texts(), page.error_texts()
+        page.navigate(url + "/ingestion")
+        page.wait_for_text("kather", timeout=120)  # the jobs the workers ran
+        page.screenshot(tmp_path / "ingestion.png")
+        assert "Traceback" not in page.body_text()
+        assert not page.error_texts(), page.error_texts()
