@@ -1,0 +1,169 @@
+"""``histoquery query | evaluate | doctor`` end to end on real sample images, a real (untrained) encoder,
+SQLite and the embedded Qdrant store under a temp HISTOQUERY_HOME."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cli.main import main
+
+pytestmark = pytest.mark.slow
+
+CLASSES = ("01_TUMOR", "02_STROMA", "04_LYMPHO", "07_ADIPOSE")
+
+
+@dataclass
+class Env:
+    home: Path
+    ids: list[int]
+    files: list[Path]
+    unstored: Path
+    version: str
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory: pytest.TempPathFactory, sample_dir: Path) -> Iterator[Env]:
+    from PIL import Image as PILImage
+
+    from retrieval.catalog import get_or_create_dataset, register_encoder, store_embeddings
+    from retrieval.db import make_engine, migrate, session_factory
+    from retrieval.models import Image
+    from retrieval.settings import get_settings
+    from retrieval.store import open_vector_store
+    from training.encoder import Encoder
+    from training.testing import make_untrained_checkpoint
+
+    home = tmp_path_factory.mktemp("hq-home")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("HISTOQUERY_HOME", str(home))
+    settings = get_settings()
+    migrate(settings.db_url)
+    ckpt = make_untrained_checkpoint(home / "ck.pt")
+    files = [f for c in CLASSES for f in sorted((sample_dir / c).iterdir())[:3]]
+    unstored = sorted((sample_dir / "06_MUCOSA").iterdir())[0]
+    engine = make_engine(settings.db_url)
+    store = open_vector_store(settings)
+    with session_factory(engine)() as session:
+        version = register_encoder(ckpt, session=session, store=store, activate=True)
+        ds = get_or_create_dataset("sample", session=session)
+        rows = [
+            Image(
+                dataset_id=ds.id,
+                content_hash=hashlib.sha256(f.read_bytes()).hexdigest(),
+                source_path=str(f.resolve()),
+                label=f.parent.name,
+                width=150,
+                height=150,
+            )
+            for f in files
+        ]
+        session.add_all(rows)
+        session.commit()
+        enc = Encoder.from_checkpoint(ckpt, device="cpu")
+        vecs = enc.embed([PILImage.open(f).convert("RGB") for f in files])
+        store_embeddings(rows, vecs, version, session=session, store=store)
+        ids = [r.id for r in rows]
+        name = version.name
+    store.close()
+    engine.dispose()
+    yield Env(home, ids, files, unstored, name)
+    mp.undo()
+
+
+def _json(capsys: pytest.CaptureFixture[str], argv: list[str]) -> dict:
+    assert main(argv) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_query_pair_ids_files_and_thresholds(env: Env, capsys: pytest.CaptureFixture[str]) -> None:
+    a, b = str(env.ids[0]), str(env.ids[5])
+    res = _json(capsys, ["query", "pair", a, b, "--json"])
+    assert -1 <= res["cos"] <= 1 and res["d"] == pytest.approx(2 - 2 * res["cos"], abs=1e-6)
+    assert res["encoder_version"] == env.version
+    # a stored file is read from the store: identical to its id
+    same = _json(capsys, ["query", "pair", str(env.files[0]), a, "--json"])
+    assert same["cos"] == pytest.approx(1.0, abs=1e-5) and same["same"] is True
+    # an unstored file is embedded on the fly
+    new = _json(capsys, ["query", "pair", str(env.unstored), a, "--json"])
+    assert -1 <= new["cos"] < 0.99999
+    flip_lo = _json(capsys, ["query", "pair", a, b, "--threshold", str(res["cos"] - 1e-4), "--json"])
+    flip_hi = _json(capsys, ["query", "pair", a, b, "--threshold-d", str(res["d"] - 1e-3), "--json"])
+    assert flip_lo["same"] is True and flip_hi["same"] is False
+    assert main(["query", "pair", a, b]) == 0
+    assert "threshold from" in capsys.readouterr().out
+
+
+def test_query_errors_are_one_line(env: Env, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["query", "pair", "987654", str(env.ids[0])]) == 2
+    assert "unknown image id 987654" in capsys.readouterr().err
+    bad = tmp_path / "broken.png"
+    bad.write_bytes(b"not a png")
+    assert main(["query", "pair", str(bad), str(env.ids[0])]) == 2
+    assert f"cannot read query image {bad}" in capsys.readouterr().err
+    assert main(["query", "pair", "1", "2", "--threshold", "3"]) == 2
+    assert "out of range" in capsys.readouterr().err
+
+
+def test_query_topk(env: Env, capsys: pytest.CaptureFixture[str]) -> None:
+    out = _json(capsys, ["query", "topk", str(env.ids[0]), "-k", "5", "--json"])
+    assert len(out["results"]) == 5 and env.ids[0] not in [r["image_id"] for r in out["results"]]
+    only = _json(capsys, ["query", "topk", str(env.unstored), "-k", "10", "--label", "02_STROMA", "--json"])
+    assert [r["label"] for r in only["results"]] == ["02_STROMA"] * 3
+    assert main(["query", "topk", str(env.ids[0]), "-k", "3", "--group-by-slide"]) == 0
+    assert "rank" in capsys.readouterr().out
+
+
+def test_query_pairs_csv(env: Env, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    src = tmp_path / "pairs.csv"
+    src.write_text(f"image_a,image_b\n{env.ids[0]},{env.ids[1]}\n{env.ids[2]},123456\n{env.unstored},{env.ids[3]}\n")
+    out = tmp_path / "decisions.csv"
+    assert main(["query", "pairs", str(src), "-o", str(out)]) == 1  # one bad row: reported, others answered
+    captured = capsys.readouterr()
+    assert "2/3 pairs answered" in captured.out and "line 3" in captured.err
+    rows = list(csv.DictReader(out.open()))
+    assert [r["error"] == "" for r in rows] == [True, False, True]
+    assert all(r["same"] in ("0", "1") for r in (rows[0], rows[2]))
+
+
+def test_evaluate_calibrate_then_evaluate(
+    env: Env, tmp_path: Path, sample_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    report_file = tmp_path / "cal.json"
+    assert main(["evaluate", "--labeled-folder", str(sample_dir), "--n-pairs", "60", "--calibrate",
+                 "--json-out", str(report_file)]) == 0  # fmt: skip
+    text = capsys.readouterr().out
+    assert "calibrate of encoder" in text and "accuracy" in text and "majority-vote@5" in text
+    cal = json.loads(report_file.read_text())
+    assert cal["kind"] == "calibrate" and cal["n_pairs"] == 60 and len(cal["sweep"]) == 15
+    ev = _json(capsys, ["evaluate", "--labeled", "sample", "--n-pairs", "30", "--json"])
+    assert ev["kind"] == "evaluate" and ev["threshold_source"] == "calibrated"
+    assert ev["threshold_cos"] == pytest.approx(cal["threshold_cos"])
+    assert np.isfinite(ev["roc_auc"]) and "topk" in ev
+
+
+def test_doctor_detects_and_repairs(env: Env, capsys: pytest.CaptureFixture[str]) -> None:
+    from retrieval.ids import point_id
+    from retrieval.settings import get_settings
+    from retrieval.store import open_vector_store
+
+    assert main(["doctor"]) == 0
+    assert "ok" in capsys.readouterr().out
+    store = open_vector_store(get_settings())
+    content_hash = hashlib.sha256(env.files[2].read_bytes()).hexdigest()
+    collection = store.resolve("hq_active")
+    store.delete(collection, [point_id(content_hash, env.version)])
+    store.close()
+    assert main(["doctor"]) == 1
+    assert "DRIFT" in capsys.readouterr().out
+    rep = _json(capsys, ["doctor", "--repair", "--json"])
+    assert rep["reembedded"] == {env.version: 1}
+    after = _json(capsys, ["doctor", "--json"])
+    assert after["ok"] is True and after["versions"][0]["store_count"] == len(env.ids)
