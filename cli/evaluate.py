@@ -40,12 +40,12 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from retrieval.tables import dumps
     from retrieval.api import Retrieval
     from retrieval.errors import EvaluationError
     from retrieval.evaluation import calibrate, evaluate, score_dataset, score_folder, score_pairs_file
     from retrieval.pairs_io import read_pairs_csv
     from retrieval.settings import get_settings
+    from retrieval.tables import dumps
 
     if args.calibrate and (args.threshold is not None or args.threshold_d is not None):
         raise EvaluationError("--calibrate chooses the threshold itself: drop --threshold / --threshold-d")

@@ -63,8 +63,8 @@ def _open(args: argparse.Namespace) -> Any:
 
 
 def run_pair(args: argparse.Namespace) -> int:
-    from retrieval.tables import dumps, table
     from retrieval.resolve import parse_query
+    from retrieval.tables import dumps, table
 
     with _open(args) as r:
         res = r.pair(parse_query(args.a), parse_query(args.b), threshold=args.threshold, threshold_d=args.threshold_d)
@@ -80,10 +80,10 @@ def run_pair(args: argparse.Namespace) -> int:
 
 
 def run_topk(args: argparse.Namespace) -> int:
-    from retrieval.tables import dumps, table
     from retrieval.api import group_by_slide
     from retrieval.resolve import parse_query
     from retrieval.store.base import SearchFilter
+    from retrieval.tables import dumps, table
 
     flt = SearchFilter(dataset=args.dataset, label=args.label, slide_id=args.slide)
     with _open(args) as r:
@@ -114,8 +114,8 @@ def run_topk(args: argparse.Namespace) -> int:
 def run_pairs(args: argparse.Namespace) -> int:
     import sys
 
-    from retrieval.tables import dumps
     from retrieval.pairs_io import answer_pairs, read_pairs_csv, write_decisions_csv
+    from retrieval.tables import dumps
 
     pairs = read_pairs_csv(args.csv)
     with _open(args) as r:
