@@ -54,8 +54,11 @@ def cosine_ema_rate(step: int, total_steps: int, base: float) -> float:
 @torch.no_grad()
 def ema_update(target: nn.Module, online: nn.Module, rate: float) -> None:
     """``target <- rate * target + (1 - rate) * online`` for parameters; buffers (BN statistics) are copied."""
-    for t, o in zip(target.parameters(), online.parameters(), strict=True):
-        t.lerp_(o.detach(), 1.0 - rate)
+    t_params: list[torch.Tensor] = list(target.parameters())
+    o_params = [p.detach() for p in online.parameters()]
+    if len(t_params) != len(o_params):
+        raise ValueError("target and online networks differ in structure")
+    torch._foreach_lerp_(t_params, o_params, 1.0 - rate)  # one fused kernel launch per group of tensors
     for tb, ob in zip(target.buffers(), online.buffers(), strict=True):
         tb.copy_(ob)
 

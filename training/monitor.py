@@ -20,8 +20,13 @@ def collapse_score(z: torch.Tensor) -> float:
     """``mean over dims of std(normalize(z)) * sqrt(d)`` for a ``(N, d)`` batch (``N >= 2``); 0 means collapsed."""
     if z.ndim != 2 or z.shape[0] < 2:
         raise ValueError(f"collapse_score needs a (N>=2, d) batch, got {tuple(z.shape)}")
+    return float(_score_tensor(z).item())
+
+
+def _score_tensor(z: torch.Tensor) -> torch.Tensor:
+    """The score as a 0-d tensor on ``z``'s device (no host sync)."""
     zn = F.normalize(z.detach().float(), dim=1)
-    return float(zn.std(dim=0).mean().item() * math.sqrt(z.shape[1]))
+    return zn.std(dim=0).mean() * math.sqrt(z.shape[1])
 
 
 @dataclass
@@ -43,18 +48,18 @@ class CollapseMonitor:
     def __init__(self, warn_below: float = 0.1, name: str = "projection") -> None:
         self.warn_below = warn_below
         self.name = name
-        self._total = 0.0
+        self._total: torch.Tensor | float = 0.0
         self._count = 0
 
     def update(self, z: torch.Tensor) -> None:
-        """Add one batch of representations ``(N, d)``."""
+        """Add one batch of representations ``(N, d)`` (stays on the device: no synchronisation per step)."""
         if z.shape[0] >= 2:
-            self._total += collapse_score(z)
+            self._total = self._total + _score_tensor(z)
             self._count += 1
 
     def report(self, epoch: int | None = None) -> CollapseReport:
         """The epoch's mean score (warning logged when collapsed); resets the accumulator."""
-        score = self._total / self._count if self._count else float("nan")
+        score = float(self._total) / self._count if self._count else float("nan")
         collapsed = self._count > 0 and score < self.warn_below
         if collapsed:
             logger.warning(
