@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import fcntl
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 from sqlalchemy import func, select
@@ -30,6 +33,7 @@ def stored(settings: Settings, dataset: str | None = None, with_vectors: bool = 
     from retrieval.store import open_vector_store
 
     engine = make_engine(settings.db_url)
+    lock = _writer_lock(settings)
     store = open_vector_store(settings)
     try:
         with session_factory(engine)() as session:
@@ -62,3 +66,16 @@ def stored(settings: Settings, dataset: str | None = None, with_vectors: bool = 
     finally:
         store.close()
         engine.dispose()
+        if lock is not None:
+            lock.close()
+
+
+def _writer_lock(settings: Settings) -> Any:
+    """Hold the embedded store's writer lock (the one ingest workers take) while reading it."""
+    if settings.vector_backend != "edge" or settings.qdrant_path is None:
+        return None
+    path = Path(settings.qdrant_path) / ".histoquery-writer.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fh = path.open("a")
+    fcntl.flock(fh, fcntl.LOCK_EX)
+    return fh

@@ -85,12 +85,12 @@ class Worker:
             self.proc.wait(30)
 
     def stop(self) -> None:
-        """Warm shutdown (SIGTERM), SIGKILL after 30 s."""
+        """Warm shutdown (SIGTERM), SIGKILL after 10 s."""
         if self.proc is None or self.proc.poll() is not None:
             return
         os.killpg(self.proc.pid, signal.SIGTERM)
         try:
-            self.proc.wait(30)
+            self.proc.wait(10)
         except subprocess.TimeoutExpired:
             self.kill()
 
