@@ -51,7 +51,9 @@ def _summary(reports: list[queries.Report]) -> None:
 
 def _curves(reports: list[queries.Report]) -> None:
     acc_fig, roc_fig = go.Figure(), go.Figure()
+    lows = [rep.threshold_cos for rep in reports]
     for rep in reports:
+        lows += [row["threshold_cos"] for row in rep.curve if 0.0 < row["tpr"] < 1.0 or 0.0 < row["fpr"] < 1.0]
         curve = pd.DataFrame(rep.curve)
         acc_fig.add_trace(go.Scatter(x=curve.threshold_cos, y=curve.accuracy, mode="lines", name=rep.version))
         acc_fig.add_vline(
@@ -74,7 +76,9 @@ def _curves(reports: list[queries.Report]) -> None:
             x=[0, 1], y=[0, 1], mode="lines", line={"dash": "dot", "color": "grey"}, name="chance", showlegend=False
         )
     )
+    x_low = max(-1.0, min(lows) - 0.02)
     acc_fig.update_layout(
+        xaxis_range=[x_low, 1.0],
         height=380,
         xaxis_title="threshold (cosine; d = 2 − 2·cos)",
         yaxis_title="accuracy",
@@ -150,13 +154,15 @@ def _galleries(svc: Services, scored: queries.Scored, version: str) -> None:
     for q in picks:
         results = queries.top_k_by_id(svc.key, version, q, 10, None, None, None, False, True)
         infos = queries.image_infos(svc.key, (q, *(r.image_id for r in results)))
-        cols = st.columns(11)
         qlabel = infos[q].label if q in infos else None
-        cols[0].image(queries.thumbnail(svc.key, q), caption=f"query · {qlabel or '-'}", width="stretch")
+        hits = sum(1 for r in results if r.image_id in infos and infos[r.image_id].label == qlabel)
+        st.caption(f"Query #{q} · label **{qlabel or '-'}** · {hits}/{len(results)} of its top 10 share the label")
+        cols = st.columns(11)
+        cols[0].image(queries.thumbnail(svc.key, q), caption="query", width="stretch")
         for col, res in zip(cols[1:], results, strict=False):
             label = infos[res.image_id].label if res.image_id in infos else None
             mark = "✓" if label is not None and label == qlabel else "✗"
-            col.image(queries.thumbnail(svc.key, res.image_id), caption=f"{mark} {res.score:.2f}", width="stretch")
+            col.image(queries.thumbnail(svc.key, res.image_id), caption=f"{mark} {res.score:.3f}", width="stretch")
 
 
 def render() -> None:

@@ -84,8 +84,9 @@ def _distribution(svc: Services, version: data.VersionInfo, outcome: queries.Pai
         below = float((scored.scores[scored.labels == 1] <= outcome.cos).mean()) if scored.labels.any() else 0.0
         above = float((scored.scores[scored.labels == 0] >= outcome.cos).mean()) if (scored.labels == 0).any() else 0.0
         st.caption(
-            f"{len(scored.scores):,} labeled pairs ({int(scored.labels.sum()):,} same). This pair's cosine is higher "
-            f"than {below:.0%} of same-category pairs and lower than {1 - above:.0%} of different-category pairs."
+            f"{len(scored.scores):,} labeled pairs ({int(scored.labels.sum()):,} same category). {below:.0%} of the "
+            f"same-category pairs score lower than this pair; {above:.0%} of the different-category pairs score "
+            "at least as high."
         )
 
 

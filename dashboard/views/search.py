@@ -28,12 +28,10 @@ def _pick_stored(svc: Services, version: data.VersionInfo) -> int:
         candidates = data.stored_image_ids(version.id, limit=500, session=session)
     if ID_INPUT not in st.session_state:
         st.session_state[ID_INPUT] = candidates[0]
-    c1, c2 = st.columns([3, 2], vertical_alignment="bottom")
-    c1.number_input("Stored image id", min_value=1, step=1, key=ID_INPUT)
-    c2.button(
-        "Random",
+    st.number_input("Stored image id", min_value=1, step=1, key=ID_INPUT)
+    st.button(
+        "Random stored image",
         on_click=lambda: st.session_state.__setitem__(ID_INPUT, random.choice(candidates)),
-        help="Pick a random stored image",
     )
     return int(st.session_state[ID_INPUT])
 
@@ -49,9 +47,9 @@ def _filters(svc: Services) -> tuple[int, str | None, str | None, int | None, bo
     slide_names = {ANY: None, **{f"{name} (#{sid})": sid for sid, name in slides.items()}}
     slide = st.selectbox("Slide", list(slide_names), key="search_slide")
     exclude = st.checkbox(
-        "Exclude the query's own slide",
+        "Exclude own slide",
         key="search_exclude_slide",
-        help="For a tile query: only show tiles of other slides.",
+        help="For a tile query: only show tiles of other slides than the query's.",
     )
     hide_self = st.checkbox(
         "Hide the query image itself",
@@ -91,9 +89,10 @@ def _gallery(svc: Services, results: list[queries.Result], query_id: int | None)
             info = infos.get(res.image_id)
             with col.container(border=True):
                 st.image(queries.thumbnail(svc.key, res.image_id), width="stretch")
-                st.markdown(f"**#{res.rank}** · cos **{res.score:.3f}** · d {res.distance:.3f}")
+                st.markdown(f"**#{res.rank}** · cos **{res.score:.3f}**")
                 if info is not None:
-                    st.caption(f"{info.label or 'no label'} · {info.dataset} · slide {info.slide_name}")
+                    slide = f" · {info.slide_name}" if info.slide_id is not None else ""
+                    st.caption(f"d {res.distance:.3f} · {info.label or 'no label'} · {info.dataset}{slide}")
                 if res.image_id != query_id:
                     st.button(
                         "Search with this", key=f"use-{res.image_id}", on_click=_use_as_query, args=(res.image_id,)

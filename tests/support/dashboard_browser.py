@@ -129,13 +129,38 @@ class Page:
     def count(self, selector: str) -> int:
         return int(self.evaluate(f"document.querySelectorAll({json.dumps(selector)}).length") or 0)
 
+    def script_state(self) -> str | None:
+        """Streamlit's script state from the DOM (``initial``, ``running``, ``notRunning`` ...)."""
+        state = self.evaluate(
+            "(() => { const a = document.querySelector('[data-testid=\"stApp\"]');"
+            " return a ? a.getAttribute('data-test-script-state') : null; })()"
+        )
+        return None if state is None else str(state)
+
     def is_running(self) -> bool:
-        """True while Streamlit shows its 'Running...' indicator (a script run in progress)."""
-        return bool(
+        """True until the app's script run has finished (no run yet counts as running)."""
+        return self.script_state() != "notRunning"
+
+    def main_title(self) -> str:
+        """Text of the first <h1> in the main area (the page title)."""
+        return str(
             self.evaluate(
-                "Array.from(document.querySelectorAll('[data-testid=\"stStatusWidget\"]'))"
-                ".some(e => /Running/i.test(e.innerText))"
+                "(() => { const h = document.querySelector('[data-testid=\"stMain\"] h1');"
+                " return h ? h.innerText : ''; })()"
             )
+            or ""
+        )
+
+    def wait_rendered(self, title: str, *texts: str, timeout: float = 90.0) -> str:
+        """Wait until the page titled ``title`` has finished its script run and shows ``texts``; returns the text."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.main_title().strip() == title and not self.is_running():
+                return self.wait_for_text(*texts, timeout=max(1.0, deadline - time.monotonic()))
+            time.sleep(0.1)
+        raise CDPError(
+            f"page {title!r} did not finish rendering within {timeout}s (title {self.main_title()!r}, "
+            f"state {self.script_state()!r}); page text:\n{self.body_text()[:3000]}"
         )
 
     def wait_for_text(self, *texts: str, timeout: float = 60.0) -> str:
@@ -147,11 +172,11 @@ class Page:
             body = self.body_text()
             if all(t in body for t in texts) and not self.is_running():
                 stable_since = stable_since or time.monotonic()
-                if time.monotonic() - stable_since > 0.5:  # settled: same state for half a second
+                if time.monotonic() - stable_since > 0.3:  # settled
                     return self.body_text()
             else:
                 stable_since = None
-            time.sleep(0.2)
+            time.sleep(0.1)
         missing = [t for t in texts if t not in body]
         raise CDPError(f"page did not render {missing} within {timeout}s; page text:\n{body[:3000]}")
 
@@ -163,14 +188,53 @@ class Page:
             time.sleep(0.2)
         raise CDPError(f"condition {js_condition!r} not met within {timeout}s; page text:\n{self.body_text()[:3000]}")
 
-    def screenshot(self, path: Path) -> Path:
-        """Save a full-page PNG screenshot."""
-        metrics = self.send("Page.getLayoutMetrics")
-        size = metrics.get("cssContentSize") or metrics["contentSize"]
-        height = min(int(size["height"]) + 20, 6000)
+    def images_loaded(self) -> bool:
+        """True when every <img> in the page has loaded (Streamlit serves images asynchronously)."""
+        return bool(self.evaluate("Array.from(document.images).every(i => i.complete && i.naturalWidth > 0)"))
+
+    def broken_images(self) -> list[str]:
+        """Sources of <img> elements that finished loading without pixels."""
+        js = "Array.from(document.images).filter(i => i.complete && i.naturalWidth === 0).map(i => i.src)"
+        return list(self.evaluate(js) or [])
+
+    def charts_drawn(self) -> bool:
+        """True when every Plotly chart on the page has drawn its SVG."""
+        return bool(
+            self.evaluate(
+                "Array.from(document.querySelectorAll('[data-testid=\"stPlotlyChart\"]'))"
+                ".every(c => c.querySelector('.main-svg'))"
+            )
+        )
+
+    def wait_media(self, timeout: float = 30.0) -> None:
+        """Wait until images have loaded and Plotly charts have drawn (both arrive after the script run)."""
+        self.wait_for(
+            "Array.from(document.images).every(i => i.complete) && "
+            "Array.from(document.querySelectorAll('[data-testid=\"stPlotlyChart\"]'))"
+            ".every(c => c.querySelector('.main-svg'))",
+            timeout=timeout,
+        )
+
+    def screenshot(self, path: Path, full_page: bool = True) -> Path:
+        """Save a PNG screenshot (the whole scrollable main area when ``full_page``) once images have loaded."""
+        with contextlib.suppress(CDPError):
+            self.wait_media(timeout=20)
+        height = 900
+        if full_page:  # Streamlit scrolls inside its main container, not the document
+            height = int(
+                self.evaluate(
+                    'Math.max(...Array.from(document.querySelectorAll(\'[data-testid="stMain"], '
+                    '[data-testid="stMainBlockContainer"]\')).map(e => e.scrollHeight), 900)'
+                )
+                or 900
+            )
+            height = min(height + 40, 5000)
         self.send("Emulation.setDeviceMetricsOverride",
-                  {"width": 1400, "height": max(height, 900), "deviceScaleFactor": 1, "mobile": False})  # fmt: skip
-        data = self.send("Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True})["data"]
+                  {"width": 1400, "height": height, "deviceScaleFactor": 1, "mobile": False})  # fmt: skip
+        time.sleep(0.5)
+        with contextlib.suppress(CDPError):
+            self.wait_for("Array.from(document.images).every(i => i.complete)", timeout=20)
+        data = self.send("Page.captureScreenshot", {"format": "png"})["data"]
         self.send("Emulation.setDeviceMetricsOverride",
                   {"width": 1400, "height": 900, "deviceScaleFactor": 1, "mobile": False})  # fmt: skip
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -194,6 +258,21 @@ class Page:
         )
         if not found:
             raise CDPError(f"no button labelled {label!r}")
+
+    def click_text(self, selector: str, text: str) -> None:
+        """Click (real mouse events) the first element matching ``selector`` whose visible text is ``text``."""
+        box = self.evaluate(
+            f"(() => {{ const e = Array.from(document.querySelectorAll({json.dumps(selector)}))"
+            f".find(e => e.innerText.trim() === {json.dumps(text)});"
+            " if (!e) return null; e.scrollIntoView({block: 'center'}); const r = e.getBoundingClientRect();"
+            " return [r.left + r.width / 2, r.top + r.height / 2]; })()"
+        )
+        if not box:
+            raise CDPError(f"no {selector} with text {text!r}")
+        x, y = float(box[0]), float(box[1])
+        self.send("Input.dispatchMouseEvent", {"type": "mouseMoved", "x": x, "y": y})
+        for kind in ("mousePressed", "mouseReleased"):
+            self.send("Input.dispatchMouseEvent", {"type": kind, "x": x, "y": y, "button": "left", "clickCount": 1})
 
     def error_texts(self) -> list[str]:
         """Texts of exception boxes and st.error alerts on the page."""
