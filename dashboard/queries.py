@@ -178,10 +178,10 @@ def projection(key: str, version: str, method: str, max_points: int, stored: int
         ver = active_encoder_version(session=session, name=version)
         return load_or_compute(
             ver,
-            method,
+            "umap" if method == "umap" else "pca",
             home=svc.settings.home,
             session=session,
-            store=svc.store,  # type: ignore[arg-type]
+            store=svc.store,
             max_points=max_points,
         )
 
