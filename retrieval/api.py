@@ -299,17 +299,20 @@ class Retrieval:
             out[i] = [self._neighbour(rank, h, rows) for rank, h in enumerate(hs, start=1)]
         return out
 
-    def _image_rows(self, ids: set[int]) -> dict[int, Image]:
+    def _image_rows(self, ids: set[int]) -> dict[int, tuple[Any, ...]]:
+        """(source_path, level, x, y, tile_size) of the hit images, in one light query."""
         if not ids:
             return {}
-        images = self.session.scalars(select(Image).where(Image.id.in_(sorted(ids)))).all()
-        return {img.id: img for img in images}
+        stmt = select(Image.id, Image.source_path, Image.level, Image.x, Image.y, Image.tile_size).where(
+            Image.id.in_(sorted(ids))
+        )
+        return {int(row[0]): tuple(row[1:]) for row in self.session.execute(stmt).all()}
 
     @staticmethod
-    def _neighbour(rank: int, hit: Hit, rows: dict[int, Image]) -> Neighbour:
+    def _neighbour(rank: int, hit: Hit, rows: dict[int, tuple[Any, ...]]) -> Neighbour:
         p = hit.payload
         image_id = int(p.get("image_id", -1))
-        row = rows.get(image_id)
+        source_path, level, x, y, tile_size = rows.get(image_id, (None,) * 5)
         return Neighbour(
             rank=rank,
             image_id=image_id,
@@ -318,10 +321,10 @@ class Retrieval:
             dataset=p.get("dataset"),
             label=p.get("label"),
             slide_id=p.get("slide_id"),
-            source_path=row.source_path if row else None,
-            level=row.level if row else None,
-            x=row.x if row else None,
-            y=row.y if row else None,
-            tile_size=row.tile_size if row else None,
+            source_path=source_path,
+            level=level,
+            x=x,
+            y=y,
+            tile_size=tile_size,
             point_id=hit.id,
         )

@@ -92,41 +92,42 @@ def load_query_image(path: Path, max_pixels: int | None = None) -> PILImage.Imag
 def stored_vectors(
     image_ids: Sequence[int], version: EncoderVersion, *, session: Session, store: VectorStore
 ) -> tuple[dict[int, np.ndarray], dict[int, int | None], dict[int, RetrievalError]]:
-    """Vectors of stored images under ``version``: (vectors by id, slide by id, errors by id)."""
+    """Vectors of stored images under ``version``: (vectors by id, slide by id, errors by id).
+
+    The vectors come straight from the store by the indexed payload field ``image_id`` (one call, no SQL); only
+    ids the store does not have are looked up in SQL, to say why (unknown image, not embedded, point lost).
+    """
     unique = sorted({int(i) for i in image_ids})
     if not unique:
         return {}, {}, {}
-    found: dict[int, tuple[str | None, int | None]] = {}
-    for start in range(0, len(unique), 5000):
-        chunk = unique[start : start + 5000]
+    hits = store.vectors_by_image_ids(version.collection, unique)
+    vectors = {i: vec for i, (vec, _) in hits.items()}
+    slides: dict[int, int | None] = {i: payload.get("slide_id") for i, (_, payload) in hits.items()}
+    errors: dict[int, RetrievalError] = {}
+    missing = [i for i in unique if i not in hits]
+    found: dict[int, str | None] = {}
+    for start in range(0, len(missing), 5000):
+        chunk = missing[start : start + 5000]
         stmt = (
-            select(Image.id, Embedding.point_id, Image.slide_id)
+            select(Image.id, Embedding.point_id)
             .outerjoin(Embedding, (Embedding.image_id == Image.id) & (Embedding.encoder_version_id == version.id))
             .where(Image.id.in_(chunk))
         )
-        for image_id, pid, slide_id in session.execute(stmt):
-            found[int(image_id)] = (pid, slide_id)
-    errors: dict[int, RetrievalError] = {}
-    for i in unique:
+        found.update({int(image_id): pid for image_id, pid in session.execute(stmt).all()})
+    for i in missing:
         if i not in found:
             errors[i] = UnknownImageError(f"unknown image id {i}: no such image in the database")
-        elif found[i][0] is None:
+        elif found[i] is None:
             errors[i] = NotEmbeddedError(
                 f"image id {i} has no vector for encoder version {version.name!r}: ingest or re-embed it "
                 "(`histoquery reembed`)"
             )
-    wanted = {i: pid for i, (pid, _) in found.items() if pid is not None}
-    got = store.retrieve_existing(version.collection, list(wanted.values())) if wanted else {}
-    vectors: dict[int, np.ndarray] = {}
-    for i, pid in wanted.items():
-        if pid in got:
-            vectors[i] = got[pid]
         else:
             errors[i] = VectorStoreError(
                 f"image id {i} is recorded as embedded but its point is missing from collection "
                 f"{version.collection!r}: run `histoquery doctor --repair`"
             )
-    return vectors, {i: s for i, (_, s) in found.items()}, errors
+    return vectors, slides, errors
 
 
 def resolve_queries(

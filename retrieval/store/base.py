@@ -116,6 +116,9 @@ class VectorStore(Protocol):
     def retrieve_existing(self, name: str, ids: Sequence[str]) -> dict[str, np.ndarray]:
         """Stored vectors of those ``ids`` that exist, by id."""
 
+    def vectors_by_image_ids(self, name: str, image_ids: Sequence[int]) -> dict[int, tuple[np.ndarray, dict[str, Any]]]:
+        """Vectors and payloads by payload ``image_id`` (stored-id queries without a SQL round trip)."""
+
     def count(self, name: str) -> int:
         """Number of points."""
 

@@ -67,6 +67,8 @@ class EdgeVectorStore:
         self._shards: dict[str, qe.EdgeShard] = {}
         self._dirty: set[str] = set()
         self._lock = threading.RLock()
+        self._cat: dict[str, Any] | None = None  # cached catalog.json, reloaded when its mtime changes
+        self._cat_mtime: int = -1
 
     # -- catalog (dims + aliases) -------------------------------------------------------------------------------
     def _catalog_path(self) -> Path:
@@ -74,12 +76,17 @@ class EdgeVectorStore:
 
     def _catalog(self) -> dict[str, Any]:
         path = self._catalog_path()
-        if not path.exists():
+        try:
+            mtime = path.stat().st_mtime_ns
+        except FileNotFoundError:
             return {"collections": {}, "aliases": {}}
+        if self._cat is not None and mtime == self._cat_mtime:
+            return self._cat
         try:
             data: dict[str, Any] = json.loads(path.read_text())
         except (OSError, json.JSONDecodeError) as exc:
             raise VectorStoreError(f"vector store catalog {path} is unreadable ({exc}): restore or delete it") from exc
+        self._cat, self._cat_mtime = data, mtime
         return data
 
     def _write_catalog(self, data: dict[str, Any]) -> None:
@@ -87,6 +94,7 @@ class EdgeVectorStore:
         tmp = path.with_suffix(f".tmp{os.getpid()}")
         tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
         os.replace(tmp, path)
+        self._cat = None
 
     # -- collections ---------------------------------------------------------------------------------------------
     def _edge_config(self, dim: int) -> qe.EdgeConfig:
@@ -159,11 +167,11 @@ class EdgeVectorStore:
         if not (len(ids) == len(arr) == len(payloads)):
             raise VectorStoreError(f"upsert got {len(ids)} ids, {len(arr)} vectors, {len(payloads)} payloads")
         shard = self._shard(name)
-        rows = arr.tolist()
-        for start in range(0, len(rows), _UPSERT_CHUNK):
+        for start in range(0, len(arr), _UPSERT_CHUNK):
+            # numpy rows convert faster than Python lists of floats
             points = [
-                qe.Point(str(ids[i]), rows[i], dict(payloads[i]))
-                for i in range(start, min(start + _UPSERT_CHUNK, len(rows)))
+                qe.Point(str(ids[i]), arr[i], dict(payloads[i]))  # type: ignore[arg-type]
+                for i in range(start, min(start + _UPSERT_CHUNK, len(arr)))
             ]
             shard.update(qe.UpdateOperation.upsert_points(points))
         self._dirty.add(self.resolve(name))
@@ -232,6 +240,27 @@ class EdgeVectorStore:
             if isinstance(vec, dict):
                 vec = vec.get("")
             out[str(rec.id)] = np.asarray(vec, dtype=np.float32)
+        return out
+
+    def vectors_by_image_ids(self, name: str, image_ids: Sequence[int]) -> dict[int, tuple[np.ndarray, dict[str, Any]]]:
+        """Vectors and payloads of points whose payload ``image_id`` is in ``image_ids`` (one indexed scroll)."""
+        if not image_ids:
+            return {}
+        shard = self._shard(name)
+        out: dict[int, tuple[np.ndarray, dict[str, Any]]] = {}
+        wanted = [int(i) for i in image_ids]
+        for start in range(0, len(wanted), 1000):
+            chunk = wanted[start : start + 1000]
+            flt = qe.Filter(must=[qe.FieldCondition("image_id", match=qe.MatchAny(chunk))])
+            records, _ = shard.scroll(
+                qe.ScrollRequest(limit=2 * len(chunk) + 8, filter=flt, with_payload=True, with_vector=True)
+            )
+            for rec in records:
+                vec: Any = rec.vector
+                if isinstance(vec, dict):
+                    vec = vec.get("")
+                payload = dict(rec.payload or {})
+                out.setdefault(int(payload["image_id"]), (np.asarray(vec, dtype=np.float32), payload))
         return out
 
     def retrieve(self, name: str, ids: Sequence[str]) -> np.ndarray:

@@ -178,6 +178,26 @@ class ServerVectorStore:
             out[str(rec.id)] = np.asarray(vec, dtype=np.float32)
         return out
 
+    def vectors_by_image_ids(self, name: str, image_ids: Sequence[int]) -> dict[int, tuple[np.ndarray, dict[str, Any]]]:
+        """Vectors and payloads of points whose payload ``image_id`` is in ``image_ids`` (one indexed scroll)."""
+        if not image_ids:
+            return {}
+        out: dict[int, tuple[np.ndarray, dict[str, Any]]] = {}
+        wanted = [int(i) for i in image_ids]
+        for start in range(0, len(wanted), 1000):
+            chunk = wanted[start : start + 1000]
+            flt = models.Filter(must=[models.FieldCondition(key="image_id", match=models.MatchAny(any=chunk))])
+            records, _ = self.client.scroll(
+                name, scroll_filter=flt, limit=2 * len(chunk) + 8, with_payload=True, with_vectors=True
+            )
+            for rec in records:
+                vec: Any = rec.vector
+                if isinstance(vec, dict):
+                    vec = vec[""]
+                payload = dict(rec.payload or {})
+                out.setdefault(int(payload["image_id"]), (np.asarray(vec, dtype=np.float32), payload))
+        return out
+
     def retrieve(self, name: str, ids: Sequence[str]) -> np.ndarray:
         found = self.retrieve_existing(name, ids)
         missing = [i for i in ids if str(i) not in found]

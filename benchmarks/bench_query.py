@@ -1,0 +1,283 @@
+"""Query-path benchmark: embedded Qdrant (qdrant-edge-py) through ``retrieval.api`` vs exact numpy brute force.
+
+For each N (default 10k and 100k) of D-dimensional (default 2048) unit vectors, on the same machine and data:
+
+* upsert throughput (points/s) into the embedded store, and the cost of ``optimize()`` (HNSW + payload indexes);
+* pair query on two stored ids through ``Retrieval.pair`` (SQL lookup + vector retrieve + dot): p50/p95;
+* top-k (k=10) p50/p95 through ``Retrieval.top_k`` with a vector query, unfiltered and filtered by label, next to
+  exact numpy brute force (``X @ q`` + argpartition) on the same vectors, with recall@10 against exact, and the
+  store's exact mode (recall 1.0 expected);
+* batch pair throughput for 10k stored-id pairs (``Retrieval.pair_batch``) vs numpy on in-memory vectors;
+* memory (RSS growth of reopening the store and querying) and disk of the collection.
+
+Vectors are synthetic but embedding-like: 8 classes x 20 sub-clusters, with low-rank (64-d) within-cluster
+variation plus small isotropic noise, L2-normalised (random isotropic 2048-d vectors would be an unrealistically
+hard case for any ANN index). Queries are held-out vectors from the same distribution.
+
+    .venv/bin/python benchmarks/bench_query.py                       # N = 10k and 100k, 2048-d
+    .venv/bin/python benchmarks/bench_query.py --n 2000 --dim 256    # quick smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import gc
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+LABELS = [f"C{i}" for i in range(8)]
+
+
+def rss_mb() -> float:
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024.0
+    return float("nan")
+
+
+def make_vectors(n: int, dim: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(n, dim) float32 unit vectors and their class index."""
+    rng = np.random.default_rng(seed)
+    class_c = rng.normal(size=(8, dim)).astype(np.float32)
+    sub_c = (np.repeat(class_c, 20, axis=0) + 0.6 * rng.normal(size=(160, dim))).astype(np.float32)
+    basis = (rng.normal(size=(64, dim)) / np.sqrt(64)).astype(np.float32)
+    sub = rng.integers(0, 160, size=n)
+    out = np.empty((n, dim), dtype=np.float32)
+    for start in range(0, n, 10_000):
+        stop = min(start + 10_000, n)
+        m = stop - start
+        low = rng.normal(size=(m, 64)).astype(np.float32) @ basis * 1.2
+        iso = rng.normal(size=(m, dim)).astype(np.float32) * 0.05
+        out[start:stop] = sub_c[sub[start:stop]] + low + iso
+    out /= np.linalg.norm(out, axis=1, keepdims=True)
+    return out, sub // 20
+
+
+def pct(times: list[float]) -> tuple[float, float]:
+    a = np.asarray(times) * 1000.0
+    return float(np.percentile(a, 50)), float(np.percentile(a, 95))
+
+
+def timed(fn: Any, reps: int) -> list[float]:
+    out = []
+    for i in range(reps):
+        t0 = time.perf_counter()
+        fn(i)
+        out.append(time.perf_counter() - t0)
+    return out
+
+
+def brute_topk(x: np.ndarray, q: np.ndarray, k: int, idx: np.ndarray | None = None) -> np.ndarray:
+    sub = x if idx is None else x[idx]
+    s = sub @ q
+    top = np.argpartition(-s, k)[:k]
+    top = top[np.argsort(-s[top])]
+    return top if idx is None else idx[top]
+
+
+def phase(msg: str, t0: list[float]) -> None:
+    now = time.perf_counter()
+    print(f"  [{now - t0[0]:7.1f}s] {msg}", file=sys.stderr, flush=True)
+
+
+def run_one(n: int, dim: int, n_queries: int, k: int, workdir: Path, seed: int) -> dict[str, Any]:
+    from sqlalchemy import insert
+
+    from retrieval.api import Retrieval
+    from retrieval.catalog import get_or_create_dataset
+    from retrieval.db import make_engine, migrate, session_factory
+    from retrieval.ids import point_id
+    from retrieval.models import Embedding, Image
+    from retrieval.store.base import SearchFilter
+    from retrieval.store.edge import EdgeVectorStore
+    from tests.support.retrieval_factory import fake_version
+
+    res: dict[str, Any] = {"n": n, "dim": dim}
+    clock = [time.perf_counter()]
+    x, cls = make_vectors(n + n_queries, dim, seed)
+    queries, x, qcls = x[n:], x[:n], cls[n:]
+    cls = cls[:n]
+    labels = np.array(LABELS)[cls]
+
+    phase(f"N={n}: generated vectors", clock)
+    url = f"sqlite:///{workdir / f'bench{n}.db'}"
+    migrate(url)
+    engine = make_engine(url)
+    session = session_factory(engine)()
+    store = EdgeVectorStore(workdir / f"q{n}")
+    version = fake_version(session, store, name=f"bench-{n}", dim=dim)
+    ds = get_or_create_dataset("bench", session=session)
+    hashes = [f"h{i:08d}" for i in range(n)]
+    session.execute(insert(Image), [
+        {"id": i + 1, "dataset_id": ds.id, "content_hash": hashes[i], "source_path": f"/bench/{i}.png",
+         "label": labels[i], "status": "done"} for i in range(n)
+    ])  # fmt: skip
+    pids = [point_id(h, version.name) for h in hashes]
+    session.execute(insert(Embedding), [
+        {"image_id": i + 1, "encoder_version_id": version.id, "point_id": pids[i]} for i in range(n)
+    ])  # fmt: skip
+    session.commit()
+
+    phase("SQL rows inserted", clock)
+    payloads = [{"image_id": i + 1, "dataset": "bench", "dataset_id": ds.id, "label": labels[i], "slide_id": None,
+                 "content_hash": hashes[i]} for i in range(n)]  # fmt: skip
+    t0 = time.perf_counter()
+    for start in range(0, n, 1000):
+        store.upsert(version.collection, pids[start : start + 1000], x[start : start + 1000],
+                     payloads[start : start + 1000])  # fmt: skip
+    res["upsert_s"] = time.perf_counter() - t0
+    res["upsert_per_s"] = n / res["upsert_s"]
+    phase(f"upserted ({res['upsert_per_s']:.0f}/s)", clock)
+    t0 = time.perf_counter()
+    store.optimize(version.collection)
+    res["optimize_s"] = time.perf_counter() - t0
+    phase(f"optimized ({res['optimize_s']:.1f}s)", clock)
+    store.close()
+    res["disk_mb"] = sum(p.stat().st_size for p in (workdir / f"q{n}").rglob("*") if p.is_file()) / 2**20
+
+    # reopen: memory growth of the store while querying
+    gc.collect()
+    rss0 = rss_mb()
+    store = EdgeVectorStore(workdir / f"q{n}")
+    r = Retrieval(session=session, store=store, version=version)
+    rng = np.random.default_rng(seed + 1)
+    pair_ids = rng.integers(1, n + 1, size=(max(n_queries, 10_000), 2))
+
+    r.pair(int(pair_ids[0, 0]), int(pair_ids[0, 1]))  # warm-up
+    t = timed(lambda i: r.pair(int(pair_ids[i, 0]), int(pair_ids[i, 1])), n_queries)
+    res["pair_p50_ms"], res["pair_p95_ms"] = pct(t)
+    t = timed(lambda i: float(x[pair_ids[i, 0] - 1] @ x[pair_ids[i, 1] - 1]), n_queries)
+    res["np_pair_p50_ms"], res["np_pair_p95_ms"] = pct(t)
+
+    phase("pair queries done", clock)
+    flt = [SearchFilter(label=LABELS[int(c)]) for c in qcls]
+    masks = {lab: np.flatnonzero(labels == lab) for lab in LABELS}
+    exact_ids = [brute_topk(x, queries[i], k) + 1 for i in range(n_queries)]
+    exact_f = [brute_topk(x, queries[i], k, masks[LABELS[int(qcls[i])]]) + 1 for i in range(n_queries)]
+    r.top_k(queries[0], k=k)  # warm-up
+    got: list[list[int]] = []
+    got_f: list[list[int]] = []
+    t = timed(lambda i: got.append([nb.image_id for nb in r.top_k(queries[i], k=k)]), n_queries)
+    res["topk_p50_ms"], res["topk_p95_ms"] = pct(t)
+    t = timed(lambda i: got_f.append([nb.image_id for nb in r.top_k(queries[i], k=k, filter=flt[i])]), n_queries)
+    res["topk_f_p50_ms"], res["topk_f_p95_ms"] = pct(t)
+    res["recall10"] = float(np.mean([len(set(g) & set(e)) / k for g, e in zip(got, exact_ids, strict=True)]))
+    res["recall10_f"] = float(np.mean([len(set(g) & set(e)) / k for g, e in zip(got_f, exact_f, strict=True)]))
+    raw = timed(lambda i: store.search(version.collection, queries[i], k), n_queries)
+    res["store_topk_p50_ms"], res["store_topk_p95_ms"] = pct(raw)
+    got_x: list[list[int]] = []
+    nx = min(n_queries, 50)
+    t = timed(lambda i: got_x.append([h.payload["image_id"] for h in store.search(version.collection, queries[i], k,
+                                                                                    exact=True)]), nx)  # fmt: skip
+    res["exact_p50_ms"], _ = pct(t)
+    res["recall10_exact_mode"] = float(np.mean([len(set(g) & set(e)) / k for g, e in zip(got_x, exact_ids, strict=False)]))
+    t = timed(lambda i: brute_topk(x, queries[i], k), n_queries)
+    res["np_topk_p50_ms"], res["np_topk_p95_ms"] = pct(t)
+    t = timed(lambda i: brute_topk(x, queries[i], k, masks[LABELS[int(qcls[i])]]), n_queries)
+    res["np_topk_f_p50_ms"], res["np_topk_f_p95_ms"] = pct(t)
+    res["store_rss_mb"] = rss_mb() - rss0
+
+    phase("top-k queries done", clock)
+    pairs = [(int(a), int(b)) for a, b in pair_ids[:10_000]]
+    t0 = time.perf_counter()
+    out = r.pair_batch(pairs)
+    res["pair_batch_per_s"] = len(pairs) / (time.perf_counter() - t0)
+    assert all(o.error is None for o in out)
+    t0 = time.perf_counter()
+    pa = np.array(pairs) - 1
+    np.einsum("ij,ij->i", x[pa[:, 0]], x[pa[:, 1]])
+    res["np_pair_batch_per_s"] = len(pairs) / (time.perf_counter() - t0)
+    store.close()
+    session.close()
+    engine.dispose()
+    return res
+
+
+def versions() -> str:
+    import qdrant_edge  # noqa: F401
+    import sqlalchemy
+    from importlib.metadata import version
+
+    return (f"python {platform.python_version()}, numpy {np.__version__}, qdrant-edge-py {version('qdrant-edge-py')}, "
+            f"sqlalchemy {sqlalchemy.__version__}")  # fmt: skip
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n", type=int, nargs="+", default=[10_000, 100_000])
+    ap.add_argument("--dim", type=int, default=2048)
+    ap.add_argument("--queries", type=int, default=200)
+    ap.add_argument("-k", type=int, default=10)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", type=Path, default=None, help="append the markdown table to this file")
+    args = ap.parse_args()
+    import logging
+
+    logging.basicConfig(level=logging.WARNING)
+    cpu = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")), "?")
+    header = [
+        f"command: {' '.join([Path(sys.executable).name, *sys.argv])}",
+        f"machine: {os.cpu_count()} CPU cores ({cpu}), no GPU; {platform.platform()}",
+        f"date: {dt.datetime.now(dt.UTC).isoformat(timespec='seconds')}",
+        f"versions: {versions()}",
+        "store: embedded qdrant-edge (HNSW m=16, ef_construct=100, ef_search=128, float32, payload indexes); "
+        "baseline: exact numpy brute force on the same in-RAM vectors",
+    ]
+    work = Path(tempfile.mkdtemp(prefix="hq-bench-"))
+    results = []
+    try:
+        for n in args.n:
+            t0 = time.perf_counter()
+            results.append(run_one(n, args.dim, args.queries, args.k, work, args.seed))
+            print(f"N={n}: done in {time.perf_counter() - t0:.0f}s", file=sys.stderr)
+            gc.collect()
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    rows = [
+        ("pair query, 2 stored ids (API) p50 / p95 ms", "pair_p50_ms", "pair_p95_ms", "np_pair_p50_ms", "np_pair_p95_ms"),
+        ("top-k k=10 unfiltered (API) p50 / p95 ms", "topk_p50_ms", "topk_p95_ms", "np_topk_p50_ms", "np_topk_p95_ms"),
+        ("top-k k=10 label filter (API) p50 / p95 ms", "topk_f_p50_ms", "topk_f_p95_ms", "np_topk_f_p50_ms",
+         "np_topk_f_p95_ms"),
+        ("top-k raw store.search p50 / p95 ms", "store_topk_p50_ms", "store_topk_p95_ms", "np_topk_p50_ms",
+         "np_topk_p95_ms"),
+    ]  # fmt: skip
+    lines = ["| metric | N | ours (embedded Qdrant) | numpy exact | ratio numpy/ours |", "|---|---|---|---|---|"]
+    for res in results:
+        n = f"{res['n']:,}"
+        for name, a, b, c, d in rows:
+            ratio = res[c] / res[a] if res[a] else float("nan")
+            lines.append(f"| {name} | {n} | {res[a]:.3f} / {res[b]:.3f} | {res[c]:.3f} / {res[d]:.3f} | {ratio:.2f}x |")
+        lines.append(f"| recall@10 vs exact (unfiltered / filtered) | {n} | {res['recall10']:.4f} / "
+                     f"{res['recall10_f']:.4f} | 1.0 | - |")  # fmt: skip
+        lines.append(f"| exact mode (SearchParams exact) p50 ms, recall@10 | {n} | {res['exact_p50_ms']:.3f}, "
+                     f"{res['recall10_exact_mode']:.4f} | {res['np_topk_p50_ms']:.3f}, 1.0 | "
+                     f"{res['np_topk_p50_ms'] / res['exact_p50_ms']:.2f}x |")  # fmt: skip
+        lines.append(f"| batch pair, 10k stored-id pairs (pairs/s) | {n} | {res['pair_batch_per_s']:,.0f} | "
+                     f"{res['np_pair_batch_per_s']:,.0f} | {res['np_pair_batch_per_s'] / res['pair_batch_per_s']:.1f}x |")  # fmt: skip
+        lines.append(f"| upsert throughput (points/s) | {n} | {res['upsert_per_s']:,.0f} ({res['upsert_s']:.1f} s) | - | - |")
+        lines.append(f"| optimize() (HNSW build) | {n} | {res['optimize_s']:.1f} s | - | - |")
+        lines.append(f"| disk of the collection / RSS growth reopening + querying | {n} | {res['disk_mb']:.0f} MB / "
+                     f"{res['store_rss_mb']:.0f} MB | raw vectors {res['n'] * res['dim'] * 4 / 2**20:.0f} MB | - |")  # fmt: skip
+    text = "\n".join(header) + "\n\n" + "\n".join(lines) + "\n"
+    print(text)
+    if args.out:
+        with args.out.open("a") as fh:
+            fh.write(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
