@@ -37,6 +37,11 @@ ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "lc25000_lung"
 
 
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 def bare_step(args: argparse.Namespace, device: torch.device) -> float:
     """Images/s of our BYOL step alone: views already normalised on the device, bf16 autocast, channels_last."""
     torch.manual_seed(0)
@@ -47,7 +52,7 @@ def bare_step(args: argparse.Namespace, device: torch.device) -> float:
     v2 = torch.randn(shape, device=device).contiguous(memory_format=torch.channels_last)
 
     def step() -> None:
-        with torch.autocast(device_type="cuda", dtype=torch.bfloat16):
+        with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=device.type == "cuda"):
             loss, _, _ = model(v1, v2)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -56,15 +61,15 @@ def bare_step(args: argparse.Namespace, device: torch.device) -> float:
 
     for _ in range(args.warmup):
         step()
-    torch.cuda.synchronize()
+    _sync(device)
     t0 = time.perf_counter()
     for _ in range(args.steps):
         step()
-    torch.cuda.synchronize()
+    _sync(device)
     return args.steps * args.batch_size / (time.perf_counter() - t0)
 
 
-def end_to_end(args: argparse.Namespace, data: Path) -> float:
+def end_to_end(args: argparse.Namespace, data: Path, device: torch.device) -> float:
     """Images/s of ``training.trainer.train`` in steady state (steps after the warm-up), data loading included."""
     config = get_preset("paper").with_overrides(
         {"backbone": args.backbone, "image_size": args.image_size, "batch_size": args.batch_size, "epochs": 1,
@@ -74,7 +79,7 @@ def end_to_end(args: argparse.Namespace, data: Path) -> float:
 
     def progress(step: int, total: int, info: dict[str, float]) -> None:
         if step in (args.warmup, args.warmup + args.steps):
-            torch.cuda.synchronize()
+            _sync(device)
             marks[step] = time.perf_counter()
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -100,7 +105,7 @@ class _PILViews(torch.utils.data.Dataset):  # type: ignore[type-arg]
         return self.t1(rgb), self.t2(rgb)
 
 
-def byol_pytorch(args: argparse.Namespace, data: Path, device: torch.device, pil_views: bool) -> float:
+def run_byol_pytorch(args: argparse.Namespace, data: Path, device: torch.device, pil_views: bool) -> float:
     """Images/s of lucidrains' BYOL (same backbone, batch, bf16 autocast, SGD) fed from the same files."""
     from byol_pytorch import BYOL as LucidBYOL
     from torch import nn
@@ -127,7 +132,7 @@ def byol_pytorch(args: argparse.Namespace, data: Path, device: torch.device, pil
     while n < args.warmup + args.steps:
         for batch in loader:
             if n == args.warmup:
-                torch.cuda.synchronize()
+                _sync(device)
                 t0 = time.perf_counter()
             if n == args.warmup + args.steps:
                 break
@@ -138,14 +143,14 @@ def byol_pytorch(args: argparse.Namespace, data: Path, device: torch.device, pil
             else:
                 x = batch.images.to(device, non_blocking=True).float().div_(255)
             x = x.contiguous(memory_format=torch.channels_last)
-            with torch.autocast(device_type="cuda", dtype=torch.bfloat16):
+            with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=device.type == "cuda"):
                 loss = learner(x)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             learner.update_moving_average()
             n += 1
-    torch.cuda.synchronize()
+    _sync(device)
     return args.steps * args.batch_size / (time.perf_counter() - t0)
 
 
@@ -163,21 +168,23 @@ def main() -> None:
     args = p.parse_args()
     print(header("Training throughput on GPU"))
     device = torch.device(args.device)
-    if device.type != "cuda" or not torch.cuda.is_available():
+    if device.type == "cuda" and not torch.cuda.is_available():
         print("\nnot measured: no CUDA GPU here (run with --device cuda on a GPU machine)")
         return
+    if device.type != "cuda":
+        print("SMOKE RUN ON CPU: these numbers say nothing about GPU throughput")
     print(f"data: {args.data} ({len(list_images(args.data))} images, read from ../shared/data when present)")
     print(f"setup: {args.backbone}, {args.image_size} px, batch {args.batch_size}, bf16 autocast, channels_last, "
           f"SGD, {args.warmup} warm-up + {args.steps} timed steps, {args.workers} workers")  # fmt: skip
     bare = bare_step(args, device)
-    e2e = end_to_end(args, args.data)
+    e2e = end_to_end(args, args.data, device)
     rows = [["ours, bare step (tensors on device)", bare, 1.0, ""],
             ["ours, end to end (decode + GPU aug + step)", e2e, e2e / bare, ">= 0.9"]]  # fmt: skip
     if not args.skip_byol_pytorch:
         import byol_pytorch  # noqa: F401
 
         for pil_views, name in ((False, "its default GPU aug"), (True, "study's PIL BYOL aug in workers")):
-            theirs = byol_pytorch(args, args.data, device, pil_views)
+            theirs = run_byol_pytorch(args, args.data, device, pil_views)
             rows.append([f"byol-pytorch 0.8.2, {name}", theirs, e2e / theirs, ">= 1.3 (ours e2e / this)"])
     print(table(rows, ["pipeline", "images/s", "ratio", "target"]))
 
