@@ -129,3 +129,29 @@ def test_edge_and_server_backends_agree(tmp_path: Path) -> None:
     assert [[h.id for h in r] for r in approx] == [[h.id for h in r] for r in ea]
     edge.close()
     server.close()
+
+
+@pytest.mark.parametrize("backend", ["edge", "server"])
+def test_int8_quantisation_setting(backend: str, tmp_path: Path) -> None:
+    """Scalar int8 quantisation (a setting) still finds the right neighbours after rescoring."""
+    from retrieval.store.base import CollectionConfig
+
+    config = CollectionConfig(quantization="int8", hnsw_m=8, hnsw_ef_construct=32)
+    s = (EdgeVectorStore(tmp_path / "q", config) if backend == "edge"
+         else ServerVectorStore(QdrantClient(":memory:"), config))  # fmt: skip
+    ids, vecs, payloads = _data()
+    s.ensure_collection("c", DIM)
+    s.upsert("c", ids, vecs, payloads)
+    s.optimize("c")
+    top = [s.search("c", vecs[i], 1)[0] for i in range(0, N, 40)]
+    assert [h.payload["image_id"] for h in top] == list(range(0, N, 40))
+    assert all(h.score == pytest.approx(1.0, abs=1e-3) for h in top)
+    s.close()
+
+
+def test_vectors_by_image_ids(store: EdgeVectorStore | ServerVectorStore) -> None:
+    _, vecs, _ = _data()
+    got = store.vectors_by_image_ids("c", [3, 7, 99999])
+    assert set(got) == {3, 7}
+    np.testing.assert_allclose(got[7][0], vecs[7], atol=1e-6)
+    assert got[3][1]["slide_id"] == 3
