@@ -80,14 +80,12 @@ def test_ingest_through_two_workers(cluster: tuple[Deployment, dict[str, str]]) 
 def test_query_topk_and_pair(cluster: tuple[Deployment, dict[str, str]], sample_dir: Path) -> None:
     dep, _ = cluster
     query = sorted((sample_dir / "01_TUMOR").iterdir())[0]
-    hits = json.loads(dep.run("query", "topk", str(query), "-k", "5", "--json").stdout)
-    rows = hits["results"] if isinstance(hits, dict) else hits
-    rows = rows[0] if rows and isinstance(rows[0], list) else rows
-    assert len(rows) == 5
+    hits = json.loads(dep.run("query", "topk", str(query), "-k", "5", "--include-self", "--json").stdout)
+    rows = hits["results"]
+    assert len(rows) == 5 and hits["encoder_version"] == "e2e-enc"
     assert Path(rows[0]["source_path"]).name == query.name and rows[0]["score"] == pytest.approx(1.0, abs=1e-3)
     other = sorted((sample_dir / "07_ADIPOSE").iterdir())[0]
     pair = json.loads(dep.run("query", "pair", str(query), str(other), "--json").stdout)
-    pair = pair[0] if isinstance(pair, list) else pair
     assert pair["d"] == pytest.approx(2 - 2 * pair["cos"], abs=1e-4)
     assert isinstance(pair["same"], bool)
 
@@ -121,11 +119,11 @@ def test_evaluate_calibrate_then_evaluate(
 def test_doctor_reports_no_drift(cluster: tuple[Deployment, dict[str, str]]) -> None:
     dep, _ = cluster
     proc = dep.run("doctor", "--json")
-    reports = json.loads(proc.stdout)
-    reports = reports.get("versions", reports) if isinstance(reports, dict) else reports
-    (report,) = [r for r in reports if r["version"] == "e2e-enc"]
-    assert report["ok"], report
-    assert report["sql_count"] == report["vector_count"] > N_SAMPLE
+    doctor = json.loads(proc.stdout)
+    assert doctor["ok"], doctor
+    (report,) = [r for r in doctor["versions"] if r["version"] == "e2e-enc"]
+    assert report["sql_count"] == report["store_count"] > N_SAMPLE  # sample images + slide tiles, no drift
+    assert not report["missing_image_ids"] and not report["orphan_point_ids"]
 
 
 def test_dashboard_in_chromium(cluster: tuple[Deployment, dict[str, str]], tmp_path: Path) -> None:
