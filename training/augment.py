@@ -136,9 +136,9 @@ class ViewTransform:
         dev = x.device
         log_adjust = math.log(1e-6)
         od = torch.log(x.clamp_min(1e-6)) / log_adjust  # (B,3,H,W), 0 = white
-        hed = torch.einsum("bchw,cd->bdhw", od, _HED_FROM_RGB.to(dev)).clamp_min(0)
+        hed = torch.matmul(_HED_FROM_RGB.t().to(dev), od.reshape(b, 3, -1)).view_as(od)
         hed = hed * alpha.to(dev).view(b, 3, 1, 1) + beta.to(dev).view(b, 3, 1, 1)
-        od2 = torch.einsum("bdhw,dc->bchw", hed.clamp_min(0), _RGB_FROM_HED.to(dev))
+        od2 = torch.matmul(_RGB_FROM_HED.t().to(dev), hed.reshape(b, 3, -1)).view_as(hed)
         out = torch.exp(od2 * log_adjust).clamp(0, 1)
         return torch.where(sel.to(dev).view(b, 1, 1, 1), out, x)
 
@@ -222,7 +222,7 @@ def _rotate_hue(x: torch.Tensor, angle: torch.Tensor) -> torch.Tensor:
     rot[:, 0, 0] = 1
     rot[:, 1, 1], rot[:, 1, 2], rot[:, 2, 1], rot[:, 2, 2] = cos, -sin, sin, cos
     m = _YIQ2RGB.to(dev) @ rot @ _RGB2YIQ.to(dev)  # (B, 3, 3)
-    return torch.einsum("bij,bjhw->bihw", m, x).clamp(0, 1)
+    return torch.bmm(m, x.reshape(b, 3, -1)).view_as(x).clamp(0, 1)
 
 
 def _sample_crops(

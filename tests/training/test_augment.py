@@ -97,4 +97,6 @@ def test_jitter_and_stain_change_colour_but_zero_strength_does_not(batch: torch.
     jit = ViewTransform(output_size=48, **{**IDENTITY, "jitter_prob": 1.0})(batch)
     stain = ViewTransform(output_size=48, **{**IDENTITY, "stain_jitter_prob": 1.0, "stain_jitter_sigma": 0.2})(batch)
     assert float((jit - batch.float() / 255).abs().mean()) > 0.01
+    no_stain = ViewTransform(output_size=48, **{**IDENTITY, "stain_jitter_prob": 1.0, "stain_jitter_sigma": 0.0})
+    torch.testing.assert_close(no_stain(batch), batch.float() / 255, atol=2e-3, rtol=0)
     assert float((stain - batch.float() / 255).abs().mean()) > 0.005
