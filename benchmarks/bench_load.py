@@ -31,6 +31,7 @@ import os
 import platform
 import random
 import shutil
+import signal
 import sys
 import tempfile
 import threading
@@ -178,6 +179,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "HISTOQUERY_RESULT_BACKEND": redis.url.rsplit("/", 1)[0] + "/1",
             "HISTOQUERY_INGEST_BATCH_SIZE": str(args.batch_size),
             "HISTOQUERY_DEVICE": args.device,
+            # A SIGKILLed worker's batch is re-delivered after the visibility timeout: keep it a few batches long.
+            "HISTOQUERY_TASK_VISIBILITY_TIMEOUT_S": str(args.visibility_timeout),
         }
         if args.qdrant_url:
             env.update({"HISTOQUERY_VECTOR_BACKEND": "server", "HISTOQUERY_QDRANT_URL": args.qdrant_url})
@@ -324,12 +327,14 @@ def main() -> int:
     p.add_argument("--idle-s", type=float, default=10.0)
     p.add_argument("--faults", action="store_true", help="kill a worker at 30%% and restart Redis at 60%%")
     p.add_argument("--outage-s", type=float, default=5.0)
+    p.add_argument("--visibility-timeout", type=int, default=60, help="broker re-delivery delay of unacked batches")
     p.add_argument("--checkpoint", type=Path, default=None, help="encoder checkpoint (default random resnet18 64px)")
     p.add_argument("--device", default="cpu", help="worker device: cpu | cuda")
     p.add_argument("--qdrant-url", default=None, help="a Qdrant server (default: the embedded store)")
     p.add_argument("--timeout", type=float, default=3600)
     p.add_argument("--out", type=Path, default=None, help="append the markdown section to this file")
     args = p.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so the servers and workers are stopped on kill
     result = run(args)
     text = render(args, result)
     print(text)
