@@ -110,6 +110,11 @@ class Encoder:
             proj = mlp(dim, int(config["hidden_dim"]), int(config["projection_dim"]))
             _load_part(proj, state, "online_projector", path, name)
             model, dim = nn.Sequential(trunk, proj), int(config["projection_dim"])
+        if config.get("center_features"):
+            mean = payload.get("projection_mean" if rep == "projection" else "feature_mean")
+            if not isinstance(mean, torch.Tensor) or tuple(mean.shape) != (dim,):
+                raise CheckpointError(f"checkpoint {path} asks for centred features but holds no {dim}-d mean")
+            model = _Centered(model, mean.float())
         enc = cls(
             model,
             dim=dim,
@@ -170,6 +175,18 @@ class Encoder:
         if not chunks:
             return np.zeros((0, self.dim), dtype=np.float32)
         return np.concatenate(chunks, axis=0)
+
+
+class _Centered(nn.Module):
+    """Subtracts the training-set mean vector (feature centring) from the wrapped model's output."""
+
+    def __init__(self, model: nn.Module, mean: torch.Tensor) -> None:
+        super().__init__()
+        self.model = model
+        self.register_buffer("mean", mean)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x).float() - self.mean
 
 
 def _load_part(module: nn.Module, state: dict[str, Any], part: str, path: str | Path, name: str) -> None:

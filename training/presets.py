@@ -48,6 +48,7 @@ def _recommended() -> TrainConfig:
         warmup_epochs=10,
         ema_rate=0.99,
         ema_schedule="cosine",
+        center_features=True,
         view1=ViewTransform(blur_prob=1.0, solarize_prob=0.0, crop_scale=(0.2, 1.0), **_HISTO_EXTRAS),
         view2=ViewTransform(blur_prob=0.1, solarize_prob=0.2, crop_scale=(0.2, 1.0), **_HISTO_EXTRAS),
     )

@@ -196,11 +196,12 @@ def train(
         }
         if not np.isfinite(row["loss"]):
             logger.error("epoch %d: loss is %s; lower the learning rate", epoch + 1, row["loss"])
+        centers = _feature_means(model, config, files, device) if config.center_features else None
         if probe is not None:
-            row.update(probe.evaluate(_embedder(model, config, device)))
-            model.train()
+            row.update(probe.evaluate(_embedder(model, config, device, centers)))
+        model.train()
         history.append(row)
-        _save(out, config, model, opt, epoch + 1, global_step, data_fp, len(files), history)
+        _save(out, config, model, opt, epoch + 1, global_step, data_fp, len(files), history, centers)
         logger.info("epoch %d/%d %s", epoch + 1, config.epochs, _summary(row))
     return TrainResult(
         checkpoint=out,
@@ -221,32 +222,63 @@ def _summary(row: dict[str, Any]) -> str:
     return " ".join(parts)
 
 
-def _embedder(model: BYOL, config: TrainConfig, device: torch.device) -> Callable[[np.ndarray], np.ndarray]:
-    """Embed uint8 batches with the online network in eval mode (same transform as :class:`Encoder`)."""
+def _online_outputs(model: BYOL, batch: torch.Tensor, config: TrainConfig, device: torch.device
+                    ) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+    """``(features, projections)`` (float32) of a uint8 batch, online network in eval mode, eval transform."""
+    model.eval()
     cuda = device.type == "cuda"
+    x = normalize_batch(uint8_to_float(batch.to(device)))
+    if cuda and config.channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode(), torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda and config.amp):
+        feats = model.online_encoder(x)
+        proj = model.online_projector(feats)
+    return feats.float(), proj.float()
 
-    @torch.inference_mode()
+
+def _feature_means(model: BYOL, config: TrainConfig, files: list[Path], device: torch.device
+                   ) -> dict[str, torch.Tensor]:  # fmt: skip
+    """Mean backbone feature and projection over up to ``center_samples`` training images (evenly spaced)."""
+    step = max(1, len(files) // max(1, config.center_samples))
+    subset = ImageFiles(files[::step][: config.center_samples], config.image_size)
+    sums: dict[str, torch.Tensor] = {}
+    n = 0
+    loader = DataLoader(subset, batch_size=128, collate_fn=collate, num_workers=0)
+    for batch in loader:
+        if batch.images.shape[0] == 0:
+            continue
+        feats, proj = _online_outputs(model, batch.images, config, device)
+        for key, value in (("feature_mean", feats), ("projection_mean", proj)):
+            sums[key] = sums.get(key, 0) + value.sum(dim=0).cpu()
+        n += batch.images.shape[0]
+    return {k: v / max(1, n) for k, v in sums.items()}
+
+
+def _embedder(model: BYOL, config: TrainConfig, device: torch.device, centers: dict[str, torch.Tensor] | None
+              ) -> Callable[[np.ndarray], np.ndarray]:  # fmt: skip
+    """Embed uint8 batches with the online network exactly as :class:`Encoder` will (incl. centring)."""
+
     def embed(batch: np.ndarray) -> np.ndarray:
-        model.eval()
-        x = normalize_batch(uint8_to_float(torch.from_numpy(batch).to(device)))
-        with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=cuda and config.amp):
-            z = model.online_encoder(x)
-            if config.representation == "projection":
-                z = model.online_projector(z)
-        return F.normalize(z.float(), dim=1).cpu().numpy()
+        feats, proj = _online_outputs(model, torch.from_numpy(batch), config, device)
+        key, z = ("projection_mean", proj) if config.representation == "projection" else ("feature_mean", feats)
+        z = z.cpu()
+        if centers and key in centers:
+            z = z - centers[key]
+        return F.normalize(z, dim=1).numpy()
 
     return embed
 
 
 def _save(
     out: Path, config: TrainConfig, model: BYOL, opt: torch.optim.Optimizer, epoch: int, step: int,
-    data_fp: str, num_files: int, history: list[dict[str, Any]],
+    data_fp: str, num_files: int, history: list[dict[str, Any]], centers: dict[str, torch.Tensor] | None = None,
 ) -> None:  # fmt: skip
     state = {part: getattr(model, part).state_dict() for part in BYOL.PARTS}
     payload = build_payload(
         config=config.to_dict(), state=state, epoch=epoch, global_step=step, optimizer=opt.state_dict(),
         data_fingerprint=data_fp, num_files=num_files, metrics=history,
     )  # fmt: skip
+    payload.update(centers or {})
     save_checkpoint(out, payload)
     csv_path, json_path = metrics_paths(out)
     keys: list[str] = []

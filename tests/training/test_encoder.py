@@ -107,3 +107,30 @@ def test_pickled_objects_are_refused(tmp_path: Path) -> None:
     torch.save({"format": "histoquery-byol", "obj": Path("/etc/passwd")}, evil)
     with pytest.raises(CheckpointError):
         Encoder.from_checkpoint(evil)
+
+
+def test_feature_centring_is_stored_and_applied(tmp_path: Path, sample_dir: Path, images: list[Image.Image]) -> None:
+    from tests.training.conftest import tiny_config
+    from training.preprocess import normalize_batch
+    from training.trainer import train
+
+    out = tmp_path / "centred.pt"
+    result = train(sample_dir, tiny_config(epochs=1, center_features=True), out, labeled=sample_dir,
+                   max_steps_per_epoch=1)  # fmt: skip
+    payload = load_checkpoint(out)
+    mean = payload["feature_mean"]
+    assert mean.shape == (512,) and payload["projection_mean"].shape == (32,)
+    enc = Encoder.from_checkpoint(out, "cpu")
+    plain = Encoder.from_checkpoint(out, "cpu")
+    plain.model = plain.model.model  # type: ignore[assignment]  # unwrap: the raw online trunk
+    x = np.stack([enc.preprocess(im) for im in images])
+    raw = torch.from_numpy(plain.embed_uint8(x))  # normalised raw features
+    centred = enc.embed_uint8(x)
+    np.testing.assert_allclose(np.linalg.norm(centred, axis=1), 1.0, atol=1e-5)
+    with torch.no_grad():
+        feats = plain.model(normalize_batch(torch.from_numpy(x).float() / 255))
+    expected = torch.nn.functional.normalize(feats - mean, dim=1).numpy()
+    np.testing.assert_allclose(centred, expected, atol=1e-5)
+    # centring spreads the vectors: lower mean pairwise cosine than the raw (all-positive ReLU) features
+    assert float((centred @ centred.T).mean()) < float((raw @ raw.T).mean())
+    assert "probe_pair_acc" in result.metrics[0]
