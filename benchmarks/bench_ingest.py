@@ -156,7 +156,29 @@ def breakdown(paths: list[Path], ckpt: Path, device: str, batch: int, threads: i
         torch.cuda.synchronize()
     embed_s = time.perf_counter() - t
     n = len(paths)
-    return {"read": n / read_s, "decode+preprocess": n / decode_s, "embed": n / embed_s}
+    upsert_s = _upsert_seconds(n, encoder.dim, batch)
+    return {"read": n / read_s, "decode+preprocess": n / decode_s, "embed": n / embed_s, "vector upsert": n / upsert_s}
+
+
+def _upsert_seconds(n: int, dim: int, batch: int) -> float:
+    """Seconds to upsert n random unit vectors into a fresh embedded collection, ``batch`` per call."""
+    import uuid
+
+    from retrieval.store.edge import EdgeVectorStore
+
+    store = EdgeVectorStore(Path(tempfile.mkdtemp(prefix="bench-upsert-")))
+    store.ensure_collection("bench", dim)
+    vectors = np.random.default_rng(0).standard_normal((n, dim)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    ids = [str(uuid.uuid4()) for _ in range(n)]
+    t = time.perf_counter()
+    for i in range(0, n, batch):
+        payloads = [{"image_id": j, "dataset": "bench"} for j in range(i, min(i + batch, n))]
+        store.upsert("bench", ids[i : i + batch], vectors[i : i + batch], payloads)
+    store.optimize("bench")
+    elapsed = time.perf_counter() - t
+    store.close()
+    return elapsed
 
 
 def _read(reader: object, s: object) -> object:

@@ -31,7 +31,7 @@ from tests.support.services import PostgresServer
 
 pytestmark = pytest.mark.slow
 
-VISIBILITY_S = 20  # > the longest batch here (a few seconds); re-delivery of a killed worker's batch after this
+VISIBILITY_S = 12  # > the longest batch here (a few seconds); a killed worker's batch is re-delivered after this
 
 
 @dataclass
@@ -127,6 +127,7 @@ def test_e2e_sample_and_slide_two_workers_then_idempotent(
     assert tiles > 10
     assert s.images == s.done == s.embeddings == s.distinct_hashes
     assert s.points - points_before == s.images  # SQL rows = Qdrant points = valid inputs
+    assert s.drift_free
     assert "stored" in first.stdout and f"{len(bad)} failed" in first.stdout
     # both workers took part
     assert all("succeeded" in w.log() for w in cluster.workers[:2]), [w.log()[-2000:] for w in cluster.workers]
@@ -165,6 +166,7 @@ def test_sigkill_worker_mid_job(cluster: Cluster, tmp_path: Path) -> None:
     assert (status.status, status.done, status.failed) == ("done", 96, 0), status
     s = stored(cluster.settings, "kill")
     assert s.images == s.done == s.embeddings == s.distinct_hashes == 96
+    assert s.drift_free  # `histoquery doctor` finds SQL and Qdrant consistent
 
 
 def test_redis_and_database_outages_mid_job(cluster: Cluster, tmp_path: Path) -> None:
@@ -180,4 +182,5 @@ def test_redis_and_database_outages_mid_job(cluster: Cluster, tmp_path: Path) ->
     assert (status.status, status.done, status.failed) == ("done", 96, 0), status
     s = stored(cluster.settings, "outage")
     assert s.images == s.done == s.embeddings == 96
+    assert s.drift_free
     assert stored(cluster.settings).points - points_before == 96

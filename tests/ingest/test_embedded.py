@@ -62,6 +62,7 @@ def test_every_bad_input_is_recorded_and_the_rest_stored(
     assert statuses[-1].processed == status.total
     s = stored(embedded_settings, "mixed")
     assert s.images == s.done == s.embeddings == s.points == good + len(odd)
+    assert s.drift_free
 
 
 def test_idempotent_rerun_and_duplicate_content(embedded_settings: Settings, sample_dir: Path, tmp_path: Path) -> None:

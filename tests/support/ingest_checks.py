@@ -22,12 +22,14 @@ class Stored:
     distinct_hashes: int
     vectors: dict[str, np.ndarray]  # content_hash -> vector
     rows: dict[str, tuple[str, str | None]]  # content_hash -> (source_path, label)
+    drift_free: bool  # retrieval.doctor.check: no missing / orphan point for any encoder version
 
 
 def stored(settings: Settings, dataset: str | None = None, with_vectors: bool = False) -> Stored:
     """Counts (optionally for one dataset) and, if asked, every stored vector by content hash."""
     from retrieval.catalog import active_encoder_version
     from retrieval.db import make_engine, session_factory
+    from retrieval.doctor import check
     from retrieval.ids import point_id
     from retrieval.models import Dataset, Embedding, Image
     from retrieval.store import open_vector_store
@@ -62,6 +64,7 @@ def stored(settings: Settings, dataset: str | None = None, with_vectors: bool = 
                 distinct_hashes=len({i.content_hash for i in images}),
                 vectors=vectors,
                 rows={i.content_hash: (i.source_path, i.label) for i in images},
+                drift_free=all(r.ok for r in check(session=session, store=store)),
             )
     finally:
         store.close()
