@@ -5,9 +5,13 @@ Pages live in ``dashboard/views/``; each is a script that renders one page from 
 
 from __future__ import annotations
 
+import logging
+import time
 from pathlib import Path
 
 import streamlit as st
+
+logger = logging.getLogger("dashboard.app")
 
 VIEWS = Path(__file__).resolve().parent / "views"
 
@@ -31,7 +35,25 @@ def main() -> None:
     page = st.navigation(pages)
     with st.sidebar:
         st.caption("HistoQuery · BYOL retrieval for H&E histology")
-    page.run()
+    start = time.perf_counter()
+    try:
+        page.run()
+    finally:
+        logger.info("page %s ran in %.3f s", page.title, time.perf_counter() - start)
+
+
+def _configure_logging() -> None:
+    """Send the dashboard's INFO logs (page run times, cache misses) to the server's stderr, once per process."""
+    log = logging.getLogger("dashboard")
+    if not log.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
+        log.propagate = False
+
+
+_configure_logging()
 
 
 main()

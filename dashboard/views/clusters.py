@@ -18,25 +18,24 @@ SAMPLE_SIZES = (1000, 2000, 5000, 10000)
 MAX_SELECTED = 10
 
 
-def _frame(svc: Services, proj: object) -> pd.DataFrame:
-    ids = [int(i) for i in proj.image_ids]  # type: ignore[attr-defined]
-    infos = queries.image_infos(svc.key, tuple(ids))
-    coords = proj.coords  # type: ignore[attr-defined]
-    rows = []
-    for i, image_id in enumerate(ids):
-        info = infos.get(image_id)
-        rows.append(
-            {
-                "x": float(coords[i, 0]),
-                "y": float(coords[i, 1]),
-                "image_id": image_id,
-                "label": (info.label if info and info.label else "(no label)"),
-                "dataset": info.dataset if info else "?",
-                "slide": info.slide_name if info else "?",
-                "name": info.name if info else "?",
-            }
-        )
-    return pd.DataFrame(rows)
+@st.cache_data(ttl=24 * 3600, max_entries=16, show_spinner=False)
+def _frame(key: str, version: str, method: str, max_points: int, stored: int) -> pd.DataFrame:
+    """The projected points with their metadata (cached with the projection's own key)."""
+    proj = queries.projection(key, version, method, max_points, stored)
+    ids = [int(i) for i in proj.image_ids]
+    infos = queries.image_infos(key, tuple(ids))
+    coords = proj.coords
+    return pd.DataFrame(
+        {
+            "x": coords[:, 0].astype(float),
+            "y": coords[:, 1].astype(float),
+            "image_id": ids,
+            "label": [(infos[i].label or "(no label)") if i in infos else "?" for i in ids],
+            "dataset": [infos[i].dataset if i in infos else "?" for i in ids],
+            "slide": [infos[i].slide_name if i in infos else "?" for i in ids],
+            "name": [infos[i].name if i in infos else "?" for i in ids],
+        }
+    )
 
 
 def _open_in_search(image_id: int) -> None:
@@ -81,7 +80,7 @@ def render() -> None:
         return
     with shown_errors("compute the cluster map"):
         proj = queries.projection(svc.key, version.name, method, int(max_points), version.stored)
-        frame = _frame(svc, proj)
+        frame = _frame(svc.key, version.name, method, int(max_points), version.stored)
         shown = len(frame)
         note = f"{shown:,} of {proj.total:,} stored vectors" + (" (uniform sample)" if proj.sampled else "")
         if proj.explained_variance:

@@ -106,9 +106,14 @@ class CDPError(RuntimeError):
 class Page:
     """One browser tab driven over a flattened CDP session."""
 
-    def __init__(self, browser: Browser, session_id: str) -> None:
+    def __init__(self, browser: Browser, session_id: str, target_id: str = "") -> None:
         self._browser = browser
         self.session_id = session_id
+        self.target_id = target_id
+
+    def close(self) -> None:
+        """Close the tab (its Streamlit session ends)."""
+        self._browser.send("Target.closeTarget", {"targetId": self.target_id})
 
     def send(self, method: str, params: dict[str, Any] | None = None, timeout: float = 60.0) -> dict[str, Any]:
         return self._browser.send(method, params, session_id=self.session_id, timeout=timeout)
@@ -309,7 +314,7 @@ class Browser:
     def new_page(self, width: int = 1400, height: int = 900) -> Page:
         target = self.send("Target.createTarget", {"url": "about:blank"})["targetId"]
         session = self.send("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
-        page = Page(self, session)
+        page = Page(self, session, target)
         page.send("Page.enable")
         page.send("Runtime.enable")
         page.send("Emulation.setDeviceMetricsOverride",
