@@ -176,6 +176,7 @@ def main() -> None:
     print(f"data: {args.data} ({len(list_images(args.data))} images, read from ../shared/data when present)")
     print(f"setup: {args.backbone}, {args.image_size} px, batch {args.batch_size}, bf16 autocast, channels_last, "
           f"SGD, {args.warmup} warm-up + {args.steps} timed steps, {args.workers} workers")  # fmt: skip
+    torch.backends.cudnn.benchmark = True  # as training.trainer does on CUDA
     bare = bare_step(args, device)
     e2e = end_to_end(args, args.data, device)
     rows = [["ours, bare step (tensors on device)", bare, 1.0, ""],

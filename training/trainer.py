@@ -89,6 +89,8 @@ def train(
     out = Path(out)
     device = resolve_device(config.device)
     cuda = device.type == "cuda"
+    if cuda:
+        torch.backends.cudnn.benchmark = True  # fixed input sizes: let cuDNN pick the fastest kernels
     files = list_images(data_dir)
     data_fp = fingerprint(files, data_dir)
     torch.manual_seed(config.seed)
