@@ -25,14 +25,25 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_train_common import header, pil_byol_transforms, table  # noqa: E402
 
 from training.augment import byol_views  # noqa: E402
+from training.encoder import Encoder  # noqa: E402
 from training.preprocess import resize_center_crop  # noqa: E402
+from training.probe import Probe  # noqa: E402
+from training.testing import make_untrained_checkpoint  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "samples" / "kather2016"
 
 
-def bench_train() -> tuple[float, float, str]:
-    """Run the CLI exactly as a user would; returns (wall seconds, CPU seconds of the process, its output)."""
+def probe_quality(checkpoint: Path) -> dict[str, float]:
+    """Pair accuracy / AUC / kNN on the shipped sample's 8 classes (the training images themselves: a sanity
+    check that training moved the encoder, not a held-out quality number)."""
+    enc = Encoder.from_checkpoint(checkpoint, "cpu")
+    return Probe.from_path(SAMPLE, enc.image_size, n_pairs=1000).evaluate(enc.embed_uint8)
+
+
+def bench_train() -> tuple[float, float, str, dict[str, float], dict[str, float]]:
+    """Run the CLI exactly as a user would; returns (wall s, CPU s of the process, its output, probe trained,
+    probe untrained)."""
     with tempfile.TemporaryDirectory() as tmp:
         cmd = [str(ROOT / ".venv" / "bin" / "histoquery"), "train", str(SAMPLE), "--preset", "fast-cpu",
                "--out", f"{tmp}/fast.pt", "--no-progress", "--device", "cpu"]  # fmt: skip
@@ -42,7 +53,9 @@ def bench_train() -> tuple[float, float, str]:
         wall = time.perf_counter() - t0
         r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
         cpu = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
-        return wall, cpu, "\n".join(proc.stdout.strip().splitlines()[:8])
+        trained = probe_quality(Path(tmp) / "fast.pt")
+        untrained = probe_quality(make_untrained_checkpoint(Path(tmp) / "untrained.pt", "resnet18", 64))
+        return wall, cpu, "\n".join(proc.stdout.strip().splitlines()[:8]), trained, untrained
 
 
 def bench_aug(n: int, size: int, threads: int) -> tuple[float, float]:
@@ -73,7 +86,7 @@ def main() -> None:
     args = parser.parse_args()
     print(header("Training on CPU (2-core CPU target)"))
     if not args.skip_train:
-        wall, cpu, out = bench_train()
+        wall, cpu, out, trained, untrained = bench_train()
         print(f"\nfast-cpu preset on samples/kather2016 (64 images, CLI process wall time incl. start-up)\n{out}\n")
         print(
             table(
@@ -83,6 +96,11 @@ def main() -> None:
         )
         load = ", ".join(f"{v:.2f}" for v in os.getloadavg())
         print(f"load average after: {load} (other processes share the cores)")
+        keys = ["probe_pair_acc", "probe_auc", "probe_knn_acc"]
+        print("\nsanity probe on the 64 training images (8 classes, 1000 balanced pairs, 5-NN)")
+        print(table([["fast-cpu trained", *(trained[k] for k in keys)],
+                     ["resnet18 random init", *(untrained[k] for k in keys)]],
+                    ["encoder", "pair accuracy", "ROC AUC", "kNN accuracy"]))  # fmt: skip
     ours, base = bench_aug(args.aug_images, args.aug_size, threads=1)
     print(f"\nBYOL augmentation, both views, {args.aug_size} px, {args.aug_images} images, 1 CPU thread")
     print(table([["ours: batched tensor ops (training.augment)", ours, ours / base],
