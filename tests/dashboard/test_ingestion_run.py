@@ -10,6 +10,8 @@ from streamlit.testing.v1 import AppTest
 
 from tests.dashboard.test_pages_basic import VIEWS
 
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture
 def fresh_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:

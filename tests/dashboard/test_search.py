@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from streamlit.testing.v1 import AppTest
 
-from tests.dashboard.test_pages_basic import run_page, texts
+from tests.dashboard.test_pages_basic import VIEWS, texts
 from tests.support.dashboard_index import SampleIndex
 
 
@@ -16,7 +16,7 @@ def results_table(at: AppTest):  # noqa: ANN201 - a pandas DataFrame
 
 def test_search_first_result_is_the_query_with_cosine_one(index_env: SampleIndex) -> None:
     query = index_env.image_ids["tfdspng_image_0_label_0.png"]
-    at = AppTest.from_file(str(run_page.__globals__["VIEWS"] / "search.py"), default_timeout=120)
+    at = AppTest.from_file(str(VIEWS / "search.py"), default_timeout=120)
     at.session_state["search_image_id"] = query
     at.run()
     assert not at.exception, at.exception
@@ -32,7 +32,7 @@ def test_search_first_result_is_the_query_with_cosine_one(index_env: SampleIndex
 
 def test_search_filters_k_and_hide_self(index_env: SampleIndex) -> None:
     query = index_env.image_ids["tfdspng_image_0_label_0.png"]
-    at = AppTest.from_file(str(run_page.__globals__["VIEWS"] / "search.py"), default_timeout=120)
+    at = AppTest.from_file(str(VIEWS / "search.py"), default_timeout=120)
     at.session_state["search_image_id"] = query
     at.run()
     at.slider(key="search_k").set_value(5)
@@ -48,7 +48,7 @@ def test_search_filters_k_and_hide_self(index_env: SampleIndex) -> None:
 
 def test_result_button_makes_it_the_next_query(index_env: SampleIndex) -> None:
     query = index_env.image_ids["tfdspng_image_0_label_0.png"]
-    at = AppTest.from_file(str(run_page.__globals__["VIEWS"] / "search.py"), default_timeout=120)
+    at = AppTest.from_file(str(VIEWS / "search.py"), default_timeout=120)
     at.session_state["search_image_id"] = query
     at.run()
     second = int(results_table(at)["image_id"].iloc[1])
@@ -60,7 +60,7 @@ def test_result_button_makes_it_the_next_query(index_env: SampleIndex) -> None:
 
 def test_tile_query_shows_its_slide_and_can_exclude_it(index_env: SampleIndex) -> None:
     tile = index_env.image_ids["tile:512,512"]
-    at = AppTest.from_file(str(run_page.__globals__["VIEWS"] / "search.py"), default_timeout=120)
+    at = AppTest.from_file(str(VIEWS / "search.py"), default_timeout=120)
     at.session_state["search_image_id"] = tile
     at.run()
     assert not at.exception and not at.error
@@ -70,3 +70,14 @@ def test_tile_query_shows_its_slide_and_can_exclude_it(index_env: SampleIndex) -
     at.checkbox(key="search_exclude_slide").check().run()
     table = results_table(at)
     assert "cmu_small_region.svs" not in set(table["slide"])
+
+
+def test_a_point_chosen_elsewhere_opens_in_search(index_env: SampleIndex) -> None:
+    """The Clusters page's "Open in Search" sets ``hq_next_query`` and switches page: Search uses it."""
+    chosen = index_env.image_ids["tfdspng_image_11_label_2.png"]
+    at = AppTest.from_file(str(VIEWS / "search.py"), default_timeout=120)
+    at.session_state["hq_next_query"] = chosen
+    at.run()
+    assert not at.exception and not at.error
+    assert at.number_input(key="search_image_id").value == chosen
+    assert int(results_table(at)["image_id"].iloc[0]) == chosen
