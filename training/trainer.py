@@ -6,8 +6,6 @@
 
 from __future__ import annotations
 
-import csv
-import json
 import logging
 import os
 import time
@@ -18,7 +16,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 from training.byol import BYOL, cosine_ema_rate
@@ -27,10 +24,13 @@ from training.config import TrainConfig
 from training.data import EpochBatchSampler, ImageFiles, collate, epoch_seed, fingerprint, list_images
 from training.encoder import resolve_device
 from training.errors import CheckpointError, DataError
+from training.features import embedder, feature_means
 from training.monitor import CollapseMonitor
 from training.optim import build_optimizer, lr_at
-from training.preprocess import normalize_batch, uint8_to_float
 from training.probe import Probe
+from training.runlog import metrics_paths, write_metrics
+
+__all__ = ["ProgressFn", "TrainResult", "metrics_paths", "train"]
 
 logger = logging.getLogger(__name__)
 
@@ -52,12 +52,6 @@ class TrainResult:
     num_files: int
     bad_files: dict[str, str] = field(default_factory=dict)  # path -> reason
     seconds: float = 0.0
-
-
-def metrics_paths(checkpoint: str | Path) -> tuple[Path, Path]:
-    """``(csv, json)`` metric log paths next to a checkpoint."""
-    p = Path(checkpoint)
-    return p.with_name(p.stem + ".metrics.csv"), p.with_name(p.stem + ".metrics.json")
 
 
 def train(
@@ -198,9 +192,9 @@ def train(
         }
         if not np.isfinite(row["loss"]):
             logger.error("epoch %d: loss is %s; lower the learning rate", epoch + 1, row["loss"])
-        centers = _feature_means(model, config, files, device) if config.center_features else None
+        centers = feature_means(model, config, files, device) if config.center_features else None
         if probe is not None:
-            row.update(probe.evaluate(_embedder(model, config, device, centers)))
+            row.update(probe.evaluate(embedder(model, config, device, centers)))
         model.train()
         history.append(row)
         _save(out, config, model, opt, epoch + 1, global_step, data_fp, len(files), history, centers)
@@ -224,53 +218,6 @@ def _summary(row: dict[str, Any]) -> str:
     return " ".join(parts)
 
 
-def _online_outputs(model: BYOL, batch: torch.Tensor, config: TrainConfig, device: torch.device
-                    ) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
-    """``(features, projections)`` (float32) of a uint8 batch, online network in eval mode, eval transform."""
-    model.eval()
-    cuda = device.type == "cuda"
-    x = normalize_batch(uint8_to_float(batch.to(device)))
-    if cuda and config.channels_last:
-        x = x.contiguous(memory_format=torch.channels_last)
-    with torch.inference_mode(), torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda and config.amp):
-        feats = model.online_encoder(x)
-        proj = model.online_projector(feats)
-    return feats.float(), proj.float()
-
-
-def _feature_means(model: BYOL, config: TrainConfig, files: list[Path], device: torch.device
-                   ) -> dict[str, torch.Tensor]:  # fmt: skip
-    """Mean backbone feature and projection over up to ``center_samples`` training images (evenly spaced)."""
-    step = max(1, len(files) // max(1, config.center_samples))
-    subset = ImageFiles(files[::step][: config.center_samples], config.image_size)
-    sums: dict[str, torch.Tensor] = {}
-    n = 0
-    loader = DataLoader(subset, batch_size=128, collate_fn=collate, num_workers=0)
-    for batch in loader:
-        if batch.images.shape[0] == 0:
-            continue
-        feats, proj = _online_outputs(model, batch.images, config, device)
-        for key, value in (("feature_mean", feats), ("projection_mean", proj)):
-            sums[key] = sums.get(key, 0) + value.sum(dim=0).cpu()
-        n += batch.images.shape[0]
-    return {k: v / max(1, n) for k, v in sums.items()}
-
-
-def _embedder(model: BYOL, config: TrainConfig, device: torch.device, centers: dict[str, torch.Tensor] | None
-              ) -> Callable[[np.ndarray], np.ndarray]:  # fmt: skip
-    """Embed uint8 batches with the online network exactly as :class:`Encoder` will (incl. centring)."""
-
-    def embed(batch: np.ndarray) -> np.ndarray:
-        feats, proj = _online_outputs(model, torch.from_numpy(batch), config, device)
-        key, z = ("projection_mean", proj) if config.representation == "projection" else ("feature_mean", feats)
-        z = z.cpu()
-        if centers and key in centers:
-            z = z - centers[key]
-        return F.normalize(z, dim=1).numpy()
-
-    return embed
-
-
 def _save(
     out: Path, config: TrainConfig, model: BYOL, opt: torch.optim.Optimizer, epoch: int, step: int,
     data_fp: str, num_files: int, history: list[dict[str, Any]], centers: dict[str, torch.Tensor] | None = None,
@@ -282,19 +229,7 @@ def _save(
     )  # fmt: skip
     payload.update(centers or {})
     save_checkpoint(out, payload)
-    csv_path, json_path = metrics_paths(out)
-    keys: list[str] = []
-    for row in history:
-        keys += [k for k in row if k not in keys]
-    tmp = csv_path.with_name(csv_path.name + ".tmp")
-    with tmp.open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=keys)
-        writer.writeheader()
-        writer.writerows(history)
-    os.replace(tmp, csv_path)
-    tmp = json_path.with_name(json_path.name + ".tmp")
-    tmp.write_text(json.dumps({"config": config.to_dict(), "epochs": history}, indent=2))
-    os.replace(tmp, json_path)
+    write_metrics(out, config.to_dict(), history)
 
 
 def _restore(

@@ -1,0 +1,67 @@
+"""Eval-mode outputs of the online network during training: the probe embedder and the feature-centring means.
+
+Both use exactly the :class:`training.encoder.Encoder` transform (resize + centre crop, ImageNet normalisation,
+bf16 autocast on CUDA) so that per-epoch probe numbers describe the checkpoint that is saved.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader
+
+from training.byol import BYOL
+from training.config import TrainConfig
+from training.data import ImageFiles, collate
+from training.preprocess import normalize_batch, uint8_to_float
+
+
+def online_outputs(model: BYOL, batch: torch.Tensor, config: TrainConfig, device: torch.device
+                    ) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+    """``(features, projections)`` (float32) of a uint8 batch, online network in eval mode, eval transform."""
+    model.eval()
+    cuda = device.type == "cuda"
+    x = normalize_batch(uint8_to_float(batch.to(device)))
+    if cuda and config.channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode(), torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda and config.amp):
+        feats = model.online_encoder(x)
+        proj = model.online_projector(feats)
+    return feats.float(), proj.float()
+
+
+def feature_means(model: BYOL, config: TrainConfig, files: list[Path], device: torch.device
+                   ) -> dict[str, torch.Tensor]:  # fmt: skip
+    """Mean backbone feature and projection over up to ``center_samples`` training images (evenly spaced)."""
+    step = max(1, len(files) // max(1, config.center_samples))
+    subset = ImageFiles(files[::step][: config.center_samples], config.image_size)
+    sums: dict[str, torch.Tensor] = {}
+    n = 0
+    loader = DataLoader(subset, batch_size=128, collate_fn=collate, num_workers=0)
+    for batch in loader:
+        if batch.images.shape[0] == 0:
+            continue
+        feats, proj = online_outputs(model, batch.images, config, device)
+        for key, value in (("feature_mean", feats), ("projection_mean", proj)):
+            sums[key] = sums.get(key, 0) + value.sum(dim=0).cpu()
+        n += batch.images.shape[0]
+    return {k: v / max(1, n) for k, v in sums.items()}
+
+
+def embedder(model: BYOL, config: TrainConfig, device: torch.device, centers: dict[str, torch.Tensor] | None
+              ) -> Callable[[np.ndarray], np.ndarray]:  # fmt: skip
+    """Embed uint8 batches with the online network exactly as :class:`Encoder` will (incl. centring)."""
+
+    def embed(batch: np.ndarray) -> np.ndarray:
+        feats, proj = online_outputs(model, torch.from_numpy(batch), config, device)
+        key, z = ("projection_mean", proj) if config.representation == "projection" else ("feature_mean", feats)
+        z = z.cpu()
+        if centers and key in centers:
+            z = z - centers[key]
+        return F.normalize(z, dim=1).numpy()
+
+    return embed
