@@ -94,6 +94,8 @@ def cluster(
         yield c
     finally:
         for w in c.workers:
+            w.terminate()
+        for w in c.workers:
             w.stop()
         redis.stop()
 

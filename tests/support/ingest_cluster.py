@@ -84,11 +84,16 @@ class Worker:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait(30)
 
+    def terminate(self) -> None:
+        """Ask for a warm shutdown (SIGTERM) without waiting."""
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+
     def stop(self) -> None:
         """Warm shutdown (SIGTERM), SIGKILL after 10 s."""
         if self.proc is None or self.proc.poll() is not None:
             return
-        os.killpg(self.proc.pid, signal.SIGTERM)
+        self.terminate()
         try:
             self.proc.wait(10)
         except subprocess.TimeoutExpired:
