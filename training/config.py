@@ -48,7 +48,7 @@ class TrainConfig:
     amp: bool = True  # bf16 autocast on CUDA
     channels_last: bool = True  # on CUDA
     center_features: bool = False  # Encoder subtracts the training-set mean vector before L2 normalisation
-    center_samples: int = 2048  # training images used to estimate that mean
+    center_samples: int = 1024  # training images (decoded once, kept in memory) used to estimate that mean
     collapse_warn: float = 0.1  # warn when std(normalised z) * sqrt(d) falls below this
     probe_pairs: int = 1000
     probe_knn_k: int = 5

@@ -12,11 +12,10 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader
 
 from training.byol import BYOL
 from training.config import TrainConfig
-from training.data import ImageFiles, collate
+from training.data import load_uint8
 from training.preprocess import normalize_batch, uint8_to_float
 
 
@@ -34,22 +33,22 @@ def online_outputs(model: BYOL, batch: torch.Tensor, config: TrainConfig, device
     return feats.float(), proj.float()
 
 
-def feature_means(model: BYOL, config: TrainConfig, files: list[Path], device: torch.device
-                   ) -> dict[str, torch.Tensor]:  # fmt: skip
-    """Mean backbone feature and projection over up to ``center_samples`` training images (evenly spaced)."""
+def center_subset(files: list[Path], config: TrainConfig) -> np.ndarray:
+    """Decode (once) up to ``center_samples`` evenly spaced training images: ``(N, 3, S, S)`` uint8."""
     step = max(1, len(files) // max(1, config.center_samples))
-    subset = ImageFiles(files[::step][: config.center_samples], config.image_size)
+    images, _ = load_uint8(files[::step][: config.center_samples], config.image_size)
+    return images
+
+
+def feature_means(model: BYOL, config: TrainConfig, images: np.ndarray, device: torch.device
+                  ) -> dict[str, torch.Tensor]:  # fmt: skip
+    """Mean backbone feature and projection (float32, CPU) of the given ``(N, 3, S, S)`` uint8 images."""
     sums: dict[str, torch.Tensor] = {}
-    n = 0
-    loader = DataLoader(subset, batch_size=128, collate_fn=collate, num_workers=0)
-    for batch in loader:
-        if batch.images.shape[0] == 0:
-            continue
-        feats, proj = online_outputs(model, batch.images, config, device)
+    for start in range(0, len(images), 256):
+        feats, proj = online_outputs(model, torch.from_numpy(images[start : start + 256]), config, device)
         for key, value in (("feature_mean", feats), ("projection_mean", proj)):
             sums[key] = sums.get(key, 0) + value.sum(dim=0).cpu()
-        n += batch.images.shape[0]
-    return {k: v / max(1, n) for k, v in sums.items()}
+    return {k: v / max(1, len(images)) for k, v in sums.items()}
 
 
 def embedder(model: BYOL, config: TrainConfig, device: torch.device, centers: dict[str, torch.Tensor] | None

@@ -24,7 +24,7 @@ from training.config import TrainConfig
 from training.data import EpochBatchSampler, ImageFiles, collate, epoch_seed, fingerprint, list_images
 from training.encoder import resolve_device
 from training.errors import CheckpointError, DataError
-from training.features import embedder, feature_means
+from training.features import center_subset, embedder, feature_means
 from training.monitor import CollapseMonitor
 from training.optim import build_optimizer, lr_at
 from training.probe import Probe
@@ -101,6 +101,7 @@ def train(
         if labeled
         else None
     )
+    center_images = center_subset(files, config) if config.center_features else None
     sampler = EpochBatchSampler(len(files), config.batch_size, config.seed)
     workers = config.num_workers if config.num_workers is not None else (min(8, os.cpu_count() or 1) if cuda else 0)
     loader = DataLoader(
@@ -192,7 +193,7 @@ def train(
         }
         if not np.isfinite(row["loss"]):
             logger.error("epoch %d: loss is %s; lower the learning rate", epoch + 1, row["loss"])
-        centers = feature_means(model, config, files, device) if config.center_features else None
+        centers = feature_means(model, config, center_images, device) if center_images is not None else None
         if probe is not None:
             row.update(probe.evaluate(embedder(model, config, device, centers)))
         model.train()
