@@ -108,7 +108,7 @@ def render() -> None:
             labels={"x": f"{axis}1", "y": f"{axis}2"},
         )
         fig.update_traces(marker={"size": 7 if shown <= 2000 else 4, "opacity": 0.8})
-        fig.update_layout(legend_title_text=colour, margin={"l": 10, "r": 10, "t": 30, "b": 10}, dragmode="lasso")
+        fig.update_layout(legend_title_text=colour, margin={"l": 10, "r": 10, "t": 30, "b": 10})
         event = st.plotly_chart(fig, key="cluster_map", on_select="rerun", selection_mode=("points", "box", "lasso"))
         _selection(svc, frame, event)
 

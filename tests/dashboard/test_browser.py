@@ -101,3 +101,21 @@ def test_upload_of_a_non_image_shows_a_message_not_a_traceback(
     errors = page.error_texts()
     assert len(errors) == 1 and "not-an-image.png: not a readable image" in errors[0]
     assert "Traceback" not in page.body_text()
+
+
+def test_clicking_a_cluster_point_opens_it_in_search(app: tuple[str, Browser], artifacts: Path) -> None:
+    url, browser = app
+    page = browser.new_page()
+    page.navigate(f"{url}/clusters")
+    page.wait_rendered("Clusters", "stored vectors", timeout=180)
+    custom = page.click_plot_point(0, 0)
+    image_id = int(custom[0])
+    page.wait_rendered("Clusters", "1 selected", "Open in Search", timeout=120)
+    page.wait_media(timeout=60)
+    page.screenshot(artifacts / "clusters-selected.png")
+    assert f"#{image_id} · " in page.body_text()
+    page.click_text("button", "Open in Search")
+    text = page.wait_rendered("Search", "Top 10", timeout=120)
+    assert f"#{image_id} · " in text  # the query caption
+    assert text.split("#1 · cos ", 1)[1].startswith("1.000")
+    assert page.error_texts() == []

@@ -279,6 +279,27 @@ class Page:
         for kind in ("mousePressed", "mouseReleased"):
             self.send("Input.dispatchMouseEvent", {"type": kind, "x": x, "y": y, "button": "left", "clickCount": 1})
 
+    def click_plot_point(self, trace: int = 0, index: int = 0) -> Any:
+        """Click (real mouse events) point ``index`` of ``trace`` in the first Plotly chart; returns its customdata."""
+        self.wait_for(
+            "document.querySelector('.js-plotly-plot') && document.querySelector('.js-plotly-plot')._fullLayout"
+        )
+        time.sleep(0.5)  # let the chart finish its first layout
+        found = self.evaluate(
+            "(() => { const gd = document.querySelector('.js-plotly-plot'); gd.scrollIntoView({block: 'center'});"
+            " const fl = gd._fullLayout; const tr = gd._fullData[" + str(trace) + "]; const i = " + str(index) + ";"
+            " const r = gd.getBoundingClientRect();"
+            " return [r.left + fl.xaxis._offset + fl.xaxis.l2p(tr.x[i]),"
+            " r.top + fl.yaxis._offset + fl.yaxis.l2p(tr.y[i]),"
+            " tr.customdata ? tr.customdata[i] : null]; })()"
+        )
+        x, y = float(found[0]), float(found[1])
+        self.send("Input.dispatchMouseEvent", {"type": "mouseMoved", "x": x, "y": y})
+        time.sleep(0.3)  # plotly picks the hovered point
+        for kind in ("mousePressed", "mouseReleased"):
+            self.send("Input.dispatchMouseEvent", {"type": kind, "x": x, "y": y, "button": "left", "clickCount": 1})
+        return found[2]
+
     def error_texts(self) -> list[str]:
         """Texts of exception boxes and st.error alerts on the page."""
         sel = json.dumps(f"{EXCEPTION_SELECTOR}, {ERROR_SELECTOR}")
