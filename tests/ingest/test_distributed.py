@@ -147,11 +147,32 @@ def test_embedded_mode_matches_distributed(cluster: Cluster, sample_dir: Path, s
     register_active(local, tiny_checkpoint)
     submit_ingest([sample_dir, sample_slide], settings=local, dataset="e2e", labels_from_folders=True)
     embedded = stored(local, "e2e", with_vectors=True)
+    if stored(cluster.settings, "e2e").images == 0:  # run alone (-k): ingest on the workers first
+        job = submit_ingest([sample_dir, sample_slide], settings=cluster.settings, dataset="e2e",
+                            labels_from_folders=True)  # fmt: skip
+        wait_for_job(job, settings=cluster.settings, timeout_s=300)
     distributed = stored(cluster.settings, "e2e", with_vectors=True)
     assert embedded.rows == distributed.rows  # same content hashes, paths and labels
     assert set(embedded.vectors) == set(distributed.vectors) and len(embedded.vectors) == embedded.images
     for h, v in embedded.vectors.items():
         np.testing.assert_allclose(v, distributed.vectors[h], atol=1e-4)
+
+
+def test_reembed_on_workers_switches_when_complete(cluster: Cluster, tmp_path: Path) -> None:
+    from ingest.service import submit_reembed
+    from training.testing import make_untrained_checkpoint
+
+    if stored(cluster.settings).images == 0:  # run alone (-k): store something to re-embed first
+        job = submit_ingest([_make_images(tmp_path / "re", 16, seed=4)], settings=cluster.settings, dataset="re")
+        wait_for_job(job, settings=cluster.settings, timeout_s=300)
+    before = stored(cluster.settings)
+    ckpt = make_untrained_checkpoint(tmp_path / "v2.pt", seed=3)
+    job_id = submit_reembed(settings=cluster.settings, checkpoint=ckpt, name="v2")
+    status = wait_for_job(job_id, settings=cluster.settings, timeout_s=300)
+    assert (status.status, status.failed, status.done) == ("done", 0, before.images), status
+    after = stored(cluster.settings)  # the active version is v2 now
+    assert after.embeddings == after.images == before.images
+    assert after.points == before.points and after.drift_free
 
 
 def test_sigkill_worker_mid_job(cluster: Cluster, tmp_path: Path) -> None:
