@@ -94,6 +94,10 @@ def execute_batch(ctx: IngestContext, job_id: int, batch_index: int, payload: di
     from ingest.pipeline import run_batch
 
     with ctx.sessions() as session:
+        if session.get(IngestJob, job_id) is None:
+            # The job was deleted: acknowledge and drop the message instead of re-delivering it forever.
+            logger.warning("job %d no longer exists: batch %d dropped", job_id, batch_index)
+            return BatchOutcome()
         mark_running(job_id, session=session)
     try:
         outcome = run_batch(ctx, job_id, payload)
