@@ -183,7 +183,9 @@ def run_one(n: int, dim: int, n_queries: int, k: int, workdir: Path, seed: int) 
     t = timed(lambda i: got_x.append([h.payload["image_id"] for h in store.search(version.collection, queries[i], k,
                                                                                     exact=True)]), nx)  # fmt: skip
     res["exact_p50_ms"], _ = pct(t)
-    res["recall10_exact_mode"] = float(np.mean([len(set(g) & set(e)) / k for g, e in zip(got_x, exact_ids, strict=False)]))
+    res["recall10_exact_mode"] = float(
+        np.mean([len(set(g) & set(e)) / k for g, e in zip(got_x, exact_ids, strict=False)])
+    )
     t = timed(lambda i: brute_topk(x, queries[i], k), n_queries)
     res["np_topk_p50_ms"], res["np_topk_p95_ms"] = pct(t)
     t = timed(lambda i: brute_topk(x, queries[i], k, masks[LABELS[int(qcls[i])]]), n_queries)
@@ -207,9 +209,10 @@ def run_one(n: int, dim: int, n_queries: int, k: int, workdir: Path, seed: int) 
 
 
 def versions() -> str:
+    from importlib.metadata import version
+
     import qdrant_edge  # noqa: F401
     import sqlalchemy
-    from importlib.metadata import version
 
     return (f"python {platform.python_version()}, numpy {np.__version__}, qdrant-edge-py {version('qdrant-edge-py')}, "
             f"sqlalchemy {sqlalchemy.__version__}")  # fmt: skip
@@ -227,7 +230,8 @@ def main() -> int:
     import logging
 
     logging.basicConfig(level=logging.WARNING)
-    cpu = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")), "?")
+    with open("/proc/cpuinfo") as fh:
+        cpu = next((ln.split(":", 1)[1].strip() for ln in fh if ln.startswith("model name")), "?")
     header = [
         f"command: {' '.join([Path(sys.executable).name, *sys.argv])}",
         f"machine: {os.cpu_count()} CPU cores ({cpu}), no GPU; {platform.platform()}",
@@ -246,31 +250,37 @@ def main() -> int:
             gc.collect()
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    rows = [
-        ("pair query, 2 stored ids (API) p50 / p95 ms", "pair_p50_ms", "pair_p95_ms", "np_pair_p50_ms", "np_pair_p95_ms"),
-        ("top-k k=10 unfiltered (API) p50 / p95 ms", "topk_p50_ms", "topk_p95_ms", "np_topk_p50_ms", "np_topk_p95_ms"),
-        ("top-k k=10 label filter (API) p50 / p95 ms", "topk_f_p50_ms", "topk_f_p95_ms", "np_topk_f_p50_ms",
-         "np_topk_f_p95_ms"),
-        ("top-k raw store.search p50 / p95 ms", "store_topk_p50_ms", "store_topk_p95_ms", "np_topk_p50_ms",
-         "np_topk_p95_ms"),
-    ]  # fmt: skip
+    pairs_of = [
+        ("pair query, 2 stored ids (API)", "pair"),
+        ("top-k k=10 unfiltered (API)", "topk"),
+        ("top-k k=10 label filter (API)", "topk_f"),
+        ("top-k raw store.search", "store_topk"),
+    ]
+    base_of = {"pair": "np_pair", "topk": "np_topk", "topk_f": "np_topk_f", "store_topk": "np_topk"}
     lines = ["| metric | N | ours (embedded Qdrant) | numpy exact | ratio numpy/ours |", "|---|---|---|---|---|"]
     for res in results:
         n = f"{res['n']:,}"
-        for name, a, b, c, d in rows:
-            ratio = res[c] / res[a] if res[a] else float("nan")
-            lines.append(f"| {name} | {n} | {res[a]:.3f} / {res[b]:.3f} | {res[c]:.3f} / {res[d]:.3f} | {ratio:.2f}x |")
-        lines.append(f"| recall@10 vs exact (unfiltered / filtered) | {n} | {res['recall10']:.4f} / "
-                     f"{res['recall10_f']:.4f} | 1.0 | - |")  # fmt: skip
-        lines.append(f"| exact mode (SearchParams exact) p50 ms, recall@10 | {n} | {res['exact_p50_ms']:.3f}, "
-                     f"{res['recall10_exact_mode']:.4f} | {res['np_topk_p50_ms']:.3f}, 1.0 | "
-                     f"{res['np_topk_p50_ms'] / res['exact_p50_ms']:.2f}x |")  # fmt: skip
-        lines.append(f"| batch pair, 10k stored-id pairs (pairs/s) | {n} | {res['pair_batch_per_s']:,.0f} | "
-                     f"{res['np_pair_batch_per_s']:,.0f} | {res['np_pair_batch_per_s'] / res['pair_batch_per_s']:.1f}x |")  # fmt: skip
-        lines.append(f"| upsert throughput (points/s) | {n} | {res['upsert_per_s']:,.0f} ({res['upsert_s']:.1f} s) | - | - |")
+        for name, key in pairs_of:
+            ours = f"{res[key + '_p50_ms']:.3f} / {res[key + '_p95_ms']:.3f}"
+            b = base_of[key]
+            base = f"{res[b + '_p50_ms']:.3f} / {res[b + '_p95_ms']:.3f}"
+            ratio = res[b + "_p50_ms"] / res[key + "_p50_ms"]
+            lines.append(f"| {name} p50 / p95 ms | {n} | {ours} | {base} | {ratio:.2f}x |")
+        rec = f"{res['recall10']:.4f} / {res['recall10_f']:.4f}"
+        lines.append(f"| recall@10 vs exact (unfiltered / filtered) | {n} | {rec} | 1.0 | - |")
+        ex = f"{res['exact_p50_ms']:.3f}, {res['recall10_exact_mode']:.4f}"
+        ratio = res["np_topk_p50_ms"] / res["exact_p50_ms"]
+        lines.append(f"| exact mode p50 ms, recall@10 | {n} | {ex} | {res['np_topk_p50_ms']:.3f}, 1.0 | {ratio:.2f}x |")
+        ours_b, np_b = res["pair_batch_per_s"], res["np_pair_batch_per_s"]
+        lines.append(
+            f"| batch pair, 10k stored-id pairs/s | {n} | {ours_b:,.0f} | {np_b:,.0f} | {np_b / ours_b:.1f}x |"
+        )
+        up = f"{res['upsert_per_s']:,.0f} ({res['upsert_s']:.1f} s)"
+        lines.append(f"| upsert throughput (points/s) | {n} | {up} | - | - |")
         lines.append(f"| optimize() (HNSW build) | {n} | {res['optimize_s']:.1f} s | - | - |")
-        lines.append(f"| disk of the collection / RSS growth reopening + querying | {n} | {res['disk_mb']:.0f} MB / "
-                     f"{res['store_rss_mb']:.0f} MB | raw vectors {res['n'] * res['dim'] * 4 / 2**20:.0f} MB | - |")  # fmt: skip
+        mem = f"{res['disk_mb']:.0f} MB / {res['store_rss_mb']:.0f} MB"
+        raw = f"raw vectors {res['n'] * res['dim'] * 4 / 2**20:.0f} MB"
+        lines.append(f"| disk / RSS growth reopening + querying | {n} | {mem} | {raw} | - |")
     text = "\n".join(header) + "\n\n" + "\n".join(lines) + "\n"
     print(text)
     if args.out:

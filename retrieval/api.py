@@ -293,7 +293,15 @@ class Retrieval:
                 f"collection {self.version.collection!r} of encoder version {self.version.name!r} is empty: "
                 "ingest images first (`histoquery ingest PATH --dataset NAME`)"
             )
-        rows = self._image_rows({int(h.payload["image_id"]) for hs in hits for h in hs if "image_id" in h.payload})
+        # source path / tile coordinates ride in the payload; SQL only for points written without them
+        rows = self._image_rows(
+            {
+                int(h.payload["image_id"])
+                for hs in hits
+                for h in hs
+                if "image_id" in h.payload and "source_path" not in h.payload
+            }
+        )
         out: list[list[Neighbour]] = [[] for _ in queries]
         for i, hs in zip(good, hits, strict=True):
             out[i] = [self._neighbour(rank, h, rows) for rank, h in enumerate(hs, start=1)]
@@ -312,7 +320,10 @@ class Retrieval:
     def _neighbour(rank: int, hit: Hit, rows: dict[int, tuple[Any, ...]]) -> Neighbour:
         p = hit.payload
         image_id = int(p.get("image_id", -1))
-        source_path, level, x, y, tile_size = rows.get(image_id, (None,) * 5)
+        if "source_path" in p:
+            source_path, level, x, y, tile_size = (p.get(f) for f in ("source_path", "level", "x", "y", "tile_size"))
+        else:
+            source_path, level, x, y, tile_size = rows.get(image_id, (None,) * 5)
         return Neighbour(
             rank=rank,
             image_id=image_id,

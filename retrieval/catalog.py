@@ -188,7 +188,8 @@ def store_embeddings(
 ) -> None:
     """Store the vectors of ``rows`` under ``version``: points first, then SQL rows, in one transaction.
 
-    Upserts the Qdrant points (payload: image_id, dataset, dataset_id, label, slide_id, content_hash), then inserts
+    Upserts the Qdrant points (payload: image_id, dataset, dataset_id, label, slide_id, content_hash and, so that
+    top-k answers need no SQL, source_path, level, x, y, tile_size), then inserts
     the missing :class:`Embedding` rows and marks the images ``done``. Idempotent: re-running changes nothing.
     If the SQL commit fails the points stay (same deterministic ids; ``histoquery doctor --repair`` cleans up).
 
@@ -221,6 +222,11 @@ def store_embeddings(
             "label": r.label,
             "slide_id": r.slide_id,
             "content_hash": r.content_hash,
+            "source_path": r.source_path,
+            "level": r.level,
+            "x": r.x,
+            "y": r.y,
+            "tile_size": r.tile_size,
         }
         for r in rows
     ]

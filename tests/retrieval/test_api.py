@@ -143,3 +143,17 @@ def test_top_k_on_empty_collection(catalog: Catalog) -> None:
         r.top_k(np.ones(16, np.float32), k=3)
     with pytest.raises(Exception, match="1 to 1000"):
         r.top_k(np.ones(16, np.float32), k=0)
+
+
+def test_top_k_metadata_from_sql_for_old_points(loaded: tuple[Catalog, Retrieval, list[int], np.ndarray]) -> None:
+    """Points written without source path / tile fields in the payload get them from SQL."""
+    from retrieval.ids import point_id
+    from retrieval.models import Image
+
+    cat, r, ids, vecs = loaded
+    img = cat.session.get(Image, ids[5])
+    assert img is not None
+    payload = {"image_id": img.id, "dataset": "ds", "label": img.label, "slide_id": img.slide_id}
+    cat.store.upsert(cat.version.collection, [point_id(img.content_hash, cat.version.name)], vecs[5:6], [payload])
+    (top,) = r.top_k(vecs[5], k=1)
+    assert top.image_id == img.id and top.source_path == img.source_path and top.x == img.x

@@ -47,6 +47,11 @@ def test_store_embeddings_is_idempotent(any_catalog: Catalog) -> None:
         "label": "B",
         "slide_id": None,
         "content_hash": rows[1].content_hash,
+        "source_path": rows[1].source_path,
+        "level": None,
+        "x": None,
+        "y": None,
+        "tile_size": None,
     }
 
 
