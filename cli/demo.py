@@ -404,18 +404,42 @@ def evaluate_step(settings: Any, args: argparse.Namespace, report: Report) -> No
     print(f"      accuracy {result['accuracy']:.3f} on {result['n_pairs']} pairs")
 
 
-def dashboard_step(home: Path, port: int) -> int:
-    """Start the dashboard on this deployment (same home) in a child process, print its URL, wait for Ctrl-C."""
+def dashboard_step(home: Path, port: int, timeout: float = 120.0) -> int:
+    """Start the dashboard on this deployment (same home) in a child process, print its URL, wait for Ctrl-C.
+
+    The child runs in its own session; whatever ends the demo (Ctrl-C, SIGTERM, an error) stops its whole group.
+    """
     import os
+    import signal
+    import urllib.request
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("HISTOQUERY_")}
     env["HISTOQUERY_HOME"] = str(home)
-    cmd = [sys.executable, "-m", "cli.main", "dashboard", "--port", str(port)]
-    proc = subprocess.Popen(cmd, env=env, cwd=Path(__file__).resolve().parents[1])
-    print(f"dashboard: http://localhost:{port}   (Ctrl-C to stop)", flush=True)
+    cmd = [sys.executable, "-m", "cli.main", "dashboard", "--port", str(port), "--headless"]
+    proc = subprocess.Popen(cmd, env=env, cwd=Path(__file__).resolve().parents[1], start_new_session=True)
+    previous = signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    deadline = time.monotonic() + timeout
     try:
+        while proc.poll() is None and time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2) as resp:
+                    if resp.status == 200:
+                        break
+            except OSError:
+                time.sleep(0.5)
+        if proc.poll() is not None:
+            print(f"dashboard exited with code {proc.returncode}: run `histoquery dashboard --port {port}` to see why")
+            return int(proc.returncode or 1)
+        print(f"dashboard: http://localhost:{port}   (Ctrl-C to stop)", flush=True)
         return proc.wait()
     except KeyboardInterrupt:
-        proc.terminate()
-        proc.wait(30)
         return 0
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(10)

@@ -76,4 +76,47 @@ def test_files_left_behind(demo_runs: tuple[Path, str, str]) -> None:
         runs = dict(db.execute("SELECT kind, count(*) FROM eval_runs GROUP BY kind").fetchall())
     assert len(active) == 1 and active[0][1] == pytest.approx(report["calibration"]["threshold_cos"])
     assert images == embedded == report["ingest"]["images"] + report["ingest"]["tiles"]
-    assert runs.get("calibrate") == 1 and runs.get("evaluate") == 2  # calibrated once, evaluated per run
+    assert runs.get("calibrate") == 1 and runs.get("evaluate", 0) >= 2  # calibrated once, evaluated per run
+
+
+def test_third_run_starts_the_dashboard_and_prints_its_url(demo_runs: tuple[Path, str, str]) -> None:
+    """Without --no-dashboard the demo serves the dashboard on the same home; SIGTERM stops it and its child."""
+    import os
+    import signal
+    import socket
+    import subprocess
+    import time
+    import urllib.request
+
+    from tests.support.e2e_cluster import ROOT, histoquery_argv
+    from tests.support.services import free_port
+
+    home, _, _ = demo_runs
+    port = free_port()
+    args = [a for a in DEMO_ARGS if a != "--no-dashboard"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HISTOQUERY_")}
+    proc = subprocess.Popen(
+        histoquery_argv(*args, "--home", str(home), "--port", str(port)),
+        cwd=ROOT, env={**env, "PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    lines: list[str] = []
+    try:
+        assert proc.stdout is not None
+        deadline = time.monotonic() + 400
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            lines.append(line)
+            if line.startswith("dashboard: http://"):
+                break
+        assert lines and lines[-1].startswith(f"dashboard: http://localhost:{port}"), "".join(lines)
+        assert "[6/6] start the dashboard" in "".join(lines)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=10) as resp:
+            assert resp.status == 200
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(60)
+    time.sleep(1)
+    with socket.socket() as s:
+        assert s.connect_ex(("127.0.0.1", port)) != 0, "the dashboard kept running after the demo stopped"
