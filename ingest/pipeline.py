@@ -16,6 +16,7 @@ to the caller, which retries the whole batch (every step is idempotent).
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import partial
@@ -213,6 +214,7 @@ def run_batch(ctx: IngestContext, job_id: int, payload: dict[str, Any]) -> Batch
         if version is None:
             raise IngestError(f"job {job_id}: its encoder version was deleted")
         encoder = ctx.encoder(version)
+        t0 = time.perf_counter()
         cands, failures = _candidates(ctx, payload, job, session)
         outcome.failures += failures
         # 1. skip what this encoder version already stored (and duplicates inside the batch)
@@ -234,6 +236,7 @@ def run_batch(ctx: IngestContext, job_id: int, payload: dict[str, Any]) -> Batch
             else:
                 todo.append(c)
             seen.add(key)
+        t1 = time.perf_counter()
         # 2. decode on the pool while this thread embeds chunk by chunk
         ok: list[Candidate] = []
         sizes: list[tuple[int, int]] = []
@@ -250,6 +253,7 @@ def run_batch(ctx: IngestContext, job_id: int, payload: dict[str, Any]) -> Batch
                     sizes.append(res[1])
             if arrays:
                 vectors.append(encoder.embed_uint8(np.stack(arrays)))
+        t2 = time.perf_counter()
         if not ok:
             return outcome
         # 3. rows (pending) then points + embeddings + done, in the store's order
@@ -259,6 +263,10 @@ def run_batch(ctx: IngestContext, job_id: int, payload: dict[str, Any]) -> Batch
         rows = [rows_by_key[(c.dataset_id, c.content_hash)] for c in ok]
         matrix = np.concatenate(vectors, axis=0)
         _store(ctx, session, rows, matrix, version)
+        logger.info(
+            "job %d: %d embedded in %.2fs (hash + skip check %.2fs, decode + embed %.2fs, rows + store %.2fs)",
+            job_id, len(ok), time.perf_counter() - t0, t1 - t0, t2 - t1, time.perf_counter() - t2,
+        )  # fmt: skip
         for c, row in zip(ok, rows, strict=True):
             own = payload["kind"] == "reembed" or (row.job_id == job_id and row.source_path == c.values["source_path"])
             if own:
