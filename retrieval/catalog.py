@@ -213,7 +213,7 @@ def store_embeddings(
         session.flush()
     dataset_ids = {r.dataset_id for r in rows}
     names = dict(session.execute(select(Dataset.id, Dataset.name).where(Dataset.id.in_(dataset_ids))).all())
-    ids = [point_id(r.content_hash, version.name) for r in rows]
+    ids = [point_id(r.content_hash, version.name, r.dataset_id) for r in rows]
     payloads = [
         {
             "image_id": int(r.id),

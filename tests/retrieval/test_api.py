@@ -154,6 +154,7 @@ def test_top_k_metadata_from_sql_for_old_points(loaded: tuple[Catalog, Retrieval
     img = cat.session.get(Image, ids[5])
     assert img is not None
     payload = {"image_id": img.id, "dataset": "ds", "label": img.label, "slide_id": img.slide_id}
-    cat.store.upsert(cat.version.collection, [point_id(img.content_hash, cat.version.name)], vecs[5:6], [payload])
+    pid = point_id(img.content_hash, cat.version.name, img.dataset_id)
+    cat.store.upsert(cat.version.collection, [pid], vecs[5:6], [payload])
     (top,) = r.top_k(vecs[5], k=1)
     assert top.image_id == img.id and top.source_path == img.source_path and top.x == img.x

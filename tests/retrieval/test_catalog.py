@@ -39,7 +39,7 @@ def test_store_embeddings_is_idempotent(any_catalog: Catalog) -> None:
     assert cat.session.scalar(select(func.count()).select_from(Embedding)) == 3
     assert {r.status for r in cat.session.scalars(select(Image))} == {"done"}
     hit = cat.store.search(cat.version.collection, vecs[1], 1)[0]
-    assert hit.id == point_id(rows[1].content_hash, cat.version.name)
+    assert hit.id == point_id(rows[1].content_hash, cat.version.name, rows[1].dataset_id)
     assert hit.payload == {
         "image_id": rows[1].id,
         "dataset": "ds",
@@ -117,3 +117,22 @@ def test_register_real_checkpoint(catalog: Catalog, tmp_path: Path) -> None:
     assert catalog.store.resolve(ACTIVE_ALIAS) == v.collection
     again = register_encoder(ckpt, session=catalog.session, store=catalog.store)
     assert again.id == v.id
+
+
+def test_same_file_in_two_datasets_is_two_points(catalog: Catalog) -> None:
+    """Two datasets holding the same file: two rows, two points, each point filtered under its own dataset."""
+    from retrieval.store import SearchFilter
+
+    cat = catalog
+    vec = np.zeros((1, cat.version.dim), dtype=np.float32)
+    vec[0, 0] = 1.0
+    for name in ("ds-a", "ds-b"):
+        ds = get_or_create_dataset(name, session=cat.session)
+        row = Image(dataset_id=ds.id, content_hash="same-bytes", source_path=f"/{name}/x.png", width=8, height=8)
+        cat.session.add(row)
+        cat.session.flush()
+        store_embeddings([row], vec, cat.version, session=cat.session, store=cat.store)
+    assert cat.store.count(cat.version.collection) == 2
+    for name in ("ds-a", "ds-b"):
+        (hit,) = cat.store.search(cat.version.collection, vec[0], 5, SearchFilter(dataset=name))
+        assert hit.payload["dataset"] == name

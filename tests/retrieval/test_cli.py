@@ -27,6 +27,7 @@ class Env:
     files: list[Path]
     unstored: Path
     version: str
+    dataset_id: int
 
 
 @pytest.fixture(scope="module")
@@ -72,9 +73,10 @@ def env(tmp_path_factory: pytest.TempPathFactory, sample_dir: Path) -> Iterator[
         store_embeddings(rows, vecs, version, session=session, store=store)
         ids = [r.id for r in rows]
         name = version.name
+        dataset_id = ds.id
     store.close()
     engine.dispose()
-    yield Env(home, ids, files, unstored, name)
+    yield Env(home, ids, files, unstored, name, dataset_id)
     mp.undo()
 
 
@@ -159,7 +161,7 @@ def test_doctor_detects_and_repairs(env: Env, capsys: pytest.CaptureFixture[str]
     store = open_vector_store(get_settings())
     content_hash = hashlib.sha256(env.files[2].read_bytes()).hexdigest()
     collection = store.resolve("hq_active")
-    store.delete(collection, [point_id(content_hash, env.version)])
+    store.delete(collection, [point_id(content_hash, env.version, env.dataset_id)])
     store.close()
     assert main(["doctor"]) == 1
     assert "DRIFT" in capsys.readouterr().out

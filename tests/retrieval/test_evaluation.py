@@ -99,7 +99,7 @@ def test_doctor_finds_and_repairs_drift(any_catalog: Catalog) -> None:
     assert all(rep.ok for rep in check(session=cat.session, store=cat.store))
     # drift: a lost vector and an orphan point
     lost = rows[3]
-    cat.store.delete(col, [point_id(lost.content_hash, cat.version.name)])
+    cat.store.delete(col, [point_id(lost.content_hash, cat.version.name, lost.dataset_id)])
     orphan = point_id("never-in-sql", cat.version.name)
     cat.store.upsert(col, [orphan], vecs[:1], [{"image_id": -1}])
 

@@ -53,7 +53,7 @@ def stored(settings: Settings, dataset: str | None = None, with_vectors: bool = 
             points = store.count(version.collection)
             vectors: dict[str, np.ndarray] = {}
             if with_vectors and images:
-                pids = [point_id(i.content_hash, version.name) for i in images]
+                pids = [point_id(i.content_hash, version.name, i.dataset_id) for i in images]
                 found = store.retrieve_existing(version.collection, pids)
                 vectors = {i.content_hash: found[p] for i, p in zip(images, pids, strict=True) if p in found}
             return Stored(
