@@ -106,7 +106,7 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     if not p.is_file():
         raise CheckpointError(f"checkpoint {p} does not exist: train one with `histoquery train DATA_DIR`")
     try:
-        payload = torch.load(p, map_location="cpu", weights_only=True)
+        payload = torch.load(p, map_location="cpu", weights_only=True, mmap=True)  # lazy: read only what is used
     except Exception as exc:  # corrupt zip, truncated file, pickled objects refused by weights_only ...
         raise CheckpointError(
             f"checkpoint {p} is corrupt, truncated or not a HistoQuery checkpoint ({type(exc).__name__}); "
