@@ -264,16 +264,27 @@ class Page:
         if not found:
             raise CDPError(f"no button labelled {label!r}")
 
-    def click_text(self, selector: str, text: str) -> None:
-        """Click (real mouse events) the first element matching ``selector`` whose visible text is ``text``."""
-        box = self.evaluate(
+    def click_text(self, selector: str, text: str, timeout: float = 30.0) -> None:
+        """Click (real mouse events) the first element matching ``selector`` whose text is ``text`` (waits for it)."""
+        js = (
             f"(() => {{ const e = Array.from(document.querySelectorAll({json.dumps(selector)}))"
-            f".find(e => e.innerText.trim() === {json.dumps(text)});"
+            f".find(e => (e.innerText || e.textContent || '').trim() === {json.dumps(text)});"
             " if (!e) return null; e.scrollIntoView({block: 'center'}); const r = e.getBoundingClientRect();"
+            " if (r.width === 0 || r.height === 0) return null;"
             " return [r.left + r.width / 2, r.top + r.height / 2]; })()"
         )
+        deadline = time.monotonic() + timeout
+        box = self.evaluate(js)
+        while not box and time.monotonic() < deadline:
+            time.sleep(0.2)
+            box = self.evaluate(js)
         if not box:
-            raise CDPError(f"no {selector} with text {text!r}")
+            found = self.evaluate(
+                f"Array.from(document.querySelectorAll({json.dumps(selector)})).map(e => e.textContent.trim())"
+            )
+            raise CDPError(f"no {selector} with text {text!r} within {timeout}s (found {found})")
+        time.sleep(0.2)  # let the scroll settle
+        box = self.evaluate(js) or box
         x, y = float(box[0]), float(box[1])
         self.send("Input.dispatchMouseEvent", {"type": "mouseMoved", "x": x, "y": y})
         for kind in ("mousePressed", "mouseReleased"):
