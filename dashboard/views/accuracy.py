@@ -91,7 +91,7 @@ def _curves(reports: list[queries.Report]) -> None:
         xaxis_title="false positive rate",
         yaxis_title="true positive rate",
         margin={"l": 10, "r": 10, "t": 30, "b": 10},
-        legend={"orientation": "h"},
+        legend={"x": 0.98, "y": 0.02, "xanchor": "right", "yanchor": "bottom", "bgcolor": "rgba(255,255,255,0.8)"},
     )
     left, right = st.columns(2)
     with left:

@@ -63,7 +63,7 @@ def _distribution(svc: Services, version: data.VersionInfo, outcome: queries.Pai
             line_width=3,
             line_color="#1565c0",
             annotation_text=f"this pair {outcome.cos:.3f}",
-            annotation_position="top",
+            annotation_position="top left",
         )
         fig.add_vline(
             x=outcome.threshold_cos,
