@@ -288,8 +288,8 @@ def main() -> int:
         ss = [srv[("search", i)] for i in range(len(s))]
         print(f"| Search: a new query after the page has loaded (click 'Search with this'; median of {len(s)}) | - | "
               f"{statistics.median(s):.2f} (max {max(s):.2f}) ({statistics.median(ss):.2f}) | 1 |")  # fmt: skip
-        print("\nFirst visit of Clusters computes the PCA map of a 5,000-point sample (then cached on disk); the second "
-              "visit is the cluster page on a cached projection. First visits include opening the store and "
+        print("\nFirst visit of Clusters computes the PCA map of a 5,000-point sample (then cached on disk); "
+              "the second visit is the cluster page on a cached projection. First visits include opening the store and "
               "Python imports in the server.")  # fmt: skip
     return 0
 

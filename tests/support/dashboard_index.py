@@ -39,14 +39,13 @@ def _sha(data: bytes) -> str:
 
 def build_sample_index(home: Path, sample_dir: Path, slide: Path | None = None) -> SampleIndex:
     """Embed the sample images (and ``len(TILE_ORIGINS)`` tiles of ``slide``) into a fresh index under ``home``."""
-    from training.encoder import Encoder
-    from training.testing import make_untrained_checkpoint
-
     from retrieval import catalog
     from retrieval.db import make_engine, migrate, session_factory
     from retrieval.models import Image, Slide
     from retrieval.settings import get_settings
     from retrieval.store import open_vector_store
+    from training.encoder import Encoder
+    from training.testing import make_untrained_checkpoint
 
     settings = get_settings(home=home)
     migrate(settings.db_url)
