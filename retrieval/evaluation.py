@@ -113,6 +113,8 @@ def score_dataset(
         [(int(queries[i][0]), int(queries[i][1])) for i in keep],  # type: ignore[arg-type]
         skipped,
     )
+    if topk_queries <= 0:
+        return scored  # pair metrics only: no top-k label metrics asked for
     rng = np.random.default_rng(seed)
     chosen = rng.choice(len(images), size=min(topk_queries, len(images)), replace=False)
     q_images = [images[int(i)] for i in chosen]

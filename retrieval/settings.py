@@ -35,7 +35,9 @@ class Settings(BaseSettings):
     broker_url: str | None = Field(default=None, description="Celery broker (redis://...); None = in-process.")
     result_backend: str | None = None
     ingest_batch_size: int = Field(default=64, ge=1, le=4096)
-    task_visibility_timeout_s: int = 3600
+    task_visibility_timeout_s: int = Field(
+        default=600, ge=10, description="Seconds before an unacknowledged batch (killed worker) is re-delivered."
+    )
     max_image_pixels: int = Field(default=20_000 * 20_000, description="Decompression-bomb limit for images.")
 
     # Models

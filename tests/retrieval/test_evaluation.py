@@ -51,6 +51,14 @@ def test_calibrate_then_evaluate_does_not_retune(catalog: Catalog) -> None:
     assert catalog.session.scalar(select(func.count()).select_from(LabeledPair)) == 200
 
 
+def test_score_dataset_without_topk_queries_gives_pair_metrics_only(catalog: Catalog) -> None:
+    populate(catalog, LABELS[:20])
+    r = Retrieval(session=catalog.session, store=catalog.store)
+    scored = score_dataset(r, "ds", n_pairs=40, seed=0, topk_queries=0)
+    assert len(scored.scores) == 40 and scored.labels.sum() == 20
+    assert scored.topk == {}
+
+
 def test_pairs_csv_in_decisions_out_with_bad_rows(catalog: Catalog, tmp_path: Path) -> None:
     rows, vecs = populate(catalog, LABELS[:8])
     ids = [r.id for r in rows]
