@@ -8,6 +8,8 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
 
+from retrieval.errors import VectorStoreError
+
 #: Payload fields that queries filter on; every backend creates a payload index for each.
 PAYLOAD_INDEXES: dict[str, Literal["keyword", "integer"]] = {
     "image_id": "integer",
@@ -156,3 +158,20 @@ def as_matrix(vectors: np.ndarray, dim: int | None = None) -> np.ndarray:
     if not np.isfinite(arr).all():
         raise ValueError("vectors contain NaN or infinity")
     return arr
+
+
+def stack_found(name: str, ids: Sequence[str], found: dict[str, np.ndarray], dim: int) -> np.ndarray:
+    """Stack the vectors of ``ids`` in order, from a ``retrieve_existing`` answer; every id must be there.
+
+    Raises:
+        VectorStoreError: Some points are missing (the SQL side says they should exist: drift).
+    """
+    missing = [i for i in ids if str(i) not in found]
+    if missing:
+        raise VectorStoreError(
+            f"{len(missing)} point(s) missing from collection {name!r} (first: {missing[0]}): "
+            "run `histoquery doctor --repair`"
+        )
+    if not ids:
+        return np.zeros((0, dim), dtype=np.float32)
+    return np.stack([found[str(i)] for i in ids])

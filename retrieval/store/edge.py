@@ -21,7 +21,7 @@ import numpy as np
 import qdrant_edge as qe
 
 from retrieval.errors import VectorStoreError
-from retrieval.store.base import PAYLOAD_INDEXES, CollectionConfig, Hit, SearchFilter, as_matrix
+from retrieval.store.base import PAYLOAD_INDEXES, CollectionConfig, Hit, SearchFilter, as_matrix, stack_found
 
 log = logging.getLogger(__name__)
 
@@ -264,16 +264,7 @@ class EdgeVectorStore:
         return out
 
     def retrieve(self, name: str, ids: Sequence[str]) -> np.ndarray:
-        found = self.retrieve_existing(name, ids)
-        missing = [i for i in ids if str(i) not in found]
-        if missing:
-            raise VectorStoreError(
-                f"{len(missing)} point(s) missing from collection {name!r} (first: {missing[0]}): "
-                "run `histoquery doctor --repair`"
-            )
-        if not ids:
-            return np.zeros((0, self.dim(name)), dtype=np.float32)
-        return np.stack([found[str(i)] for i in ids])
+        return stack_found(name, ids, self.retrieve_existing(name, ids), self.dim(name))
 
     def count(self, name: str) -> int:
         return int(self._shard(name).count(qe.CountRequest(exact=True)))

@@ -15,7 +15,7 @@ from qdrant_client import QdrantClient, models
 from qdrant_client.http.exceptions import UnexpectedResponse
 
 from retrieval.errors import VectorStoreError
-from retrieval.store.base import PAYLOAD_INDEXES, CollectionConfig, Hit, SearchFilter, as_matrix
+from retrieval.store.base import PAYLOAD_INDEXES, CollectionConfig, Hit, SearchFilter, as_matrix, stack_found
 
 log = logging.getLogger(__name__)
 
@@ -199,16 +199,7 @@ class ServerVectorStore:
         return out
 
     def retrieve(self, name: str, ids: Sequence[str]) -> np.ndarray:
-        found = self.retrieve_existing(name, ids)
-        missing = [i for i in ids if str(i) not in found]
-        if missing:
-            raise VectorStoreError(
-                f"{len(missing)} point(s) missing from collection {name!r} (first: {missing[0]}): "
-                "run `histoquery doctor --repair`"
-            )
-        if not ids:
-            return np.zeros((0, self.dim(name)), dtype=np.float32)
-        return np.stack([found[str(i)] for i in ids])
+        return stack_found(name, ids, self.retrieve_existing(name, ids), self.dim(name))
 
     def count(self, name: str) -> int:
         return int(self.client.count(name, exact=True).count)
