@@ -38,9 +38,22 @@ def artifacts(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+def release_in_process_store(index: SampleIndex) -> None:
+    """Close the store that AppTest pages cached in this process: qdrant-edge allows one process per store."""
+    from dashboard.services import reset_store
+
+    with pytest.MonkeyPatch.context() as mp:
+        for key, value in index.env().items():
+            mp.setenv(key, value)
+        mp.delenv("HISTOQUERY_DATABASE_URL", raising=False)
+        mp.delenv("HISTOQUERY_QDRANT_PATH", raising=False)
+        reset_store()
+
+
 @pytest.fixture(scope="module")
 def app(sample_index: SampleIndex, artifacts: Path) -> Iterator[tuple[str, Browser]]:
     env = {**sample_index.env(), "HISTOQUERY_ALLOWED_ROOTS": "[]"}
+    release_in_process_store(sample_index)
     with streamlit_server(env=env, log_path=artifacts / "streamlit.log") as url, chromium() as browser:
         yield url, browser
 
