@@ -70,11 +70,11 @@ def services(settings: Settings | None = None) -> Services:
 @st.cache_resource(show_spinner="Loading the encoder ...", max_entries=4)
 def _encoder(key: str, checkpoint_path: str, checkpoint_sha256: str) -> Any:
     """The encoder of a checkpoint, loaded once per process (only needed to embed uploaded images)."""
-    from training.encoder import Encoder
+    from retrieval.api import load_encoder
 
     settings = Settings.model_validate_json(key)
     device = None if settings.device == "auto" else settings.device
-    return Encoder.from_checkpoint(checkpoint_path, device=device)
+    return load_encoder(checkpoint_path, device=device)
 
 
 @contextlib.contextmanager

@@ -17,6 +17,7 @@ import dataclasses
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -95,6 +96,13 @@ def group_by_slide(neighbours: Sequence[Neighbour]) -> dict[int | None, list[Nei
     return groups
 
 
+def load_encoder(checkpoint_path: str | Path, *, device: str | None = None) -> Encoder:
+    """The encoder of an encoder version's checkpoint (for callers that may not import ``training`` directly)."""
+    from training.encoder import Encoder
+
+    return Encoder.from_checkpoint(checkpoint_path, device=device)
+
+
 class Retrieval:
     """Pair and top-k queries against one encoder version (the active one by default).
 
@@ -164,9 +172,7 @@ class Retrieval:
     def encoder(self) -> Encoder:
         """The version's encoder, loaded on first use (only needed for queries that are not stored images)."""
         if self._encoder is None:
-            from training.encoder import Encoder
-
-            self._encoder = Encoder.from_checkpoint(self.version.checkpoint_path, device=self._device)
+            self._encoder = load_encoder(self.version.checkpoint_path, device=self._device)
         return self._encoder
 
     def resolve(self, queries: Sequence[QueryInput]) -> Resolved:
