@@ -175,3 +175,11 @@ def stack_found(name: str, ids: Sequence[str], found: dict[str, np.ndarray], dim
     if not ids:
         return np.zeros((0, dim), dtype=np.float32)
     return np.stack([found[str(i)] for i in ids])
+
+
+def batch_filters(n: int, filters: Sequence[SearchFilter | None] | None) -> list[SearchFilter | None]:
+    """One filter per query of a batch search (None = no filter for any); a length mismatch is an error."""
+    flts: list[SearchFilter | None] = list(filters) if filters is not None else [None] * n
+    if len(flts) != n:
+        raise VectorStoreError(f"search_batch got {n} vectors but {len(flts)} filters")
+    return flts

@@ -15,7 +15,15 @@ from qdrant_client import QdrantClient, models
 from qdrant_client.http.exceptions import UnexpectedResponse
 
 from retrieval.errors import VectorStoreError
-from retrieval.store.base import PAYLOAD_INDEXES, CollectionConfig, Hit, SearchFilter, as_matrix, stack_found
+from retrieval.store.base import (
+    PAYLOAD_INDEXES,
+    CollectionConfig,
+    Hit,
+    SearchFilter,
+    as_matrix,
+    batch_filters,
+    stack_found,
+)
 
 log = logging.getLogger(__name__)
 
@@ -148,9 +156,7 @@ class ServerVectorStore:
         exact: bool = False,
     ) -> list[list[Hit]]:
         arr = as_matrix(vectors, self.dim(name))
-        flts = list(filters) if filters is not None else [None] * len(arr)
-        if len(flts) != len(arr):
-            raise VectorStoreError(f"search_batch got {len(arr)} vectors but {len(flts)} filters")
+        flts = batch_filters(len(arr), filters)
         if len(arr) == 0:
             return []
         requests = [

@@ -41,6 +41,18 @@ EXCEPTION_SELECTOR = '[data-testid="stException"]'
 ERROR_SELECTOR = '[data-testid="stAlertContentError"]'
 
 
+def stop_process_group(proc: subprocess.Popen[bytes], grace_s: float) -> None:
+    """SIGTERM the child's process group, then SIGKILL it if it is still there after ``grace_s``."""
+    if proc.poll() is not None:
+        return
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(grace_s)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(5)
+
+
 def chromium_binary() -> str | None:
     """Path of a Chromium / Chrome binary, or None when none is installed."""
     for name in ("chromium", "chromium-browser", "google-chrome"):
@@ -89,13 +101,7 @@ def streamlit_server(
             time.sleep(0.3)
         yield url
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(5)
+        stop_process_group(proc, grace_s=15)
 
 
 # ----------------------------------------------------------------------------------------------- CDP
@@ -379,11 +385,5 @@ def chromium(timeout: float = 30.0) -> Iterator[Browser]:
         with connect(f"ws://127.0.0.1:{port}{path}", max_size=None, open_timeout=timeout) as ws:
             yield Browser(ws)
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(5)
+        stop_process_group(proc, grace_s=10)
         shutil.rmtree(profile, ignore_errors=True)
