@@ -34,19 +34,12 @@ def _transient_types() -> tuple[type[BaseException], ...]:
         ConnectionError,
         TimeoutError,
     ]
-    try:
-        from redis.exceptions import ConnectionError as RedisConnectionError
-        from redis.exceptions import TimeoutError as RedisTimeoutError
+    # redis and qdrant-client are hard dependencies: their connection errors are transient too.
+    from qdrant_client.http.exceptions import ResponseHandlingException
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.exceptions import TimeoutError as RedisTimeoutError
 
-        types += [RedisConnectionError, RedisTimeoutError]
-    except ImportError:
-        pass
-    try:
-        from qdrant_client.http.exceptions import ResponseHandlingException
-
-        types.append(ResponseHandlingException)
-    except ImportError:
-        pass
+    types += [RedisConnectionError, RedisTimeoutError, ResponseHandlingException]
     return tuple(types)
 
 
