@@ -183,6 +183,23 @@ def active_encoder_version(*, session: Session, name: str | None = None) -> Enco
     return version
 
 
+def point_payload(image: Image, dataset_name: str) -> dict[str, Any]:
+    """The Qdrant payload of an image's point: filter fields plus what a top-k answer shows (so it needs no SQL)."""
+    return {
+        "image_id": int(image.id),
+        "dataset": dataset_name,
+        "dataset_id": int(image.dataset_id),
+        "label": image.label,
+        "slide_id": image.slide_id,
+        "content_hash": image.content_hash,
+        "source_path": image.source_path,
+        "level": image.level,
+        "x": image.x,
+        "y": image.y,
+        "tile_size": image.tile_size,
+    }
+
+
 def store_embeddings(
     rows: Sequence[Image], vectors: np.ndarray, version: EncoderVersion, *, session: Session, store: VectorStore
 ) -> None:
@@ -214,22 +231,7 @@ def store_embeddings(
     dataset_ids = {r.dataset_id for r in rows}
     names = dict(session.execute(select(Dataset.id, Dataset.name).where(Dataset.id.in_(dataset_ids))).all())
     ids = [point_id(r.content_hash, version.name, r.dataset_id) for r in rows]
-    payloads = [
-        {
-            "image_id": int(r.id),
-            "dataset": names.get(r.dataset_id, ""),
-            "dataset_id": int(r.dataset_id),
-            "label": r.label,
-            "slide_id": r.slide_id,
-            "content_hash": r.content_hash,
-            "source_path": r.source_path,
-            "level": r.level,
-            "x": r.x,
-            "y": r.y,
-            "tile_size": r.tile_size,
-        }
-        for r in rows
-    ]
+    payloads = [point_payload(r, names.get(r.dataset_id, "")) for r in rows]
     store.upsert(version.collection, ids, arr, payloads)
     image_ids = [int(r.id) for r in rows]
     have = set(

@@ -29,7 +29,11 @@ class Settings(BaseSettings):
     hnsw_m: int = 16
     hnsw_ef_construct: int = 100
     hnsw_ef_search: int = 128
-    quantization: Literal["none", "int8"] = "none"
+    quantization: Literal["none", "int8"] = Field(
+        default="int8",
+        description="Scalar quantisation of new collections: int8 copies in RAM for the HNSW search, rescored with the "
+        "float vectors (2.5x faster top-k at 100k x 2048, same recall; see BENCHMARKS.md). 'none' = float only.",
+    )
 
     # Jobs
     broker_url: str | None = Field(default=None, description="Celery broker (redis://...); None = in-process.")

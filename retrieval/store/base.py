@@ -84,7 +84,7 @@ class CollectionConfig:
     hnsw_m: int = 16
     hnsw_ef_construct: int = 100
     hnsw_ef_search: int = 128
-    quantization: Literal["none", "int8"] = "none"
+    quantization: Literal["none", "int8"] = "int8"
     full_scan_threshold_kb: int = 10_000
 
 

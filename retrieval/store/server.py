@@ -128,9 +128,8 @@ class ServerVectorStore:
         self.resolve(name)
 
     def _params(self, exact: bool) -> models.SearchParams:
-        quant = None
-        if self.config.quantization == "int8":
-            quant = models.QuantizationSearchParams(rescore=True, oversampling=2.0)
+        # as in the embedded store: rescored int8 search; exact mode bypasses the quantised copies
+        quant = models.QuantizationSearchParams(ignore=exact, rescore=True, oversampling=2.0)
         return models.SearchParams(hnsw_ef=self.config.hnsw_ef_search, exact=exact, quantization=quant)
 
     def search(

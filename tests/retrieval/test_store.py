@@ -155,3 +155,34 @@ def test_vectors_by_image_ids(store: EdgeVectorStore | ServerVectorStore) -> Non
     assert set(got) == {3, 7}
     np.testing.assert_allclose(got[7][0], vecs[7], atol=1e-6)
     assert got[3][1]["slide_id"] == 3
+
+
+def test_default_int8_collections_return_float_scores_and_exact_mode_is_exact(tmp_path: Path) -> None:
+    """New collections are int8-quantised by default; the HNSW path rescores with the float vectors (scores are the
+    true cosines), and exact mode bypasses the int8 copies (the same ids as numpy brute force)."""
+    from retrieval.settings import Settings
+    from retrieval.store.base import CollectionConfig
+
+    assert Settings().quantization == "int8" and CollectionConfig().quantization == "int8"
+    rng = np.random.default_rng(3)
+    n, dim = 3000, 64
+    vecs = rng.normal(size=(n, dim)).astype(np.float32)  # isotropic: a hard case where int8 order errors show
+    vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+    ids = [point_id(f"q{i}", "v1") for i in range(n)]
+    s = EdgeVectorStore(tmp_path / "q", CollectionConfig(full_scan_threshold_kb=1))  # force the HNSW (int8) path
+    s.ensure_collection("c", dim)
+    s.upsert("c", ids, vecs, [{"image_id": i} for i in range(n)])
+    s.optimize("c")
+    queries = rng.normal(size=(20, dim)).astype(np.float32)
+    queries /= np.linalg.norm(queries, axis=1, keepdims=True)
+    recall = []
+    for q in queries:
+        truth = np.argsort(-(vecs @ q))[:10]
+        hits = s.search("c", q, 10)
+        got = [int(h.payload["image_id"]) for h in hits]
+        np.testing.assert_allclose([h.score for h in hits], vecs[got] @ q, atol=1e-5)  # rescored: float cosines
+        recall.append(len(set(got) & set(truth.tolist())) / 10)
+        exact = [int(h.payload["image_id"]) for h in s.search("c", q, 10, exact=True)]
+        assert exact == truth.tolist()
+    assert float(np.mean(recall)) >= 0.9
+    s.close()
