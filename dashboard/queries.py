@@ -17,11 +17,12 @@ from PIL import ImageDraw
 
 from dashboard import data
 from dashboard.services import _services, open_retrieval
-from dashboard.ui import placeholder_png, to_png
+from dashboard.ui import placeholder_png, to_jpeg, to_png
 
 logger = logging.getLogger(__name__)
 
 RESULT_TTL_S = 600
+CHOICES_TTL_S = 60
 
 
 @dataclass(frozen=True)
@@ -114,6 +115,25 @@ def pair(key: str, version: str, a_key: str, b_key: str, _a: Any, _b: Any) -> Pa
     )
 
 
+@st.cache_data(ttl=CHOICES_TTL_S, max_entries=64, show_spinner=False)
+def filter_choices(key: str) -> tuple[list[str], list[str], dict[int, str]]:
+    """(dataset names, labels, slide id -> file name) for the filter boxes; refreshed every minute, not per rerun
+    (the distinct-label scan over 100k images costs tens of ms)."""
+    with _services(key).session() as session:
+        return (
+            data.dataset_names(session=session),
+            data.label_names(session=session),
+            data.slide_choices(session=session),
+        )
+
+
+@st.cache_data(ttl=CHOICES_TTL_S, max_entries=64, show_spinner=False)
+def stored_image_ids(key: str, version_id: int, limit: int = 500) -> list[int]:
+    """The first ``limit`` image ids with a vector under the encoder version (the stored-image picker)."""
+    with _services(key).session() as session:
+        return data.stored_image_ids(version_id, limit=limit, session=session)
+
+
 @st.cache_data(ttl=RESULT_TTL_S, max_entries=4096, show_spinner=False)
 def image_infos(key: str, ids: tuple[int, ...]) -> dict[int, data.ImageInfo]:
     with _services(key).session() as session:
@@ -134,12 +154,12 @@ def _pixels(key: str, image_id: int) -> PILImage.Image:
 
 @st.cache_data(ttl=3600, max_entries=5000, show_spinner=False)
 def thumbnail(key: str, image_id: int, max_px: int = 160) -> bytes:
-    """PNG thumbnail of a stored image (a grey placeholder when its pixels cannot be read)."""
+    """JPEG thumbnail of a stored image (a grey PNG placeholder when its pixels cannot be read)."""
     info = image_infos(key, (image_id,)).get(image_id)
     if info is None:
         return placeholder_png("unknown image")
     try:
-        return to_png(_pixels(key, image_id), max_px)
+        return to_jpeg(_pixels(key, image_id), max_px)
     except Exception as exc:  # noqa: BLE001 - a moved/deleted source file must not break a gallery
         logger.warning("no thumbnail for image %d (%s): %s", image_id, info.source_path, exc)
         return placeholder_png("file missing")

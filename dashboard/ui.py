@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import hashlib
+import html
 import io
 import logging
 from collections.abc import Iterator, Sequence
@@ -103,12 +105,38 @@ def image_uploader(label: str, key: str, max_mb: int) -> Upload | None:
 
 
 def to_png(image: PILImage.Image, max_px: int = THUMB_PX) -> bytes:
-    """A PNG thumbnail (longest side ``max_px``) of ``image``."""
+    """A PNG thumbnail (longest side ``max_px``) of ``image`` (for drawings: outlines stay sharp)."""
     thumb = image.convert("RGB")
     thumb.thumbnail((max_px, max_px))
     buf = io.BytesIO()
     thumb.save(buf, format="PNG")
     return buf.getvalue()
+
+
+def to_jpeg(image: PILImage.Image, max_px: int = THUMB_PX, quality: int = 85) -> bytes:
+    """A JPEG thumbnail (longest side ``max_px``) of ``image``: ~8x smaller than PNG for tissue photos."""
+    thumb = image.convert("RGB")
+    thumb.thumbnail((max_px, max_px))
+    buf = io.BytesIO()
+    thumb.save(buf, format="JPEG", quality=quality)
+    return buf.getvalue()
+
+
+def data_uri(data: bytes) -> str:
+    """``data:`` URI of PNG or JPEG bytes, for an ``<img>`` inside HTML (no separate media request)."""
+    mime = "image/png" if data[:4] == b"\x89PNG" else "image/jpeg"
+    return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
+
+
+def card_html(thumb: bytes, title_html: str, meta: str, alt: str) -> str:
+    """One gallery card as a single HTML element: the thumbnail inline (no separate media request), a title line
+    (trusted HTML built by the page) and a caption line (user data: escaped, like ``alt``)."""
+    return (
+        f'<div class="hq-card"><img src="{data_uri(thumb)}" alt="{html.escape(alt, quote=True)}" '
+        'style="width:100%;height:auto;border-radius:4px;display:block">'
+        f'<p style="margin:0.4rem 0 0.1rem 0">{title_html}</p>'
+        f'<p style="margin:0;font-size:0.85rem;opacity:0.7">{html.escape(meta)}</p></div>'
+    )
 
 
 def placeholder_png(text: str = "no preview", size: int = THUMB_PX) -> bytes:

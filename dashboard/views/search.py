@@ -10,7 +10,7 @@ import streamlit as st
 from dashboard import data, queries
 from dashboard.common import active_version_or_stop, open_services, version_caption
 from dashboard.services import Services
-from dashboard.ui import Upload, chunked, image_uploader, shown_errors
+from dashboard.ui import Upload, card_html, chunked, image_uploader, shown_errors
 
 ANY = "(any)"
 COLUMNS = 5
@@ -24,8 +24,7 @@ def _use_as_query(image_id: int) -> None:
 
 
 def _pick_stored(svc: Services, version: data.VersionInfo) -> int:
-    with svc.session() as session:
-        candidates = data.stored_image_ids(version.id, limit=500, session=session)
+    candidates = queries.stored_image_ids(svc.key, version.id, limit=500)
     if ID_INPUT not in st.session_state:
         st.session_state[ID_INPUT] = candidates[0]
     st.number_input("Stored image id", min_value=1, step=1, key=ID_INPUT)
@@ -37,10 +36,7 @@ def _pick_stored(svc: Services, version: data.VersionInfo) -> int:
 
 
 def _filters(svc: Services) -> tuple[int, str | None, str | None, int | None, bool, bool]:
-    with svc.session() as session:
-        datasets = data.dataset_names(session=session)
-        labels = data.label_names(session=session)
-        slides = data.slide_choices(session=session)
+    datasets, labels, slides = queries.filter_choices(svc.key)
     k = st.slider("k (results)", min_value=1, max_value=50, value=10, key="search_k")
     dataset = st.selectbox("Dataset", [ANY, *datasets], key="search_dataset")
     label = st.selectbox("Label", [ANY, *labels], key="search_label")
@@ -88,11 +84,15 @@ def _gallery(svc: Services, results: list[queries.Result], query_id: int | None)
         for col, res in zip(cols, row, strict=False):
             info = infos.get(res.image_id)
             with col.container(border=True):
-                st.image(queries.thumbnail(svc.key, res.image_id), width="stretch")
-                st.markdown(f"**#{res.rank}** · cos **{res.score:.3f}**")
+                # one HTML element per card (thumbnail inline): a new search re-renders 10 elements, not 40, and
+                # fetches no separate image files
+                meta = ""
                 if info is not None:
                     slide = f" · {info.slide_name}" if info.slide_id is not None else ""
-                    st.caption(f"d {res.distance:.3f} · {info.label or 'no label'} · {info.dataset}{slide}")
+                    meta = f"d {res.distance:.3f} · {info.label or 'no label'} · {info.dataset}{slide}"
+                alt = info.name if info is not None else f"image {res.image_id}"
+                thumb = queries.thumbnail(svc.key, res.image_id)
+                st.html(card_html(thumb, f"<b>#{res.rank}</b> · cos <b>{res.score:.3f}</b>", meta, alt))
                 if res.image_id != query_id:
                     st.button(
                         "Search with this", key=f"use-{res.image_id}", on_click=_use_as_query, args=(res.image_id,)
