@@ -29,10 +29,10 @@ sys.path.insert(0, str(ROOT))
 DATA = ROOT.parent / "shared" / "data"
 
 
-def files(n: int) -> list[Path]:
-    lung = DATA / "lc25000_lung"
+def files(n: int, lung: Path | None = None) -> list[Path]:
+    lung = lung or DATA / "lc25000_lung"
     if not lung.exists():
-        raise SystemExit(f"{lung} not found: this benchmark reads the shared LC25000 subset")
+        raise SystemExit(f"{lung} not found: this benchmark reads the shared LC25000 subset (or pass --data DIR)")
     found = sorted(lung.rglob("*.jpeg")) + sorted(lung.rglob("*.jpg"))
     # interleave the classes so any prefix is balanced
     by_class: dict[str, list[Path]] = {}
@@ -40,6 +40,37 @@ def files(n: int) -> list[Path]:
         by_class.setdefault(f.parent.name, []).append(f)
     mixed = [f for group in zip(*by_class.values(), strict=False) for f in group]
     return mixed[:n]
+
+
+def _variant(job: tuple[int, str, str]) -> str:
+    """Write one unique 224x224 JPEG: a random crop (200-224 px) of a source tile, resized, flipped/rotated."""
+    from PIL import Image
+
+    i, src, out_dir = job
+    rng = np.random.default_rng(i)
+    with Image.open(src) as img:
+        img = img.convert("RGB").resize((224, 224))
+        side = int(rng.integers(200, 225))
+        x, y = (int(v) for v in rng.integers(0, 224 - side + 1, size=2))
+        img = img.crop((x, y, x + side, y + side)).resize((224, 224))
+        img = img.rotate(90 * int(rng.integers(4)))
+        if rng.random() < 0.5:
+            img = img.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+        out = Path(out_dir) / Path(src).parent.name / f"v{i:06d}.jpeg"
+        img.save(out, format="JPEG", quality=90)
+    return str(out)
+
+
+def synthesize(sources: list[Path], n: int, out_dir: Path) -> list[Path]:
+    """``n`` unique 224 px JPEGs made from ``sources`` on all cores (so a small carried subset can feed a GPU run
+    of tens of thousands of distinct images: identical files would be skipped by content hash)."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    for cls in {p.parent.name for p in sources}:
+        (out_dir / cls).mkdir(parents=True, exist_ok=True)
+    jobs = [(i, str(sources[i % len(sources)]), str(out_dir)) for i in range(n)]
+    with ProcessPoolExecutor() as pool:
+        return [Path(p) for p in pool.map(_variant, jobs, chunksize=64)]
 
 
 def make_settings(home: Path, batch: int, device: str):  # noqa: ANN201
@@ -219,6 +250,9 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--threads", type=int, default=None, help="decode threads (default: cores, min 2)")
     ap.add_argument("--skip-naive", action="store_true")
+    ap.add_argument("--data", type=Path, default=None, help="folder of JPEGs (default ../shared/data/lc25000_lung)")
+    ap.add_argument("--synth", type=int, default=0,
+                    help="first make this many unique 224 px JPEG variants of the --data files (untimed)")  # fmt: skip
     args = ap.parse_args()
 
     import torch
@@ -230,7 +264,11 @@ def main() -> None:
         print("not measured: no GPU lent to this session (--device cuda needs CUDA)")
         return
     threads = args.threads or default_decode_threads()
-    paths = files(args.images)
+    paths = files(args.images, args.data)
+    if args.synth:
+        t = time.perf_counter()
+        paths = synthesize(paths, args.synth, Path(tempfile.mkdtemp(prefix="bench-synth-")))
+        print(f"synthesized {len(paths)} unique JPEGs in {time.perf_counter() - t:.1f} s (not timed below)")
     ckpt = make_untrained_checkpoint(Path(tempfile.mkdtemp()) / "bench.pt", args.backbone, args.image_size)
     print(f"command : {' '.join(sys.argv)}")
     print(f"machine : {platform.node()} {platform.machine()}, {torch.get_num_threads()} torch threads, "
@@ -238,7 +276,8 @@ def main() -> None:
           + (f" ({torch.cuda.get_device_name()})" if args.device.startswith("cuda") else ""))  # fmt: skip
     print(f"date    : {dt.datetime.now(dt.UTC).isoformat(timespec='seconds')}")
     print(f"versions: python {platform.python_version()}, torch {torch.__version__}")
-    print(f"data    : {len(paths)} LC25000 lung 224x224 JPEGs from {DATA / 'lc25000_lung'}; "
+    print(f"data    : {len(paths)} LC25000 lung 224x224 JPEGs from {args.data or DATA / 'lc25000_lung'}"
+          f"{' (unique variants)' if args.synth else ''}; "
           f"{args.backbone} @ {args.image_size}px, batch {args.batch}")  # fmt: skip
     ours_s, ours_n = run_ours(paths, ckpt, args.batch, args.device, threads)
     ours = ours_n / ours_s
