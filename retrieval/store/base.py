@@ -11,10 +11,11 @@ import numpy as np
 from retrieval.errors import VectorStoreError
 
 #: Payload fields that queries filter on; every backend creates a payload index for each.
+# Every field a filter or lookup uses (SearchFilter: dataset, label, slide_id; vectors_by_image_ids: image_id), and
+# no other: each index is updated on every upsert. ``dataset_id`` rides in the payload unindexed (nothing filters it).
 PAYLOAD_INDEXES: dict[str, Literal["keyword", "integer"]] = {
     "image_id": "integer",
     "dataset": "keyword",
-    "dataset_id": "integer",
     "label": "keyword",
     "slide_id": "integer",
 }
