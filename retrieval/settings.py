@@ -32,7 +32,7 @@ class Settings(BaseSettings):
     quantization: Literal["none", "int8"] = Field(
         default="int8",
         description="Scalar quantisation of new collections: int8 copies in RAM for the HNSW search, rescored with the "
-        "float vectors (2.5x faster top-k at 100k x 2048, same recall; see BENCHMARKS.md). 'none' = float only.",
+        "float vectors (~2x faster top-k at 100k x 2048, recall@10 within 0.003; BENCHMARKS.md). 'none' = float only.",
     )
 
     # Jobs

@@ -10,9 +10,9 @@ import numpy as np
 
 from retrieval.errors import VectorStoreError
 
-#: Payload fields that queries filter on; every backend creates a payload index for each.
-# Every field a filter or lookup uses (SearchFilter: dataset, label, slide_id; vectors_by_image_ids: image_id), and
-# no other: each index is updated on every upsert. ``dataset_id`` rides in the payload unindexed (nothing filters it).
+#: Payload fields that queries filter on (SearchFilter: dataset, label, slide_id; vectors_by_image_ids: image_id);
+#: every backend creates a payload index for each, and for no other field, since each index costs every upsert
+#: (``dataset_id`` rides in the payload unindexed: nothing filters on it).
 PAYLOAD_INDEXES: dict[str, Literal["keyword", "integer"]] = {
     "image_id": "integer",
     "dataset": "keyword",
