@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import logging
 import platform
 import sys
 import tempfile
@@ -48,8 +49,8 @@ def _variant(job: tuple[int, str, str]) -> str:
 
     i, src, out_dir = job
     rng = np.random.default_rng(i)
-    with Image.open(src) as img:
-        img = img.convert("RGB").resize((224, 224))
+    with Image.open(src) as opened:
+        img = opened.convert("RGB").resize((224, 224))
         side = int(rng.integers(200, 225))
         x, y = (int(v) for v in rng.integers(0, 224 - side + 1, size=2))
         img = img.crop((x, y, x + side, y + side)).resize((224, 224))
@@ -91,6 +92,25 @@ def register(settings, ckpt: Path) -> None:  # noqa: ANN001
     store.close()
 
 
+class _BatchTimes(logging.Handler):
+    """Collects the per-batch phase times that ``ingest.pipeline.run_batch`` logs (INFO): where the time goes."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.phases = {"hash + skip check": 0.0, "decode + embed (overlapped)": 0.0, "SQL rows + vector upsert": 0.0}
+        self.batches = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.msg.startswith("job %d: %d embedded") and isinstance(record.args, tuple):
+            times = [float(str(v)) for v in record.args[3:6]]  # (job, n, total, hash, decode+embed, store)
+            for name, value in zip(self.phases, times, strict=True):
+                self.phases[name] += value
+            self.batches += 1
+
+
+PHASES = _BatchTimes()
+
+
 def run_ours(paths: list[Path], ckpt: Path, batch: int, device: str, threads: int | None) -> tuple[float, int]:
     from ingest.context import IngestContext
     from ingest.jobs import create_job
@@ -111,7 +131,11 @@ def run_ours(paths: list[Path], ckpt: Path, batch: int, device: str, threads: in
                            batch_size=batch)  # fmt: skip
         job = create_job(session=session, kind="ingest", request={}, batches=len(plan.batches), total=plan.total,
                          dataset_id=ds.id, encoder_version_id=version.id)  # fmt: skip
+    log = logging.getLogger("ingest.pipeline")
+    log.addHandler(PHASES)
+    log.setLevel(logging.INFO)
     status = run_embedded(ctx, job.id, plan.batches)
+    log.removeHandler(PHASES)
     with ctx.store() as store:
         store.optimize(version.collection)
     elapsed = time.perf_counter() - start
@@ -298,6 +322,11 @@ def main() -> None:
     for name, value in stages.items():
         print(f"| {name} | {value:.1f} |")
     print(f"| full pipeline / embed-only ceiling | {ours / stages['embed']:.2f} |")
+    total = sum(PHASES.phases.values()) or 1.0
+    print(f"\n| inside the pipeline ({PHASES.batches} batches, sequential phases) | seconds | share |")
+    print("|---|---:|---:|")
+    for name, value in PHASES.phases.items():
+        print(f"| {name} | {value:.2f} | {value / total:.0%} |")
     print("\n| slide (224 px tiles, native mpp, >= 50% tissue) | tiles | plan s | tiles/s 1 thread "
           f"| tiles/s {threads} threads |")  # fmt: skip
     print("|---|---:|---:|---:|---:|")
