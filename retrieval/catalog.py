@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sqlalchemy import select, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -241,15 +241,23 @@ def store_embeddings(
             )
         ).all()
     )
+    # set-based statements, not one ORM object per row: a batch of hundreds costs milliseconds, not a flush each
     now = utcnow()
-    seen: set[int] = set()
+    missing: dict[int, str] = {}
     for row, pid in zip(rows, ids, strict=True):
-        if row.id not in have and row.id not in seen:
-            session.add(Embedding(image_id=row.id, encoder_version_id=version.id, point_id=pid, created_at=now))
-            seen.add(row.id)
-        if row.status != "done" or row.error is not None:
-            row.status = "done"
-            row.error = None
+        if row.id not in have:
+            missing.setdefault(int(row.id), pid)
+    if missing:
+        session.execute(
+            insert(Embedding),
+            [
+                {"image_id": iid, "encoder_version_id": version.id, "point_id": pid, "created_at": now}
+                for iid, pid in missing.items()
+            ],
+        )
+    stale = sorted({int(r.id) for r in rows if r.status != "done" or r.error is not None})
+    if stale:  # ORM-enabled UPDATE: the session's Image objects see the new status too
+        session.execute(update(Image).where(Image.id.in_(stale)).values(status="done", error=None))
     session.commit()
 
 
