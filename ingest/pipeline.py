@@ -194,6 +194,8 @@ def _insert_rows(session: Session, cands: Sequence[Candidate], sizes: Sequence[t
         }
         for c, (w, h) in zip(cands, sizes, strict=True)
     ]
+    keys = set().union(*values)  # executemany needs one key set (a batch is one kind, so this is a safeguard)
+    values = [{k: v.get(k) for k in keys} for v in values]
     insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
     # executemany of one compiled statement: a multi-row VALUES clause would be compiled afresh for every batch
     # (~0.4 ms per row in SQLAlchemy's compiler, measured), more than the insert itself
