@@ -69,6 +69,11 @@ class IngestContext:
         self._hold = hold_store or store is not None or settings.vector_backend == "server"
         self._encoders: dict[tuple[int, str], Encoder] = {}
         self._lock = threading.Lock()
+        # Two batches may run at once in one process (embedded mode): one embeds while the other commits.
+        # embed_lock: one batch at a time on the encoder; commit_lock: one batch at a time writing rows, vectors and
+        # its ledger entry. Uncontended (free) when a process runs one batch at a time (Celery worker processes).
+        self.embed_lock = threading.Lock()
+        self.commit_lock = threading.Lock()
 
     def encoder(self, version: EncoderVersion) -> Encoder:
         """The encoder of ``version`` (loaded once per process)."""

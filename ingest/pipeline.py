@@ -241,35 +241,43 @@ def run_batch(ctx: IngestContext, job_id: int, payload: dict[str, Any]) -> Batch
                 todo.append(c)
             seen.add(key)
         t1 = time.perf_counter()
-        # 2. decode on the pool while this thread embeds chunk by chunk
+        # 2. decode on the pool (queued now, so it runs while another batch of this process still embeds) while
+        #    this thread embeds chunk by chunk, one batch at a time on the encoder
         ok: list[Candidate] = []
         sizes: list[tuple[int, int]] = []
         vectors: list[np.ndarray] = []
         decoded = ctx.pool.map(partial(_decode, preprocess=encoder.preprocess), todo)
-        for chunk in _chunks(zip(todo, decoded, strict=True), EMBED_CHUNK):
-            arrays = []
-            for cand, res in chunk:
-                if isinstance(res, Failure):
-                    outcome.failures.append(res)
-                else:
-                    ok.append(cand)
-                    arrays.append(res[0])
-                    sizes.append(res[1])
-            if arrays:
-                vectors.append(encoder.embed_uint8(np.stack(arrays)))
-        t2 = time.perf_counter()
+        with ctx.embed_lock:
+            t1w = time.perf_counter()
+            for chunk in _chunks(zip(todo, decoded, strict=True), EMBED_CHUNK):
+                arrays = []
+                for cand, res in chunk:
+                    if isinstance(res, Failure):
+                        outcome.failures.append(res)
+                    else:
+                        ok.append(cand)
+                        arrays.append(res[0])
+                        sizes.append(res[1])
+                if arrays:
+                    vectors.append(encoder.embed_uint8(np.stack(arrays)))
+            t2 = time.perf_counter()
         if not ok:
             return outcome
-        # 3. rows (pending) then points + embeddings + done, in the store's order
-        if payload["kind"] != "reembed":
-            _insert_rows(session, ok, sizes)
-        rows_by_key = _existing(session, ok, version)
-        rows = [rows_by_key[(c.dataset_id, c.content_hash)] for c in ok]
-        matrix = np.concatenate(vectors, axis=0)
-        _store(ctx, session, rows, matrix, version)
+        # 3. rows (pending) then points + embeddings + done, in the store's order; one batch at a time, so the next
+        #    batch of this process embeds meanwhile
+        with ctx.commit_lock:
+            t2w = time.perf_counter()
+            if payload["kind"] != "reembed":
+                _insert_rows(session, ok, sizes)
+            rows_by_key = _existing(session, ok, version)
+            rows = [rows_by_key[(c.dataset_id, c.content_hash)] for c in ok]
+            matrix = np.concatenate(vectors, axis=0)
+            _store(ctx, session, rows, matrix, version)
+            t3 = time.perf_counter()
         logger.info(
-            "job %d: %d embedded in %.2fs (hash + skip check %.2fs, decode + embed %.2fs, rows + store %.2fs)",
-            job_id, len(ok), time.perf_counter() - t0, t1 - t0, t2 - t1, time.perf_counter() - t2,
+            "job %d: %d embedded in %.2fs (hash + skip check %.2fs, decode + embed %.2fs, rows + store %.2fs; "
+            "waited %.2fs for the encoder, %.2fs to commit)",
+            job_id, len(ok), t3 - t0, t1 - t0, t2 - t1w, t3 - t2w, t1w - t1, t2w - t2,
         )  # fmt: skip
         for c, row in zip(ok, rows, strict=True):
             own = payload["kind"] == "reembed" or (row.job_id == job_id and row.source_path == c.values["source_path"])

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -100,7 +102,7 @@ def execute_batch(ctx: IngestContext, job_id: int, batch_index: int, payload: di
         logger.exception("job %d batch %d failed permanently", job_id, batch_index)
         reason = f"{type(exc).__name__}: {exc}"
         outcome = BatchOutcome(failures=[Failure(src, "embed", reason) for src in _items_of(payload)])
-    with ctx.sessions() as session:
+    with ctx.commit_lock, ctx.sessions() as session:
         complete_batch(
             job_id, batch_index, outcome, session=session, on_finish=lambda job, s: finish_reembed(job, s, ctx)
         )
@@ -112,6 +114,21 @@ def backoff(attempt: int, base: float = 0.5, cap: float = 30.0) -> float:
     return float(min(cap, base * (2**attempt)))
 
 
+def _execute_with_retries(
+    ctx: IngestContext, job_id: int, index: int, payload: dict[str, Any], max_attempts: int
+) -> None:
+    for attempt in range(max_attempts):
+        try:
+            execute_batch(ctx, job_id, index, payload)
+            return
+        except TRANSIENT as exc:
+            if attempt + 1 == max_attempts:
+                raise
+            delay = backoff(attempt)
+            logger.warning("job %d batch %d: %s; retrying in %.1fs", job_id, index, exc, delay)
+            time.sleep(delay)
+
+
 def run_embedded(
     ctx: IngestContext,
     job_id: int,
@@ -119,32 +136,43 @@ def run_embedded(
     *,
     progress: Callable[[JobStatus], None] | None = None,
     max_attempts: int = 8,
+    in_flight: int = 2,
 ) -> JobStatus:
     """Run a job's batches in this process (no broker), retrying transient errors with back-off.
+
+    Up to ``in_flight`` batches run at once on threads: while one batch writes its rows and vectors (holding
+    ``ctx.commit_lock``), the next one is hashed, decoded and embedded (``ctx.embed_lock``), so the encoder does not
+    sit idle during commits. Each batch is still stored and recorded exactly once (the same code as a Celery task).
 
     Args:
         ctx: the process's ingest context.
         job_id: the job.
         batches: its batch payloads, in order.
-        progress: called with the job status after each batch.
+        progress: called with the job status after each batch (in batch order).
         max_attempts: attempts per batch before the transient error is raised.
+        in_flight: batches running at once (1 = strictly one after another).
     """
-    if progress is not None:
-        with ctx.sessions() as session:
-            progress(job_status(job_id, session=session, max_failures=0))
-    for index, payload in enumerate(batches):
-        for attempt in range(max_attempts):
-            try:
-                execute_batch(ctx, job_id, index, payload)
-                break
-            except TRANSIENT as exc:
-                if attempt + 1 == max_attempts:
-                    raise
-                delay = backoff(attempt)
-                logger.warning("job %d batch %d: %s; retrying in %.1fs", job_id, index, exc, delay)
-                time.sleep(delay)
+
+    def report() -> None:
         if progress is not None:
             with ctx.sessions() as session:
                 progress(job_status(job_id, session=session, max_failures=0))
+
+    report()
+    with ThreadPoolExecutor(max(1, in_flight), thread_name_prefix="hq-batch") as runner:
+        running: deque[Future[None]] = deque()
+        try:
+            for index, payload in enumerate(batches):
+                running.append(runner.submit(_execute_with_retries, ctx, job_id, index, payload, max_attempts))
+                while len(running) >= max(1, in_flight):
+                    running.popleft().result()
+                    report()
+            while running:
+                running.popleft().result()
+                report()
+        except BaseException:
+            for future in running:
+                future.cancel()  # not started yet: never run; the ones running finish their batch
+            raise
     with ctx.sessions() as session:
         return job_status(job_id, session=session)
