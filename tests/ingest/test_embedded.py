@@ -182,3 +182,43 @@ def test_nothing_to_ingest_and_no_encoder(tmp_path: Path) -> None:
         submit_ingest([], settings=settings, dataset="d")
     with pytest.raises(RetrievalError, match="no active encoder"):
         submit_ingest([tmp_path], settings=settings, dataset="d")
+
+
+def test_two_batches_in_flight_store_each_image_once(
+    embedded_settings: Settings, sample_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Embedded mode runs two batches at once (one commits while the next embeds): with small batches, duplicate
+    content spread over different batches and bad files among them, every valid image is still stored once."""
+    import threading
+
+    import ingest.runner as runner
+
+    data = tmp_path / "data"
+    n = _copy_sample(sample_dir, data, per_class=2)
+    originals = sorted(data.rglob("*.*"))
+    for i, src in enumerate(originals[::4]):  # same bytes under other names: they sort into later batches
+        shutil.copy(src, data / f"zz_copy{i}{src.suffix}")
+    copies = len(originals[::4])
+    bad = make_bad_inputs(data / "zz_bad")
+    active, peak, lock = [0], [0], threading.Lock()
+    real = runner.execute_batch
+
+    def spy(*args: object, **kwargs: object) -> object:  # the real batch, counting how many run at once
+        with lock:
+            active[0] += 1
+            peak[0] = max(peak[0], active[0])
+        try:
+            return real(*args, **kwargs)  # type: ignore[arg-type]
+        finally:
+            with lock:
+                active[0] -= 1
+
+    monkeypatch.setattr(runner, "execute_batch", spy)
+    settings = embedded_settings.model_copy(update={"ingest_batch_size": 3})
+    status = job_status(submit_ingest([data], settings=settings, dataset="flight"), settings=settings)
+    assert peak[0] == 2  # batches really overlapped
+    assert (status.done, status.skipped, status.failed) == (n, copies, len(bad))
+    assert status.status == "done" and status.total == n + copies + len(bad)
+    s = stored(settings, "flight")
+    assert s.images == s.done == s.embeddings == s.points == s.distinct_hashes == n
+    assert s.drift_free
