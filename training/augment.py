@@ -6,7 +6,7 @@ sample on the CPU from the given ``torch.Generator``, so a seed reproduces the v
 
 Steps, in order (each one off when its probability is 0): random resized crop + horizontal / vertical flip + 90°
 rotation (one ``grid_sample`` call), H&E stain jitter, colour jitter (brightness, contrast, saturation, hue, in a
-random order per batch), grayscale, Gaussian blur (separable, per-sample sigma), solarization, normalisation.
+random order per sample), grayscale, Gaussian blur (separable, per-sample sigma), solarization, normalisation.
 """
 
 from __future__ import annotations
@@ -143,26 +143,30 @@ class ViewTransform:
         return torch.where(sel.to(dev).view(b, 1, 1, 1), out, x)
 
     def _colour_jitter(self, x: torch.Tensor, sel: torch.Tensor, g: torch.Generator | None) -> torch.Tensor:
-        b, dev = x.shape[0], x.device
+        factors, order = self.jitter_params(sel, g)
+        strengths = (self.brightness, self.contrast, self.saturation, self.hue)
+        return apply_colour_jitter(x, factors, order, ops=tuple(i for i, v in enumerate(strengths) if v > 0))
 
-        def factor(strength: float, centre: float) -> torch.Tensor:
-            f = centre + (torch.rand(b, generator=g) * 2 - 1) * strength
-            return torch.where(sel, f.clamp_min(0), torch.full((b,), centre)).to(dev).view(b, 1, 1, 1)
+    def jitter_params(self, sel: torch.Tensor, g: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-sample colour-jitter parameters.
 
-        bri, con, sat = factor(self.brightness, 1.0), factor(self.contrast, 1.0), factor(self.saturation, 1.0)
-        hue = factor(self.hue, 0.0)
-        for op in torch.randperm(4, generator=g).tolist():
-            if op == 0 and self.brightness > 0:
-                x = (x * bri).clamp(0, 1)
-            elif op == 1 and self.contrast > 0:
-                mean = _grayscale(x).mean(dim=(1, 2, 3), keepdim=True)
-                x = (mean + (x - mean) * con).clamp(0, 1)
-            elif op == 2 and self.saturation > 0:
-                gray = _grayscale(x)
-                x = (gray + (x - gray) * sat).clamp(0, 1)
-            elif op == 3 and self.hue > 0:
-                x = _rotate_hue(x, hue.view(b) * 2 * math.pi)
-        return x
+        Args:
+            sel: ``(B,)`` bool, the samples that are jittered (the others get neutral factors).
+            g: CPU generator.
+
+        Returns:
+            ``(factors, order)``: ``(B, 4)`` float brightness / contrast / saturation factors (``>= 0``, centre 1)
+            and hue shift in turns (centre 0, may be negative), and ``(B, 4)`` long, each row a permutation of the
+            four ops drawn for that sample (torchvision draws one order per image).
+        """
+        b = sel.shape[0]
+        strength = torch.tensor([self.brightness, self.contrast, self.saturation, self.hue])
+        centre = torch.tensor([1.0, 1.0, 1.0, 0.0])
+        f = centre + (torch.rand(b, 4, generator=g) * 2 - 1) * strength
+        f[:, :3] = f[:, :3].clamp_min(0)  # multiplicative factors only: the hue shift keeps its sign
+        factors = torch.where(sel.view(b, 1), f, centre.expand(b, 4))
+        order = torch.rand(b, 4, generator=g).argsort(dim=1)
+        return factors, order
 
     def _blur(self, x: torch.Tensor, sel: torch.Tensor, g: torch.Generator | None) -> torch.Tensor:
         b = x.shape[0]
@@ -173,6 +177,46 @@ class ViewTransform:
         out = x.clone()
         out[idx.to(x.device)] = gaussian_blur(x[idx.to(x.device)], sigma[idx], self.blur_kernel_size)
         return out
+
+
+def apply_colour_jitter(
+    x: torch.Tensor, factors: torch.Tensor, order: torch.Tensor, ops: tuple[int, ...] = (0, 1, 2, 3)
+) -> torch.Tensor:
+    """Brightness, contrast, saturation and hue, each sample in its own order.
+
+    Args:
+        x: ``(B, 3, H, W)`` floats in ``[0, 1]``.
+        factors: ``(B, 4)`` brightness, contrast, saturation factors and hue shift in turns (CPU or same device).
+        order: ``(B, 4)`` per-sample permutation of the op indices 0..3 (same order as ``factors``' columns).
+        ops: the ops to apply at all (those of zero strength are skipped: they are the identity).
+
+    Returns:
+        ``(B, 3, H, W)`` jittered images, clamped to ``[0, 1]``.
+    """
+    b, dev = x.shape[0], x.device
+    f = factors.to(dev)
+    for position in range(4):
+        chosen = order[:, position]
+        for op in ops:
+            idx = (chosen == op).nonzero().flatten().to(dev)
+            if idx.numel() == 0:
+                continue
+            x = x.index_copy(0, idx, _jitter_op(x.index_select(0, idx), op, f.index_select(0, idx)[:, op]))
+    return x
+
+
+def _jitter_op(x: torch.Tensor, op: int, value: torch.Tensor) -> torch.Tensor:
+    """One colour op on ``(n, 3, H, W)`` with ``(n,)`` per-sample values (see :func:`apply_colour_jitter`)."""
+    v = value.view(-1, 1, 1, 1)
+    if op == 0:
+        return (x * v).clamp(0, 1)
+    if op == 1:
+        mean = _grayscale(x).mean(dim=(1, 2, 3), keepdim=True)
+        return (mean + (x - mean) * v).clamp(0, 1)
+    if op == 2:
+        gray = _grayscale(x)
+        return (gray + (x - gray) * v).clamp(0, 1)
+    return _rotate_hue(x, value * 2 * math.pi)
 
 
 def gaussian_blur(x: torch.Tensor, sigma: torch.Tensor, kernel_size: int) -> torch.Tensor:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +12,7 @@ import torch
 import torchvision.transforms.v2.functional as TF
 from PIL import Image
 
-from training.augment import ViewTransform, byol_views, gaussian_blur
+from training.augment import ViewTransform, apply_colour_jitter, byol_views, gaussian_blur
 from training.preprocess import IMAGENET_MEAN, IMAGENET_STD, resize_center_crop
 
 IDENTITY: dict[str, Any] = {
@@ -100,3 +101,38 @@ def test_jitter_and_stain_change_colour_but_zero_strength_does_not(batch: torch.
     no_stain = ViewTransform(output_size=48, **{**IDENTITY, "stain_jitter_prob": 1.0, "stain_jitter_sigma": 0.0})
     torch.testing.assert_close(no_stain(batch), batch.float() / 255, atol=2e-3, rtol=0)
     assert float((stain - batch.float() / 255).abs().mean()) > 0.005
+
+
+def test_hue_shift_goes_both_ways() -> None:
+    """Planted bug: clamping the hue shift at 0 (as the multiplicative factors are) leaves only positive shifts."""
+    pink = torch.tensor([200, 120, 170], dtype=torch.uint8).view(1, 3, 1, 1).expand(256, 3, 8, 8).contiguous()
+    hue_only = {**IDENTITY, "jitter_prob": 1.0, "brightness": 0.0, "contrast": 0.0, "saturation": 0.0, "hue": 0.2}
+    out = ViewTransform(output_size=8, **hue_only)(pink, torch.Generator().manual_seed(0))
+    yiq = torch.tensor([[0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
+    iq_in = yiq @ (pink[0, :, 0, 0].float() / 255)
+    iq_out = out[:, :, 0, 0] @ yiq.t()
+    angle = torch.atan2(iq_out[:, 1], iq_out[:, 0]) - torch.atan2(iq_in[1], iq_in[0])
+    angle = torch.remainder(angle + math.pi, 2 * math.pi) - math.pi
+    assert (angle < -0.05).sum() > 50 and (angle > 0.05).sum() > 50
+
+
+def test_colour_jitter_order_is_drawn_per_sample() -> None:
+    """Planted bug: one op order for the whole batch (``torch.randperm(4)`` shared by every row)."""
+    view = ViewTransform(output_size=8, **{**IDENTITY, "jitter_prob": 1.0})
+    factors, order = view.jitter_params(torch.ones(64, dtype=torch.bool), torch.Generator().manual_seed(0))
+    assert order.shape == (64, 4) and (order.sort(dim=1).values == torch.arange(4)).all()
+    assert len({tuple(r) for r in order.tolist()}) > 5
+    assert factors[:, :3].min() >= 0
+
+
+def test_colour_jitter_applies_each_samples_own_order(batch: torch.Tensor) -> None:
+    """Brightness then saturation differs from saturation then brightness (clamping): each row keeps its order."""
+    x = batch[:2].float() / 255
+    x = torch.cat([x[:1], x[:1]])  # the same image twice, two different orders
+    factors = torch.tensor([[1.8, 1.0, 0.2, 0.0], [1.8, 1.0, 0.2, 0.0]])
+    order = torch.tensor([[0, 2, 1, 3], [2, 0, 1, 3]])
+    out = apply_colour_jitter(x, factors, order)
+    first = apply_colour_jitter(x[:1], factors[:1], order[:1])
+    second = apply_colour_jitter(x[1:], factors[1:], order[1:])
+    torch.testing.assert_close(out, torch.cat([first, second]), atol=1e-6, rtol=0)
+    assert float((out[0] - out[1]).abs().max()) > 0.05
