@@ -193,7 +193,7 @@ def apply_colour_jitter(
     Returns:
         ``(B, 3, H, W)`` jittered images, clamped to ``[0, 1]``.
     """
-    b, dev = x.shape[0], x.device
+    dev = x.device
     f = factors.to(dev)
     for position in range(4):
         chosen = order[:, position]
