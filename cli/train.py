@@ -33,9 +33,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("data_dir", type=Path, help="folder of training images (searched recursively)")
     p.add_argument(
         "--preset",
-        choices=("paper", "fast-cpu", "recommended"),
         default=None,
-        help="recipe (default: paper, or the checkpoint's own config with --resume)",
+        help="recipe: paper, fast-cpu, cpu-crops or recommended (default: paper, or the checkpoint's own config "
+        "with --resume); an unknown name is refused with the list",
     )
     p.add_argument("--backbone", choices=("resnext50_32x4d", "resnext101_32x8d", "resnet18", "resnet50"))
     p.add_argument("--backbone-weights", type=str, help="local torchvision state_dict to initialise the backbone")
@@ -64,6 +64,7 @@ def register(subparsers: Any) -> None:
         help="labeled folder (class sub-folders) or pairs CSV (path_a,path_b,same) for a per-epoch probe",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--minutes", type=float, help="stop after this much training time (checkpoint kept)")
     p.set_defaults(handler=run)  # fmt: skip
 
 
@@ -120,7 +121,15 @@ def run(args: argparse.Namespace) -> int:
         bar.update(1)
 
     try:
-        result = train(args.data_dir, config, out, resume=args.resume, labeled=args.labeled, progress=progress)
+        result = train(
+            args.data_dir,
+            config,
+            out,
+            resume=args.resume,
+            labeled=args.labeled,
+            progress=progress,
+            time_budget_s=args.minutes * 60 if args.minutes else None,
+        )
     finally:
         bar.close()
     csv_path, json_path = metrics_paths(out)

@@ -28,6 +28,7 @@ class TrainConfig:
     representation: Representation = "backbone"
     image_size: int = 224
     load_size: int | None = None  # decode size on the CPU workers; None = image_size
+    embed_size: int | None = None  # side the Encoder embeds whole images at; None = image_size (see eval_size)
     projection_dim: int = 512
     hidden_dim: int = 2048
     epochs: int = 30
@@ -68,6 +69,10 @@ class TrainConfig:
             raise ConfigError("batch_size must be >= 2 (batch-norm in the projector needs two samples)")
         if self.image_size < 16:
             raise ConfigError(f"image_size must be >= 16, got {self.image_size}")
+        for name in ("load_size", "embed_size"):
+            value = getattr(self, name)
+            if value is not None and int(value) < 16:
+                raise ConfigError(f"{name} must be >= 16 (or none), got {value}")
         for name, allowed in (
             ("optimizer", get_args(Optimizer)),
             ("lr_schedule", get_args(Schedule)),
@@ -88,6 +93,15 @@ class TrainConfig:
             if view.output_size != self.image_size:
                 view = dataclasses.replace(view, output_size=self.image_size)
             setattr(self, v, view)
+
+    @property
+    def eval_size(self) -> int:
+        """Side of the whole images the trained encoder embeds (probe, centring, ingestion, queries).
+
+        The backbone is fully convolutional with global pooling, so a model trained on small crops (``image_size``)
+        can embed whole tiles at their native resolution (``embed_size``).
+        """
+        return int(self.embed_size or self.image_size)
 
     @property
     def decode_size(self) -> int:
@@ -132,7 +146,7 @@ class TrainConfig:
         return TrainConfig.from_dict(data)
 
 
-_NULLABLE_INT = {"load_size", "num_workers"}
+_NULLABLE_INT = {"load_size", "embed_size", "num_workers"}
 _NULLABLE_STR = {"backbone_weights"}
 
 

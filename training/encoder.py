@@ -1,8 +1,9 @@
 """The :class:`Encoder`: a trained checkpoint turned into L2-normalised image vectors, the same way everywhere.
 
 Ingestion, retrieval and the dashboard all load checkpoints through :meth:`Encoder.from_checkpoint`. The eval
-transform is deterministic: RGB, shorter side resized to the trained ``image_size``, centre crop, ImageNet
-normalisation on the device. On CUDA the forward runs under bf16 autocast in ``channels_last``.
+transform is deterministic: RGB, shorter side resized to the checkpoint's eval size (``embed_size``, else the trained
+``image_size``), centre crop, ImageNet normalisation on the device. On CUDA the forward runs under bf16 autocast
+in ``channels_last``.
 """
 
 from __future__ import annotations
@@ -120,7 +121,7 @@ class Encoder:
             dim=dim,
             backbone=name,
             representation=rep,
-            image_size=int(config["image_size"]),
+            image_size=int(config.get("embed_size") or config["image_size"]),
             checkpoint_sha256=file_sha256(path),
             config=config,
             device=resolve_device(device),

@@ -36,7 +36,7 @@ def online_outputs(model: BYOL, batch: torch.Tensor, config: TrainConfig, device
 def center_subset(files: list[Path], config: TrainConfig) -> np.ndarray:
     """Decode (once) up to ``center_samples`` evenly spaced training images: ``(N, 3, S, S)`` uint8."""
     step = max(1, len(files) // max(1, config.center_samples))
-    images, _ = load_uint8(files[::step][: config.center_samples], config.image_size)
+    images, _ = load_uint8(files[::step][: config.center_samples], config.eval_size)
     return images
 
 

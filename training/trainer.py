@@ -30,7 +30,7 @@ from training.optim import build_optimizer, lr_at
 from training.probe import Probe
 from training.runlog import metrics_paths, write_metrics
 
-__all__ = ["ProgressFn", "TrainResult", "metrics_paths", "train"]
+__all__ = ["ProgressFn", "TrainResult", "metrics_paths", "train", "write_untrained"]
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +63,7 @@ def train(
     labeled: str | Path | None = None,
     progress: ProgressFn | None = None,
     max_steps_per_epoch: int | None = None,
+    time_budget_s: float | None = None,
 ) -> TrainResult:
     """Train BYOL on every image under ``data_dir``.
 
@@ -74,6 +75,8 @@ def train(
         labeled: optional labeled folder or pairs CSV for the per-epoch probe.
         progress: optional per-step callback (the CLI drives a tqdm bar with it).
         max_steps_per_epoch: cap steps per epoch (benchmarks, smoke runs).
+        time_budget_s: stop after the step that exhausts this much training time (the probe's time is not
+            counted); the checkpoint then holds the last, partial epoch. Benchmarks compare recipes at equal time.
 
     Raises:
         DataError: empty folder, no readable image.
@@ -97,7 +100,7 @@ def train(
     if resume:
         start_epoch, global_step, history = _restore(out, config, model, opt, data_fp)
     probe = (
-        Probe.from_path(labeled, config.image_size, config.probe_pairs, config.probe_knn_k, config.seed)
+        Probe.from_path(labeled, config.eval_size, config.probe_pairs, config.probe_knn_k, config.seed)
         if labeled
         else None
     )
@@ -119,11 +122,14 @@ def train(
     monitor = CollapseMonitor(config.collapse_warn, "projection")
     feat_monitor = CollapseMonitor(0.0, "backbone")
     bad_files: dict[str, str] = {}
+    train_seconds, out_of_time = 0.0, False
     logger.info(
         "training %s on %d files from %s (%s, %d steps/epoch, epochs %d..%d)",
         config.backbone, len(files), data_dir, device, steps_per_epoch, start_epoch + 1, config.epochs,
     )  # fmt: skip
     for epoch in range(start_epoch, config.epochs):
+        if out_of_time:
+            break
         t_epoch = time.perf_counter()
         sampler.set_epoch(epoch)
         aug_gen = torch.Generator().manual_seed(epoch_seed(config.seed, epoch, stream=2))
@@ -172,6 +178,10 @@ def train(
                 progress(global_step, total_steps, info)
             if steps >= steps_per_epoch:
                 break
+            if time_budget_s is not None and train_seconds + time.perf_counter() - t_epoch >= time_budget_s:
+                out_of_time = True
+                logger.info("time budget of %.0f s used up at step %d of %d", time_budget_s, global_step, total_steps)
+                break
         if images_seen == 0:
             raise DataError(
                 f"no readable image in {data_dir}: all {len(bad_files)} tried file(s) failed to decode "
@@ -190,7 +200,9 @@ def train(
             "feature_spread": feat_spread.score,
             "collapse_warning": collapse.collapsed,
             "seconds": time.perf_counter() - t_epoch,
+            "images_per_s": images_seen / max(1e-9, time.perf_counter() - t_epoch),
         }
+        train_seconds += row["seconds"]
         if not np.isfinite(row["loss"]):
             logger.error("epoch %d: loss is %s; lower the learning rate", epoch + 1, row["loss"])
         centers = feature_means(model, config, center_images, device) if center_images is not None else None
@@ -203,12 +215,32 @@ def train(
     return TrainResult(
         checkpoint=out,
         metrics=history,
-        epochs_run=config.epochs - start_epoch,
+        epochs_run=len(history) - start_epoch,
         start_epoch=start_epoch,
         num_files=len(files),
         bad_files=bad_files,
         seconds=time.perf_counter() - t_start,
     )
+
+
+def write_untrained(data_dir: str | Path, config: TrainConfig, out: str | Path) -> Path:
+    """The untrained twin of a run: the same seed, backbone, sizes and feature centring, and no training step.
+
+    Its weights equal those :func:`train` starts from with this config, so trained vs untrained isolates what
+    training added (the floor every quality benchmark reports beside the trained encoder).
+
+    Raises:
+        DataError: empty folder (the centring means, when asked for, come from its images).
+    """
+    out = Path(out)
+    device = resolve_device(config.device)
+    files = list_images(data_dir)
+    torch.manual_seed(config.seed)
+    model = BYOL(config.backbone, config.projection_dim, config.hidden_dim, config.backbone_weights).to(device)
+    opt = build_optimizer(model.online_parameters(), config.optimizer, config.lr, config.momentum, config.weight_decay)
+    centers = feature_means(model, config, center_subset(files, config), device) if config.center_features else None
+    _save(out, config, model, opt, 0, 0, fingerprint(files, data_dir), len(files), [], centers)
+    return out
 
 
 def _summary(row: dict[str, Any]) -> str:

@@ -117,3 +117,50 @@ def test_empty_folder_and_unreadable_folder_are_clear_errors(tmp_path: Path) -> 
         train(junk, tiny_config(), tmp_path / "j.pt")
     with pytest.raises(DataError, match="does not exist"):
         train(tmp_path / "missing", tiny_config(), tmp_path / "m.pt")
+
+
+def test_time_budget_stops_early_and_keeps_a_checkpoint(tmp_path: Path, sample_dir: Path) -> None:
+    """Planted bug: ignoring ``time_budget_s`` runs all 5 epochs."""
+    out = tmp_path / "budget.pt"
+    result = train(sample_dir, tiny_config(epochs=5), out, time_budget_s=1e-6)
+    assert result.epochs_run == 1 and result.metrics[0]["steps"] == 1
+    assert load_checkpoint(out)["epoch"] == 1
+
+
+def test_untrained_twin_starts_where_training_starts(tmp_path: Path, sample_dir: Path) -> None:
+    """The twin's weights are the trained run's initial weights (same seed), with centring means when asked.
+
+    Planted bugs: not seeding before building the model, or dropping the centring means, fail this test.
+    """
+    from training.byol import BYOL
+    from training.encoder import Encoder
+    from training.trainer import write_untrained
+
+    config = tiny_config(seed=3, center_features=True, center_samples=16)
+    out = write_untrained(sample_dir, config, tmp_path / "twin.pt")
+    torch.manual_seed(3)
+    fresh = BYOL(config.backbone, config.projection_dim, config.hidden_dim).online_encoder.state_dict()
+    saved = load_checkpoint(out)["state"]["online_encoder"]
+    assert all(torch.equal(saved[k], v) for k, v in fresh.items())
+    encoder = Encoder.from_checkpoint(out, device="cpu")  # needs the stored feature mean
+    assert encoder.dim == 512
+
+
+def test_embed_size_lets_a_crop_trained_encoder_embed_whole_tiles(tmp_path: Path, sample_dir: Path) -> None:
+    """Trained on 32 px crops, embedded at 48 px: the Encoder, probe and centring all use ``embed_size``.
+
+    Planted bug: the Encoder reading ``image_size`` only (it would then expect 32 px batches).
+    """
+    from PIL import Image
+
+    from training.encoder import Encoder
+
+    out = tmp_path / "crops.pt"
+    config = tiny_config(load_size=48, embed_size=48, epochs=1, center_features=True, center_samples=8)
+    result = train(sample_dir, config, out, labeled=sample_dir, max_steps_per_epoch=1)
+    assert "probe_auc" in result.metrics[0]
+    encoder = Encoder.from_checkpoint(out, device="cpu")
+    assert encoder.image_size == 48
+    image = Image.open(next(sample_dir.rglob("*.png")))
+    assert encoder.preprocess(image).shape == (3, 48, 48)
+    assert encoder.embed([image]).shape == (1, 512)
