@@ -170,10 +170,22 @@ def histogram(files: list[Path]) -> np.ndarray:
     return out / np.linalg.norm(out, axis=1, keepdims=True)
 
 
+def pairs_across_groups(items: list[Item]) -> bool:
+    """Pairs never join two images of one group, unless a label has a single group on this side (then they must)."""
+    by_label: dict[str, set[str]] = defaultdict(set)
+    for it in items:
+        by_label[it.label].add(it.group)
+    return min(len(g) for g in by_label.values()) >= 2
+
+
 def score_vectors(vectors: np.ndarray, items: list[Item], n_pairs: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Cosine scores of seeded balanced pairs (never two images of one group), the product's pair generator."""
+    """Cosine scores of seeded balanced pairs, drawn by the product's pair generator."""
     pairs = generate_pairs(
-        [it.label for it in items], n_pairs, groups=[it.group for it in items], never_same_group=True, seed=seed
+        [it.label for it in items],
+        n_pairs,
+        groups=[it.group for it in items],
+        never_same_group=pairs_across_groups(items),
+        seed=seed,
     )
     s = np.einsum("ij,ij->i", vectors[[p.a for p in pairs]], vectors[[p.b for p in pairs]])
     return s, np.array([int(p.same) for p in pairs])
@@ -208,7 +220,9 @@ def histogram_row(eval_a: list[Item], eval_b: list[Item], args: argparse.Namespa
 
 
 # -------------------------------------------------------------------------------------- the product's own path
-def product_row(method: str, checkpoint: Path, work: Path, args: argparse.Namespace) -> dict[str, Any]:
+def product_row(
+    method: str, checkpoint: Path, work: Path, args: argparse.Namespace, eval_a: list[Item], eval_b: list[Item]
+) -> dict[str, Any]:
     """Register ``checkpoint`` in a fresh embedded deployment, ingest both sides, calibrate on A, evaluate on B."""
     from ingest.service import job_status, submit_ingest
     from retrieval.api import Retrieval
@@ -238,10 +252,15 @@ def product_row(method: str, checkpoint: Path, work: Path, args: argparse.Namesp
     if status.failed:
         print(f"warning: {status.failed} image(s) failed to ingest: {status.failures[:3]}")
     with Retrieval.from_settings(settings) as r:
-        cal = score_dataset(r, SIDE_A, n_pairs=args.calib_pairs, seed=args.seed, never_same_group=True, topk_queries=0)
+        across_a, across_b = pairs_across_groups(eval_a), pairs_across_groups(eval_b)
+        cal = score_dataset(
+            r, SIDE_A, n_pairs=args.calib_pairs, seed=args.seed, never_same_group=across_a, topk_queries=0
+        )
         calibration = calibrate(r, cal)
-        held = score_dataset(r, SIDE_B, n_pairs=args.eval_pairs, seed=args.seed + 1, never_same_group=True,
-                             topk_queries=args.knn_queries)  # fmt: skip
+        held = score_dataset(
+            r, SIDE_B, n_pairs=args.eval_pairs, seed=args.seed + 1, never_same_group=across_b,
+            topk_queries=args.knn_queries,
+        )  # fmt: skip
         report = evaluate(r, held)
     return {
         "method": method,
@@ -258,7 +277,9 @@ def product_row(method: str, checkpoint: Path, work: Path, args: argparse.Namesp
     }
 
 
-def train_method(method: str, work: Path, args: argparse.Namespace) -> tuple[Path, dict[str, Any]]:
+def train_method(
+    method: str, work: Path, args: argparse.Namespace, budget_s: float | None
+) -> tuple[Path, dict[str, Any]]:
     """Train (or build the untrained twin of) ``method``'s encoder on side A; returns checkpoint and facts."""
     from training.presets import get_preset
     from training.trainer import train, write_untrained
@@ -284,7 +305,7 @@ def train_method(method: str, work: Path, args: argparse.Namespace) -> tuple[Pat
             print(f"    [{method}] step {step}/{total} epoch {int(info['epoch'])}{loss} "
                   f"({time.perf_counter() - t:.0f} s)", flush=True)  # fmt: skip
 
-    budget = args.minutes * 60 if args.minutes else None
+    budget = args.minutes * 60 if args.minutes else budget_s
     probe = work / "probe" if method == "ours" and args.probe_images else None
     result = train(work / "train", config, ckpt, labeled=probe, progress=progress, time_budget_s=budget)
     rows = result.metrics
@@ -346,7 +367,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--set", dest="overrides", action="append", default=[], type=lambda s: tuple(s.split("=", 1)),
                    metavar="KEY=VALUE", help="override a field of our recipe (repeatable)")  # fmt: skip
     p.add_argument("--epochs", type=int, help="our recipe's epochs (default: the preset's)")
-    p.add_argument("--minutes", type=float, default=None, help="training time budget per method (ours and paper)")
+    p.add_argument(
+        "--minutes",
+        type=float,
+        default=None,
+        help="training time budget of ours and paper (default: ours runs its epochs, paper gets that time)",
+    )
     p.add_argument("--methods", default="histogram,untrained,ours,paper")
     p.add_argument("--train-fraction", type=float, default=0.5)
     p.add_argument("--eval-images", type=int, default=None, help="at most this many images per side are ingested")
@@ -369,6 +395,7 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"error: unknown method(s) {', '.join(sorted(unknown))}")
     if not args.data.is_dir():
         raise SystemExit(f"error: --data {args.data} is not a folder")
+    args.data = args.data.resolve()  # the manifest holds absolute paths
     load_start = os.getloadavg()[0]
     items = load_items(args.data, args.groups, args.group_column, args.group_regex)
     a, b = split_by_group(items, args.train_fraction, args.seed)
@@ -380,15 +407,21 @@ def main(argv: list[str] | None = None) -> int:
     print(f"data {args.data}: {len(items)} images; side A {len(a)} ({len({i.group for i in a})} groups), side B "
           f"{len(b)} ({len({i.group for i in b})} groups); work folder {work}", flush=True)  # fmt: skip
     prepare(work, a, b, eval_a, eval_b, probe)
+    for side, name in ((eval_a, "A"), (eval_b, "B")):
+        if not pairs_across_groups(side):
+            print(f"warning: side {name} has a label with a single group: its pairs may join two images of one group")
     rows: list[dict[str, Any]] = []
+    ours_s: float | None = None  # paper gets our training time unless --minutes sets one for both
     try:
         for method in methods:
             print(f"== {method}", flush=True)
             if method == "histogram":
                 rows.append(histogram_row(eval_a, eval_b, args))
             else:
-                ckpt, facts = train_method(method, work, args)
-                row = product_row(method, ckpt, work, args)
+                ckpt, facts = train_method(method, work, args, ours_s if method == "paper" else None)
+                if method == "ours":
+                    ours_s = facts["train_s"]
+                row = product_row(method, ckpt, work, args, eval_a, eval_b)
                 row.update(facts)
                 row["method"] = f"{method} ({facts['preset']}, {facts['backbone']} {facts['image_size']}→"\
                                 f"{facts['eval_size']} px)"  # fmt: skip
