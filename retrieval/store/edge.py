@@ -30,6 +30,7 @@ from retrieval.store.base import (
     batch_filters,
     stack_found,
 )
+from retrieval.store.mirror import VectorMirror, remove_mirror
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +51,12 @@ def to_edge_filter(flt: SearchFilter | None) -> qe.Filter | None:
     must: list[Any] = [qe.FieldCondition(k, match=qe.MatchValue(v)) for k, v in flt.must().items()]
     must_not: list[Any] = [qe.FieldCondition(k, match=qe.MatchAny(v)) for k, v in flt.must_not().items()]
     return qe.Filter(must=must or None, must_not=must_not or None)
+
+
+def _image_id(payload: dict[str, Any]) -> int:
+    """The payload's integer ``image_id`` (0 when absent: such points are not mirrored)."""
+    value = payload.get("image_id")
+    return int(value) if isinstance(value, int) and not isinstance(value, bool) else 0
 
 
 def _open_shard(path: Path) -> qe.EdgeShard:
@@ -78,6 +85,7 @@ class EdgeVectorStore:
         self._cat: dict[str, Any] | None = None  # cached catalog.json, reloaded when its mtime changes
         self._cat_mtime: int = -1
         self._search_params: dict[bool, qe.SearchParams] = {}
+        self._mirrors: dict[str, VectorMirror] = {}
 
     # -- catalog (dims + aliases) -------------------------------------------------------------------------------
     def _catalog_path(self) -> Path:
@@ -140,6 +148,7 @@ class EdgeVectorStore:
             path = self.root / "collections" / name
             if path.exists():
                 shutil.rmtree(path)  # a half-created shard from an interrupted call
+            self._drop_mirror(name)  # rows of an earlier collection of the same name
             shard = qe.EdgeShard.create(str(path), self._edge_config(dim))
             for field_name, kind in PAYLOAD_INDEXES.items():
                 schema = qe.PayloadSchemaType.Keyword if kind == "keyword" else qe.PayloadSchemaType.Integer
@@ -165,6 +174,22 @@ class EdgeVectorStore:
             self._shards[real] = shard
             return shard
 
+    def _drop_mirror(self, real: str) -> None:
+        mirror = self._mirrors.pop(real, None)
+        if mirror is not None:
+            mirror.close()
+        remove_mirror(self.root / "mirrors" / f"{real}.f32")
+
+    def _mirror(self, name: str) -> VectorMirror:
+        """The memory-mapped float copy of a collection (:mod:`retrieval.store.mirror`), opened on first use."""
+        with self._lock:
+            real = self.resolve(name)
+            mirror = self._mirrors.get(real)
+            if mirror is None:
+                mirror = VectorMirror(self.root / "mirrors" / f"{real}.f32", self.dim(real))
+                self._mirrors[real] = mirror
+            return mirror
+
     def dim(self, name: str) -> int:
         """Vector dimension of a collection (or alias)."""
         cat = self._catalog()
@@ -176,24 +201,30 @@ class EdgeVectorStore:
         if not (len(ids) == len(arr) == len(payloads)):
             raise VectorStoreError(f"upsert got {len(ids)} ids, {len(arr)} vectors, {len(payloads)} payloads")
         shard = self._shard(name)
+        mirror = self._mirror(name)
+        image_ids = np.array([_image_id(p) for p in payloads], dtype=np.int64)
         for start in range(0, len(arr), _UPSERT_CHUNK):
+            stop = min(start + _UPSERT_CHUNK, len(arr))
             # a row's tolist() converts ~2.5x faster than handing the bindings the numpy row (a float sequence)
-            points = [
-                qe.Point(str(ids[i]), arr[i].tolist(), dict(payloads[i]))
-                for i in range(start, min(start + _UPSERT_CHUNK, len(arr)))
-            ]
+            points = [qe.Point(str(ids[i]), arr[i].tolist(), dict(payloads[i])) for i in range(start, stop)]
             shard.update(qe.UpdateOperation.upsert_points(points))
+            mirror.write(image_ids[start:stop], arr[start:stop])  # after the engine: a present row has a point
         self._dirty.add(self.resolve(name))
 
     def delete(self, name: str, ids: Sequence[str]) -> None:
         if ids:
-            self._shard(name).update(qe.UpdateOperation.delete_points([str(i) for i in ids]))
+            shard = self._shard(name)
+            records = shard.retrieve([str(i) for i in ids], qe.PayloadSelector.Include(["image_id"]), False)
+            gone = np.array([_image_id(dict(r.payload or {})) for r in records], dtype=np.int64)
+            self._mirror(name).clear(gone)  # before the engine: a present row never outlives its point
+            shard.update(qe.UpdateOperation.delete_points([str(i) for i in ids]))
             self._dirty.add(self.resolve(name))
 
     def optimize(self, name: str) -> None:
         shard = self._shard(name)
         changed = shard.optimize()
         shard.flush()
+        self._mirror(name).flush()
         self._dirty.discard(self.resolve(name))
         log.debug("optimize(%s): segments changed=%s", name, changed)
 
@@ -280,6 +311,27 @@ class EdgeVectorStore:
                 out.setdefault(int(payload["image_id"]), (np.asarray(vec, dtype=np.float32), payload))
         return out
 
+    def vector_matrix(self, name: str, image_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Vectors of stored images as one (N, D) float32 matrix in the order of ``image_ids`` (repeats allowed,
+        zero rows where missing) and a (N,) found mask.
+
+        Rows come from the memory-mapped copy (:mod:`retrieval.store.mirror`: one numpy gather); ids it lacks are
+        asked of the engine (one indexed scroll per 1,000) and copied into it, so the next read is fast.
+        """
+        ids = np.asarray(image_ids, dtype=np.int64)
+        mirror = self._mirror(name)
+        rows, found = mirror.read(ids)
+        lacking = np.flatnonzero(~found & (ids > 0))
+        if lacking.size:
+            got = self.vectors_by_image_ids(name, np.unique(ids[lacking]).tolist())
+            have = np.array([j for j in lacking.tolist() if int(ids[j]) in got], dtype=np.int64)
+            if have.size:
+                rows[have] = np.stack([got[int(ids[j])][0] for j in have.tolist()])
+                found[have] = True
+                mirror.write(ids[have], rows[have])
+                log.debug("vector mirror of %s: filled %d rows from the engine", name, have.size)
+        return rows, found
+
     def retrieve(self, name: str, ids: Sequence[str]) -> np.ndarray:
         return stack_found(name, ids, self.retrieve_existing(name, ids), self.dim(name))
 
@@ -325,6 +377,7 @@ class EdgeVectorStore:
             shard = self._shards.pop(real, None)
             if shard is not None:
                 shard.close()
+            self._drop_mirror(real)
             cat["collections"].pop(real, None)
             cat["aliases"] = {a: c for a, c in cat["aliases"].items() if c != real}
             self._write_catalog(cat)
@@ -345,6 +398,9 @@ class EdgeVectorStore:
                 shard.close()
             self._shards.clear()
             self._dirty.clear()
+            for mirror in self._mirrors.values():
+                mirror.close()
+            self._mirrors.clear()
 
     def __enter__(self) -> EdgeVectorStore:
         return self
