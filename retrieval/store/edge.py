@@ -254,8 +254,53 @@ class EdgeVectorStore:
         self, name: str, vector: np.ndarray, k: int, filter: SearchFilter | None = None, exact: bool = False
     ) -> list[Hit]:
         vec = as_matrix(vector, self.dim(name))[0]
+        if exact:
+            hits = self._exact_from_mirror(name, vec, k, filter)
+            if hits is not None:
+                return hits
         points = self._shard(name).query(self._request(vec, k, filter, exact))
         return [Hit(str(p.id), float(p.score), dict(p.payload or {})) for p in points]
+
+    def _exact_from_mirror(self, name: str, vec: np.ndarray, k: int, flt: SearchFilter | None) -> list[Hit] | None:
+        """Exact top-k as numpy brute force over the memory-mapped copy (one matrix-vector product), or None when
+        the copy cannot answer: payload filters other than excluded images, a copy that does not hold exactly the
+        engine's points, a zero query. The winners' point ids and payloads come from the engine (one indexed scroll),
+        which also proves that each of them is a stored point."""
+        if flt is not None and (flt.must() or flt.exclude_slide_ids):
+            return None
+        norm = float(np.linalg.norm(vec))
+        mirror = self._mirror(name)
+        present = mirror.present_ids()
+        if norm == 0.0 or present.size == 0 or present.size != self.count(name):
+            return None
+        matrix = mirror.matrix()[: int(present[-1]) + 1]  # rows past the last stored image are holes
+        scores = matrix @ (vec / norm)
+        absent = np.ones(len(scores), dtype=bool)
+        absent[present] = False
+        if flt is not None and flt.exclude_image_ids:
+            excluded = np.asarray(flt.exclude_image_ids, dtype=np.int64)
+            absent[excluded[(excluded >= 0) & (excluded < len(scores))]] = True
+        scores[absent] = -np.inf
+        n_ok = int(len(scores) - np.count_nonzero(absent))
+        take = min(int(k), n_ok)
+        if take <= 0:
+            return []
+        top = np.argpartition(-scores, take - 1)[:take]
+        top = top[np.argsort(-scores[top], kind="stable")]
+        wanted = [int(i) for i in top]
+        records, _ = self._shard(name).scroll(
+            qe.ScrollRequest(
+                limit=2 * len(wanted) + 8,
+                filter=qe.Filter(must=[qe.FieldCondition("image_id", match=qe.MatchAny(wanted))]),
+                with_payload=True,
+                with_vector=False,
+            )
+        )
+        by_image = {_image_id(dict(r.payload or {})): r for r in records}
+        if any(i not in by_image for i in wanted):
+            log.warning("vector mirror of %s is out of step with the engine: exact search falls back to it", name)
+            return None
+        return [Hit(str(by_image[i].id), float(scores[i]), dict(by_image[i].payload or {})) for i in wanted]
 
     def search_batch(
         self,
@@ -269,6 +314,8 @@ class EdgeVectorStore:
         flts = batch_filters(len(arr), filters)
         if len(arr) == 0:
             return []
+        if exact:
+            return [self.search(name, arr[i], k, flts[i], exact=True) for i in range(len(arr))]
         shard = self._shard(name)
         if len(arr) == 1:  # a batch of one costs ~0.3 ms more than a plain query in the bindings
             results = [shard.query(self._request(arr[0], k, flts[0], exact))]
