@@ -86,6 +86,7 @@ class CollectionConfig:
     hnsw_ef_construct: int = 100
     hnsw_ef_search: int = 128
     quantization: Literal["none", "int8"] = "int8"
+    vectors_on_disk: bool = False
     full_scan_threshold_kb: int = 10_000
 
 

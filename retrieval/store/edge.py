@@ -119,7 +119,11 @@ class EdgeVectorStore:
         if self.config.quantization == "int8":
             quant = qe.ScalarQuantizationConfig(type=qe.ScalarType.Int8, quantile=0.99, always_ram=True)
         return qe.EdgeConfig(
-            vectors=qe.EdgeVectorParams(size=dim, distance=qe.Distance.Cosine),
+            vectors=qe.EdgeVectorParams(
+                size=dim,
+                distance=qe.Distance.Cosine,
+                memory=qe.Memory.Cold if self.config.vectors_on_disk else None,  # None: the engine default, cached
+            ),
             hnsw_config=qe.HnswIndexConfig(
                 m=self.config.hnsw_m,
                 ef_construct=self.config.hnsw_ef_construct,

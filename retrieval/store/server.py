@@ -94,7 +94,9 @@ class ServerVectorStore:
             )
         self.client.create_collection(
             collection_name=name,
-            vectors_config=models.VectorParams(size=dim, distance=models.Distance.COSINE),
+            vectors_config=models.VectorParams(
+                size=dim, distance=models.Distance.COSINE, on_disk=True if self.config.vectors_on_disk else None
+            ),
             hnsw_config=models.HnswConfigDiff(
                 m=self.config.hnsw_m,
                 ef_construct=self.config.hnsw_ef_construct,

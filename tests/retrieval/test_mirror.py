@@ -95,3 +95,25 @@ def test_exact_mode_after_deletes_and_without_the_copy(
     reopened = EdgeVectorStore(tmp_path / "q")
     assert [h.payload["image_id"] for h in reopened.search("c", q, 3, exact=True)] == _brute(vecs, ids, q, 3, keep)
     reopened.close()
+
+
+def test_float_vectors_on_disk_setting_reaches_the_engine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """HISTOQUERY_VECTORS_ON_DISK=1: new collections keep their float vectors cold on disk (int8 copies in RAM)."""
+    import json
+
+    from retrieval.settings import Settings
+    from retrieval.store import collection_config
+
+    monkeypatch.setenv("HISTOQUERY_VECTORS_ON_DISK", "1")
+    config = collection_config(Settings())
+    assert config.vectors_on_disk is True
+    rng = np.random.default_rng(2)
+    vecs = rng.normal(size=(50, 8)).astype(np.float32)
+    s = EdgeVectorStore(tmp_path / "q", config)
+    s.ensure_collection("c", 8)
+    s.upsert("c", [point_id(f"h{i}", "v") for i in range(50)], vecs, [{"image_id": i + 1} for i in range(50)])
+    s.optimize("c")
+    engine = json.loads((tmp_path / "q" / "collections" / "c" / "edge_config.json").read_text())
+    assert engine["vectors"][""].get("memory") == "cold" or engine["vectors"][""].get("on_disk") is True, engine
+    assert s.search("c", vecs[3], 1)[0].payload["image_id"] == 4
+    s.close()
