@@ -11,7 +11,9 @@ optimised), then, in the same process and run:
 * a pairs CSV of 10k stored-path rows end to end (``read_pairs_csv`` + ``answer_pairs`` + ``write_decisions_csv``,
   what ``histoquery query pairs`` runs);
 * exact mode (``store.search(..., exact=True)``) vs exact numpy brute force (``X @ q`` + argpartition), p50/p95,
-  interleaved per query, with recall@10 (1.0 expected).
+  interleaved per query, with recall@10 (1.0 expected);
+* sizes per vector / tile for docs/deploy.md: allocated disk of the store and of its memory-mapped copy, SQLite, and
+  PostgreSQL bytes per slide tile (images + embeddings rows with indexes, on a throwaway server).
 
 Each batch is timed 3 times (median; the first call after reopening the store is reported too, as "cold").
 
@@ -109,6 +111,61 @@ def build(n: int, dim: int, work: Path, seed: int) -> tuple[np.ndarray, np.ndarr
     return x, queries, paths, url, version.name
 
 
+def allocated_mb(folder: Path, pattern: str = "*") -> float:
+    """Disk actually allocated under ``folder`` (sparse files count what they hold), MiB."""
+    return sum(p.stat().st_blocks * 512 for p in folder.rglob(pattern) if p.is_file()) / 2**20
+
+
+def postgres_bytes_per_tile(n: int) -> dict[str, float]:
+    """Bytes per slide tile in PostgreSQL (images + embeddings rows with their indexes), measured on a throwaway
+    server: ``n`` tiles of 1,000 slides, with the fields ingestion writes (sha256 content hash, slide path, tile
+    coordinates, label) and one embedding row each."""
+    import hashlib
+
+    from sqlalchemy import insert, text
+
+    from retrieval.catalog import get_or_create_dataset
+    from retrieval.db import make_engine, migrate, session_factory
+    from retrieval.models import Embedding, EncoderVersion, Image, Slide
+    from tests.support.services import postgres_server
+
+    with postgres_server() as pg:
+        url = pg.create_database("sizing")
+        migrate(url)
+        engine = make_engine(url)
+        with session_factory(engine)() as session:
+            ds = get_or_create_dataset("archive", session=session)
+            slides = [Slide(dataset_id=ds.id, path=f"/archive/slides/slide-{s:04d}.svs", content_hash=f"s{s}",
+                            mpp_source="metadata") for s in range(1000)]  # fmt: skip
+            session.add_all(slides)
+            version = EncoderVersion(name="v", checkpoint_path="/ck.pt", checkpoint_sha256="0" * 64,
+                                     backbone="resnext50_32x4d", representation="backbone", dim=2048,
+                                     image_size=224, training_config={}, collection="hq_v")  # fmt: skip
+            session.add(version)
+            session.flush()
+            per_slide = max(1, n // 1000)
+            for lo in range(0, n, 50_000):
+                hi = min(lo + 50_000, n)
+                session.execute(insert(Image), [
+                    {"id": i + 1, "dataset_id": ds.id, "content_hash": hashlib.sha256(b"%d" % i).hexdigest(),
+                     "source_path": slides[i // per_slide % 1000].path, "slide_id": slides[i // per_slide % 1000].id,
+                     "level": 0, "x": 224 * (i % per_slide), "y": 224 * (i // per_slide // 1000), "tile_size": 224,
+                     "width": 224, "height": 224, "label": LABELS[i % 8], "status": "done"} for i in range(lo, hi)
+                ])  # fmt: skip
+                session.execute(insert(Embedding), [
+                    {"image_id": i + 1, "encoder_version_id": version.id,
+                     "point_id": f"00000000-0000-0000-0000-{i:012d}"} for i in range(lo, hi)
+                ])  # fmt: skip
+            session.commit()
+            session.execute(text("ANALYZE"))
+            sizes = {
+                t: float(session.execute(text(f"SELECT pg_total_relation_size('{t}')")).scalar_one())
+                for t in ("images", "embeddings")
+            }
+        engine.dispose()
+    return {t: v / n for t, v in sizes.items()}
+
+
 def run(n: int, dim: int, work: Path, seed: int, queries_n: int) -> dict[str, Any]:
     from retrieval.api import Retrieval
     from retrieval.catalog import active_encoder_version
@@ -119,6 +176,9 @@ def run(n: int, dim: int, work: Path, seed: int, queries_n: int) -> dict[str, An
     t0 = time.perf_counter()
     x, queries, paths, url, name = build(n, dim, work, seed)
     res: dict[str, Any] = {"n": n, "dim": dim, "load_start": load()}
+    res["disk_store_mb"] = allocated_mb(work / "q")
+    res["disk_mirror_mb"] = allocated_mb(work / "q" / "mirrors")
+    res["disk_sqlite_mb"] = allocated_mb(work, "pairs.db*")
     engine = make_engine(url)
     session = session_factory(engine)()
     store = EdgeVectorStore(work / "q")
@@ -224,6 +284,9 @@ def table(res: dict[str, Any]) -> str:
         f" {res['np_exact'][0] / res['exact'][0]:.2f}x |",
         f"| max abs(cos ours - numpy), ids / paths | {n} | {res['max_abs_diff']:.2e} / {res['max_abs_diff_paths']:.2e}"
         " | - | - |",
+        f"| disk: store (engine + copy) / memory-mapped copy / SQLite (images + embeddings + indexes), MiB | {n} | "
+        f"{res['disk_store_mb']:.0f} / {res['disk_mirror_mb']:.0f} / {res['disk_sqlite_mb']:.0f} | "
+        f"raw vectors {res['n'] * res['dim'] * 4 / 2**20:.0f} | - |",
     ]
     return "\n".join(lines)
 
@@ -234,6 +297,7 @@ def main() -> int:
     ap.add_argument("--dim", type=int, default=2048)
     ap.add_argument("--queries", type=int, default=50, help="exact-mode queries")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--no-postgres", dest="postgres", action="store_false", help="skip the PostgreSQL size part")
     ap.add_argument("--out", type=Path, default=None, help="append the markdown table to this file")
     args = ap.parse_args()
     import logging
@@ -248,6 +312,7 @@ def main() -> int:
         res = run(args.n, args.dim, work, args.seed, args.queries)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    pg = postgres_bytes_per_tile(args.n) if args.postgres else None
     header = [
         f"command: {' '.join([Path(sys.executable).name, *sys.argv])}",
         f"machine: {os.cpu_count()} CPU cores ({cpu}), no GPU; {platform.platform()}",
@@ -257,6 +322,11 @@ def main() -> int:
         "store: embedded qdrant-edge, int8 collection (rescored), SQLite; baseline: numpy on the same vectors in RAM",
     ]
     text = "\n".join(header) + "\n\n" + table(res) + "\n"
+    if pg is not None:
+        text += (
+            f"\nPostgreSQL (throwaway server, {args.n:,} slide tiles of 1,000 slides): images "
+            f"{pg['images']:.0f} B/tile, embeddings {pg['embeddings']:.0f} B/tile (tables + indexes)\n"
+        )
     print(text)
     if args.out:
         with args.out.open("a") as fh:

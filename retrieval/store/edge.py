@@ -212,7 +212,8 @@ class EdgeVectorStore:
             # a row's tolist() converts ~2.5x faster than handing the bindings the numpy row (a float sequence)
             points = [qe.Point(str(ids[i]), arr[i].tolist(), dict(payloads[i])) for i in range(start, stop)]
             shard.update(qe.UpdateOperation.upsert_points(points))
-            mirror.write(image_ids[start:stop], arr[start:stop])  # after the engine: a present row has a point
+            # after the engine: a present row always has a point
+            mirror.write(image_ids[start:stop], arr[start:stop], [str(i) for i in ids[start:stop]])
         self._dirty.add(self.resolve(name))
 
     def delete(self, name: str, ids: Sequence[str]) -> None:
@@ -268,14 +269,15 @@ class EdgeVectorStore:
     def _exact_from_mirror(self, name: str, vec: np.ndarray, k: int, flt: SearchFilter | None) -> list[Hit] | None:
         """Exact top-k as numpy brute force over the memory-mapped copy (one matrix-vector product), or None when
         the copy cannot answer: payload filters other than excluded images, a copy that does not hold exactly the
-        engine's points, a zero query. The winners' point ids and payloads come from the engine (one indexed scroll),
-        which also proves that each of them is a stored point."""
+        engine's number of points, a zero query. The winners' payloads come from the engine by their point ids (one
+        retrieve), which also proves that each of them is a stored point with that image id."""
         if flt is not None and (flt.must() or flt.exclude_slide_ids):
             return None
         norm = float(np.linalg.norm(vec))
         mirror = self._mirror(name)
         present = mirror.present_ids()
-        if norm == 0.0 or present.size == 0 or present.size != self.count(name):
+        shard = self._shard(name)
+        if norm == 0.0 or present.size == 0 or present.size != int(shard.info().points_count):
             return None
         matrix = mirror.matrix()[: int(present[-1]) + 1]  # rows past the last stored image are holes
         scores = matrix @ (vec / norm)
@@ -292,14 +294,8 @@ class EdgeVectorStore:
         top = np.argpartition(-scores, take - 1)[:take]
         top = top[np.argsort(-scores[top], kind="stable")]
         wanted = [int(i) for i in top]
-        records, _ = self._shard(name).scroll(
-            qe.ScrollRequest(
-                limit=2 * len(wanted) + 8,
-                filter=qe.Filter(must=[qe.FieldCondition("image_id", match=qe.MatchAny(wanted))]),
-                with_payload=True,
-                with_vector=False,
-            )
-        )
+        point_ids: list[Any] = mirror.point_ids(wanted)
+        records = shard.retrieve(point_ids, True, False)  # by point id: µs, where a filtered scroll costs ms
         by_image = {_image_id(dict(r.payload or {})): r for r in records}
         if any(i not in by_image for i in wanted):
             log.warning("vector mirror of %s is out of step with the engine: exact search falls back to it", name)
@@ -343,10 +339,16 @@ class EdgeVectorStore:
 
     def vectors_by_image_ids(self, name: str, image_ids: Sequence[int]) -> dict[int, tuple[np.ndarray, dict[str, Any]]]:
         """Vectors and payloads of points whose payload ``image_id`` is in ``image_ids`` (one indexed scroll)."""
+        return {i: (vec, payload) for i, (_, vec, payload) in self._points_by_image_ids(name, image_ids).items()}
+
+    def _points_by_image_ids(
+        self, name: str, image_ids: Sequence[int]
+    ) -> dict[int, tuple[str, np.ndarray, dict[str, Any]]]:
+        """(point id, vector, payload) by payload ``image_id``, one indexed scroll per 1,000 ids."""
         if not image_ids:
             return {}
         shard = self._shard(name)
-        out: dict[int, tuple[np.ndarray, dict[str, Any]]] = {}
+        out: dict[int, tuple[str, np.ndarray, dict[str, Any]]] = {}
         wanted = [int(i) for i in image_ids]
         for start in range(0, len(wanted), 1000):
             chunk = wanted[start : start + 1000]
@@ -359,7 +361,7 @@ class EdgeVectorStore:
                 if isinstance(vec, dict):
                     vec = vec.get("")
                 payload = dict(rec.payload or {})
-                out.setdefault(int(payload["image_id"]), (np.asarray(vec, dtype=np.float32), payload))
+                out.setdefault(int(payload["image_id"]), (str(rec.id), np.asarray(vec, dtype=np.float32), payload))
         return out
 
     def vector_matrix(self, name: str, image_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -374,12 +376,12 @@ class EdgeVectorStore:
         rows, found = mirror.read(ids)
         lacking = np.flatnonzero(~found & (ids > 0))
         if lacking.size:
-            got = self.vectors_by_image_ids(name, np.unique(ids[lacking]).tolist())
+            got = self._points_by_image_ids(name, np.unique(ids[lacking]).tolist())
             have = np.array([j for j in lacking.tolist() if int(ids[j]) in got], dtype=np.int64)
             if have.size:
-                rows[have] = np.stack([got[int(ids[j])][0] for j in have.tolist()])
+                rows[have] = np.stack([got[int(ids[j])][1] for j in have.tolist()])
                 found[have] = True
-                mirror.write(ids[have], rows[have])
+                mirror.write(ids[have], rows[have], [got[int(ids[j])][0] for j in have.tolist()])
                 log.debug("vector mirror of %s: filled %d rows from the engine", name, have.size)
         return rows, found
 

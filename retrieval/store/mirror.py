@@ -8,7 +8,7 @@ gather and scores them with one matrix operation.
 
 Files under ``<store root>/mirrors/``: ``<collection>.f32`` (row ``r`` = the L2-normalised float32 vector of the
 point whose payload ``image_id`` is ``r``; sparse: rows never written take no disk) and ``<collection>.present``
-(one byte per row, 1 = the row holds a vector).
+(one byte per row, 1 = the row holds a vector) and ``<collection>.ids`` (the row's point id, 16 uuid bytes).
 
 Invariant (kept by :class:`retrieval.store.edge.EdgeVectorStore`): a row is written only after the engine stored
 its point, and cleared before the engine deletes it; within one encoder version an image's vector never changes.
@@ -21,6 +21,8 @@ from __future__ import annotations
 import logging
 import mmap
 import threading
+import uuid
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -42,21 +44,27 @@ class VectorMirror:
     def __init__(self, path: Path, dim: int) -> None:
         self.path = Path(path)
         self.present_path = self.path.with_suffix(".present")
+        self.ids_path = self.path.with_suffix(".ids")
         self.dim = int(dim)
         self._lock = threading.RLock()
         self._vectors: np.memmap | None = None
         self._present: np.memmap | None = None
+        self._ids: np.memmap | None = None
         self._rows = 0
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        if self.path.exists() and self.present_path.exists():
-            rows = min(self.path.stat().st_size // (4 * self.dim), self.present_path.stat().st_size)
+        if self.path.exists() and self.present_path.exists() and self.ids_path.exists():
+            rows = min(
+                self.path.stat().st_size // (4 * self.dim),
+                self.present_path.stat().st_size,
+                self.ids_path.stat().st_size // 16,
+            )
             if rows > 0:
                 self._map(rows)
 
     # -- file management ----------------------------------------------------------------------------------------
     def _map(self, rows: int) -> None:
         """(Re)map both files with ``rows`` rows, growing them (sparsely) when needed."""
-        for path, size in ((self.path, rows * 4 * self.dim), (self.present_path, rows)):
+        for path, size in ((self.path, rows * 4 * self.dim), (self.present_path, rows), (self.ids_path, rows * 16)):
             with open(path, "ab") as fh:  # creates the file; never truncates existing rows
                 if fh.tell() < size:
                     fh.truncate(size)
@@ -64,6 +72,7 @@ class VectorMirror:
         if hasattr(mmap, "MADV_RANDOM"):  # rows are read in random order: no readahead of their neighbours
             self._vectors._mmap.madvise(mmap.MADV_RANDOM)  # type: ignore[attr-defined]
         self._present = np.memmap(self.present_path, dtype=np.uint8, mode="r+", shape=(rows,))
+        self._ids = np.memmap(self.ids_path, dtype=np.uint8, mode="r+", shape=(rows, 16))
         self._rows = rows
 
     def _reserve(self, max_row: int) -> None:
@@ -84,25 +93,36 @@ class VectorMirror:
         return 0 if present is None else int(np.count_nonzero(present))
 
     # -- writes -------------------------------------------------------------------------------------------------
-    def write(self, image_ids: np.ndarray, vectors: np.ndarray) -> None:
-        """Store ``vectors`` (N, D) at rows ``image_ids`` (N,), L2-normalised (as the engine stores cosine vectors).
+    def write(self, image_ids: np.ndarray, vectors: np.ndarray, point_ids: Sequence[str]) -> None:
+        """Store ``vectors`` (N, D) at rows ``image_ids`` (N,), L2-normalised (as the engine stores cosine vectors),
+        with their points' uuid ids.
 
-        Rows with a non-positive id or a zero vector are skipped (the reader then asks the engine).
+        Rows with a non-positive image id, a zero vector or a point id that is not a uuid are skipped (the reader
+        then asks the engine).
         """
         ids = np.asarray(image_ids, dtype=np.int64)
         vecs = np.asarray(vectors, dtype=np.float32)
         if ids.size == 0:
             return
+        uuids = np.zeros((ids.size, 16), dtype=np.uint8)
+        valid = np.zeros(ids.size, dtype=bool)
+        for j, pid in enumerate(point_ids):
+            try:
+                uuids[j] = np.frombuffer(uuid.UUID(str(pid)).bytes, dtype=np.uint8)
+                valid[j] = True
+            except ValueError:
+                continue
         norms = np.linalg.norm(vecs, axis=1)
-        keep = (ids > 0) & (norms > 0) & np.isfinite(norms)
-        ids, vecs, norms = ids[keep], vecs[keep], norms[keep]
+        keep = (ids > 0) & (norms > 0) & np.isfinite(norms) & valid
+        ids, vecs, norms, uuids = ids[keep], vecs[keep], norms[keep], uuids[keep]
         if ids.size == 0:
             return
         with self._lock:
             self._reserve(int(ids.max()))
-            assert self._vectors is not None and self._present is not None
+            assert self._vectors is not None and self._present is not None and self._ids is not None
             self._vectors[ids] = vecs / norms[:, None]
-            self._present[ids] = 1  # after the vector: a present row is always complete
+            self._ids[ids] = uuids
+            self._present[ids] = 1  # last: a present row is always complete
 
     def clear(self, image_ids: np.ndarray) -> None:
         """Mark rows ``image_ids`` absent (before their points are deleted from the engine)."""
@@ -129,6 +149,12 @@ class VectorMirror:
         out[~found] = 0.0
         return out, found
 
+    def point_ids(self, image_ids: Sequence[int]) -> list[str]:
+        """The point ids (uuid strings) stored with present rows ``image_ids``."""
+        ids = self._ids
+        assert ids is not None
+        return [str(uuid.UUID(bytes=bytes(ids[int(i)]))) for i in image_ids]
+
     def present_ids(self) -> np.ndarray:
         """All image ids with a present row (ascending)."""
         present = self._present
@@ -146,7 +172,7 @@ class VectorMirror:
     def flush(self) -> None:
         """Write dirty pages to the files."""
         with self._lock:
-            for mm in (self._vectors, self._present):
+            for mm in (self._vectors, self._present, self._ids):
                 if mm is not None:
                     mm.flush()
 
@@ -154,11 +180,11 @@ class VectorMirror:
         """Flush and unmap."""
         with self._lock:
             self.flush()
-            self._vectors = self._present = None
+            self._vectors = self._present = self._ids = None
             self._rows = 0
 
 
 def remove_mirror(path: Path) -> None:
     """Delete a mirror's files (``path`` = its ``.f32`` file); missing files are fine."""
-    for p in (Path(path), Path(path).with_suffix(".present")):
+    for p in (Path(path), Path(path).with_suffix(".present"), Path(path).with_suffix(".ids")):
         p.unlink(missing_ok=True)

@@ -18,13 +18,15 @@ def test_rows_grow_persist_and_clear(tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
     v = rng.normal(size=(3, 8)).astype(np.float32)
     m = VectorMirror(tmp_path / "m.f32", 8)
-    m.write(np.array([5, 3000, 3]), v)  # 3000: beyond the first mapping, the files grow
-    m.write(np.array([7, -1]), np.stack([np.zeros(8, np.float32), v[0]]))  # zero vector, bad id: not kept
-    rows, found = m.read(np.array([3, 5, 7, 3000, 0, 99_999, 5]))
-    assert found.tolist() == [True, True, False, True, False, False, True]
+    pids = [point_id(f"h{i}", "v") for i in range(3)]
+    m.write(np.array([5, 3000, 3]), v, pids)  # 3000: beyond the first mapping, the files grow
+    # a zero vector, a bad image id, a point id that is not a uuid: not kept
+    m.write(np.array([7, -1, 9]), np.stack([np.zeros(8, np.float32), v[0], v[1]]), [pids[0], pids[1], "x"])
+    rows, found = m.read(np.array([3, 5, 7, 3000, 0, 99_999, 5, 9]))
+    assert found.tolist() == [True, True, False, True, False, False, True, False]
     unit = v / np.linalg.norm(v, axis=1, keepdims=True)
     np.testing.assert_allclose(rows[[1, 0, 3, 6]], unit[[0, 2, 1, 0]], atol=1e-6)
-    assert not rows[[2, 4, 5]].any()
+    assert not rows[[2, 4, 5, 7]].any()
     m.clear(np.array([5, 123_456]))
     assert m.count() == 2
     m.close()
@@ -33,6 +35,7 @@ def test_rows_grow_persist_and_clear(tmp_path: Path) -> None:
     assert found.tolist() == [True, False, True]
     np.testing.assert_allclose(rows[[0, 2]], unit[[2, 1]], atol=1e-6)
     assert again.present_ids().tolist() == [3, 3000]
+    assert again.point_ids([3000, 3]) == [pids[1], pids[2]]
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from retrieval.db import make_engine, migrate, session_factory
 from retrieval.errors import RetrievalError
 from retrieval.models import Embedding
 from retrieval.store.edge import EdgeVectorStore
-from retrieval.store.mirror import VectorMirror
+from retrieval.store.mirror import VectorMirror, remove_mirror
 from retrieval.store.server import ServerVectorStore
 from tests.support.retrieval_factory import Catalog, add_images, fake_version, populate
 
@@ -113,8 +113,7 @@ def test_embedded_mirror_missing_or_behind_the_engine(tmp_path: Path) -> None:
     # a store written before the mirror existed: the engine answers, and the mirror is filled in on the way
     mirror_file = tmp_path / "q" / "mirrors" / f"{cat.version.collection}.f32"
     assert mirror_file.exists()
-    mirror_file.unlink()
-    mirror_file.with_suffix(".present").unlink()
+    remove_mirror(mirror_file)
     store = EdgeVectorStore(tmp_path / "q")
     r = Retrieval(session=session, store=store)
     np.testing.assert_allclose([o.cos for o in r.pair_batch(pairs)], want, atol=1e-6)
