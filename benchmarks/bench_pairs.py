@@ -15,7 +15,7 @@ optimised), then, in the same process and run:
 * sizes per vector / tile for docs/deploy.md: allocated disk of the store and of its memory-mapped copy, SQLite, and
   PostgreSQL bytes per slide tile (images + embeddings rows with indexes, on a throwaway server).
 
-Each batch is timed 3 times (median; the first call after reopening the store is reported too, as "cold").
+Each batch is timed 3 times (median; the first of the three is reported too, as "cold").
 
     .venv/bin/python benchmarks/bench_pairs.py --n 100000           # the recorded run
     .venv/bin/python benchmarks/bench_pairs.py --n 2000 --dim 256   # quick smoke run
@@ -214,7 +214,7 @@ def run(n: int, dim: int, work: Path, seed: int, queries_n: int) -> dict[str, An
         v = r.resolve(flat).vectors
         np.einsum("ij,ij->i", v[0::2], v[1::2])
 
-    # the store was reopened above: the "cold" column of the first row is the first read of the memory map
+    # "cold" = the first of the timed calls (the correctness check above has already read these rows once)
     res["ids10k"] = rate(lambda: r.pair_batch(pairs10k), 10_000)
     res["np_ids10k"] = rate(lambda: numpy_ids(ids100k[:10_000]), 10_000)
     res["ids100k"] = rate(lambda: r.pair_batch(pairs100k), 100_000)
