@@ -27,7 +27,14 @@ from sqlalchemy.orm import Session
 from retrieval.catalog import active_encoder_version
 from retrieval.errors import EmptyCollectionError, RetrievalError
 from retrieval.models import EncoderVersion, Image
-from retrieval.resolve import QueryInput, Resolved, describe, resolve_queries
+from retrieval.resolve import (
+    QueryInput,
+    Resolved,
+    describe,
+    missing_image_errors,
+    resolve_queries,
+    stored_ids_by_path,
+)
 from retrieval.store.base import Hit, SearchFilter, VectorStore
 from retrieval.thresholds import Threshold, ThresholdSource, resolve_threshold
 
@@ -36,6 +43,10 @@ if TYPE_CHECKING:
     from training.encoder import Encoder
 
 log = logging.getLogger(__name__)
+
+#: Pairs per chunk of :meth:`Retrieval.pair_batch` (bounds memory: 2 x 4,096 x D float32 rows at a time)
+PAIR_CHUNK = 4096
+_MAX_ID = 2**62  # larger "ids" go through resolve(), which reports them as unknown
 
 
 @dataclass(frozen=True)
@@ -211,7 +222,12 @@ class Retrieval:
         threshold_d: float | None = None,
         strict: bool = False,
     ) -> list[PairResult]:
-        """Compare many pairs at once (one SQL query, one store read and one model batch for all of them).
+        """Compare many pairs at once, at array speed for stored images.
+
+        Per chunk of :data:`PAIR_CHUNK` pairs: one indexed SQL lookup for the file paths, one store read for the
+        vectors of every stored image (ids and stored files), one matrix operation for the scores; files that are
+        not stored, PIL images and arrays go through :meth:`resolve` (embedded in model batches). Memory stays
+        bounded by the chunk, whatever the number of pairs.
 
         Args:
             pairs: (a, b) queries.
@@ -219,16 +235,23 @@ class Retrieval:
             strict: raise the first bad query instead of answering it with ``error`` set.
         """
         thr = self.threshold(threshold, threshold_d)
+        out: list[PairResult] = []
+        for start in range(0, len(pairs), PAIR_CHUNK):
+            out.extend(self._pair_chunk(pairs[start : start + PAIR_CHUNK], thr, strict))
+        return out
+
+    def _pair_chunk(
+        self, pairs: Sequence[tuple[QueryInput, QueryInput]], thr: Threshold, strict: bool
+    ) -> list[PairResult]:
         flat: list[QueryInput] = [q for pair in pairs for q in pair]
-        res = self.resolve(flat)
-        if strict:
-            res.raise_first()
-        va, vb = res.vectors[0::2], res.vectors[1::2]
-        cos = np.clip(np.einsum("ij,ij->i", va, vb), -1.0, 1.0)
+        vectors, errors = self._pair_vectors(flat)
+        if strict and errors:
+            raise errors[min(errors)]
+        cos = np.clip(np.einsum("ij,ij->i", vectors[0::2], vectors[1::2]), -1.0, 1.0).tolist()
         out: list[PairResult] = []
         for i, (a, b) in enumerate(pairs):
-            err = res.errors.get(2 * i) or res.errors.get(2 * i + 1)
-            c = float(cos[i]) if err is None else float("nan")
+            err = errors.get(2 * i) or errors.get(2 * i + 1)
+            c = cos[i] if err is None else float("nan")
             out.append(
                 PairResult(
                     a=describe(a),
@@ -243,6 +266,36 @@ class Retrieval:
                 )
             )
         return out
+
+    def _pair_vectors(self, queries: Sequence[QueryInput]) -> tuple[np.ndarray, dict[int, RetrievalError]]:
+        """(N, D) vectors of ``queries`` (rows of failed queries are meaningless) and errors by query index.
+
+        Stored ids and stored files: their image ids (files in one bulk SQL lookup), then one
+        ``store.vector_matrix`` read in query order; ids the store lacks get the errors :meth:`resolve` gives (unknown,
+        not embedded, point lost: one SQL query for all). Everything else goes through :meth:`resolve`.
+        """
+        n = len(queries)
+        image_ids = np.zeros(n, dtype=np.int64)  # 0: not a stored image
+        path_at = [i for i, q in enumerate(queries) if isinstance(q, str | Path)]
+        if path_at:
+            files = [q for q in queries if isinstance(q, str | Path)]  # the queries at path_at, typed
+            found_ids = stored_ids_by_path(files, self.version, session=self.session)
+            image_ids[path_at] = [0 if iid is None else iid for iid in found_ids]
+        for i, q in enumerate(queries):
+            if isinstance(q, int | np.integer) and not isinstance(q, bool) and 0 < int(q) < _MAX_ID:
+                image_ids[i] = int(q)
+        vectors, found = self.store.vector_matrix(self.version.collection, image_ids)
+        errors: dict[int, RetrievalError] = {}
+        lost = np.flatnonzero(~found & (image_ids > 0))
+        if lost.size:
+            reasons = missing_image_errors(image_ids[lost].tolist(), self.version, session=self.session)
+            errors.update({i: reasons[int(image_ids[i])] for i in lost.tolist()})
+        rest = np.flatnonzero(image_ids == 0).tolist()
+        if rest:
+            res = self.resolve([queries[i] for i in rest])
+            vectors[rest] = res.vectors
+            errors.update({rest[j]: err for j, err in res.errors.items()})
+        return vectors, errors
 
     # -- top-k ---------------------------------------------------------------------------------------------------
     def top_k(

@@ -104,6 +104,9 @@ class Image(Base):
         UniqueConstraint("slide_id", "level", "x", "y", "tile_size"),
         CheckConstraint(_in("status", IMAGE_STATUSES), name="status"),
         Index("ix_images_dataset_id_label", "dataset_id", "label"),
+        # query files are looked up by path in bulk (retrieval.resolve.stored_ids_by_path); a hash index on
+        # PostgreSQL (equality only, no btree row-size limit for long paths), a plain one on SQLite
+        Index("ix_images_source_path", "source_path", postgresql_using="hash"),
     )
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id", ondelete="CASCADE"), nullable=False)

@@ -6,6 +6,7 @@ else is embedded on the fly with the version's encoder, all in batches.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -103,8 +104,15 @@ def stored_vectors(
     hits = store.vectors_by_image_ids(version.collection, unique)
     vectors = {i: vec for i, (vec, _) in hits.items()}
     slides: dict[int, int | None] = {i: payload.get("slide_id") for i, (_, payload) in hits.items()}
-    errors: dict[int, RetrievalError] = {}
-    missing = [i for i in unique if i not in hits]
+    errors = missing_image_errors([i for i in unique if i not in hits], version, session=session)
+    return vectors, slides, errors
+
+
+def missing_image_errors(
+    image_ids: Sequence[int], version: EncoderVersion, *, session: Session
+) -> dict[int, RetrievalError]:
+    """Why the store has no vector for each of ``image_ids`` (unknown image, not embedded, point lost), in bulk."""
+    missing = sorted({int(i) for i in image_ids})
     found: dict[int, str | None] = {}
     for start in range(0, len(missing), 5000):
         chunk = missing[start : start + 5000]
@@ -114,6 +122,7 @@ def stored_vectors(
             .where(Image.id.in_(chunk))
         )
         found.update({int(image_id): pid for image_id, pid in session.execute(stmt).all()})
+    errors: dict[int, RetrievalError] = {}
     for i in missing:
         if i not in found:
             errors[i] = UnknownImageError(f"unknown image id {i}: no such image in the database")
@@ -127,7 +136,42 @@ def stored_vectors(
                 f"image id {i} is recorded as embedded but its point is missing from collection "
                 f"{version.collection!r}: run `histoquery doctor --repair`"
             )
-    return vectors, slides, errors
+    return errors
+
+
+def query_path(query: str | Path) -> str:
+    """The normalised form of a query file path, as compared with ``images.source_path``: ``~`` expanded, absolute,
+    symlinks and ``..`` resolved (``Path(query).expanduser().resolve()``, without pathlib's per-call cost)."""
+    return os.path.realpath(os.path.expanduser(os.fspath(query)))
+
+
+def stored_ids_by_path(
+    paths: Sequence[str | Path], version: EncoderVersion, *, session: Session, chunk: int = 2000
+) -> list[int | None]:
+    """Image ids of files already embedded under ``version`` (not slide tiles), in the order of ``paths``.
+
+    Each distinct path is normalised once (:func:`query_path`) and looked up with the others in indexed ``IN``
+    queries on ``images.source_path`` (``chunk`` paths per query).
+
+    Returns:
+        One image id per path, None for paths that are not stored under ``version``.
+    """
+    normal: dict[str | Path, str | None] = {}
+    for p in dict.fromkeys(paths):
+        try:
+            normal[p] = query_path(p)
+        except (OSError, ValueError):  # e.g. a NUL byte: not stored; resolve_queries reports it for that query
+            normal[p] = None
+    wanted = sorted({v for v in normal.values() if v is not None})
+    by_path: dict[str, int] = {}
+    for start in range(0, len(wanted), chunk):
+        stmt = (
+            select(Image.source_path, Image.id)
+            .join(Embedding, (Embedding.image_id == Image.id) & (Embedding.encoder_version_id == version.id))
+            .where(Image.source_path.in_(wanted[start : start + chunk]), Image.slide_id.is_(None))
+        )
+        by_path.update({str(sp): int(iid) for sp, iid in session.execute(stmt)})
+    return [None if normal[p] is None else by_path.get(normal[p] or "") for p in paths]
 
 
 def resolve_queries(
@@ -148,23 +192,13 @@ def resolve_queries(
     errors: dict[int, RetrievalError] = {}
 
     # Files that are stored images under this version are read from the store, not embedded again.
-    paths = {i: Path(q).expanduser().resolve() for i, q in enumerate(queries) if isinstance(q, str | Path)}
-    by_path: dict[str, int] = {}
-    if paths:
-        wanted = sorted({str(p) for p in paths.values()})
-        for start in range(0, len(wanted), 2000):
-            stmt = (
-                select(Image.source_path, Image.id)
-                .join(Embedding, (Embedding.image_id == Image.id) & (Embedding.encoder_version_id == version.id))
-                .where(Image.source_path.in_(wanted[start : start + 2000]), Image.slide_id.is_(None))
-            )
-            by_path.update({str(sp): int(iid) for sp, iid in session.execute(stmt)})
-    id_of: dict[int, int] = {}
+    path_at = [i for i, q in enumerate(queries) if isinstance(q, str | Path)]
+    files = [q for q in queries if isinstance(q, str | Path)]  # the queries at path_at, typed
+    stored = stored_ids_by_path(files, version, session=session) if files else []
+    id_of: dict[int, int] = {i: iid for i, iid in zip(path_at, stored, strict=True) if iid is not None}
     for i, q in enumerate(queries):
         if isinstance(q, int | np.integer) and not isinstance(q, bool):
             id_of[i] = int(q)
-        elif i in paths and str(paths[i]) in by_path:
-            id_of[i] = by_path[str(paths[i])]
     vecs, slides, id_errors = stored_vectors(list(id_of.values()), version, session=session, store=store)
     for i, image_id in id_of.items():
         if image_id in vecs:
@@ -180,7 +214,7 @@ def resolve_queries(
         if i in id_of:
             continue
         try:
-            item = _as_pixels_or_vector(q, i, paths.get(i), version.dim, max_pixels)
+            item = _as_pixels_or_vector(q, i, _file_of(q), version.dim, max_pixels)
         except RetrievalError as exc:
             errors[i] = exc
             continue
@@ -196,6 +230,16 @@ def resolve_queries(
             for (i, _), vec in zip(chunk, vectors, strict=True):
                 out[i] = vec
     return Resolved(out, image_ids, slide_ids, errors)
+
+
+def _file_of(query: Any) -> Path | None:
+    """The normalised file path of a path query (None for other queries)."""
+    if not isinstance(query, str | Path):
+        return None
+    try:
+        return Path(query_path(query))
+    except (OSError, ValueError) as exc:
+        raise QueryImageError(f"query image {str(query)!r} is not a usable file path: {exc}") from exc
 
 
 def _as_pixels_or_vector(

@@ -34,6 +34,11 @@ class Settings(BaseSettings):
         description="Scalar quantisation of new collections: int8 copies in RAM for the HNSW search, rescored with the "
         "float vectors (~2x faster top-k at 100k x 2048, recall@10 within 0.003; BENCHMARKS.md). 'none' = float only.",
     )
+    vectors_on_disk: bool = Field(
+        default=False,
+        description="Keep the float vectors of new collections on disk, read on demand (the int8 copies stay in RAM): "
+        "for collections whose float vectors do not fit in memory (1M x 2048 = 8 GB; docs/deploy.md).",
+    )
 
     # Jobs
     broker_url: str | None = Field(default=None, description="Celery broker (redis://...); None = in-process.")

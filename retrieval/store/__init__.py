@@ -23,6 +23,7 @@ def collection_config(settings: Settings) -> CollectionConfig:
         hnsw_ef_construct=settings.hnsw_ef_construct,
         hnsw_ef_search=settings.hnsw_ef_search,
         quantization=settings.quantization,
+        vectors_on_disk=settings.vectors_on_disk,
     )
 
 

@@ -86,6 +86,7 @@ class CollectionConfig:
     hnsw_ef_construct: int = 100
     hnsw_ef_search: int = 128
     quantization: Literal["none", "int8"] = "int8"
+    vectors_on_disk: bool = False
     full_scan_threshold_kb: int = 10_000
 
 
@@ -121,6 +122,11 @@ class VectorStore(Protocol):
 
     def vectors_by_image_ids(self, name: str, image_ids: Sequence[int]) -> dict[int, tuple[np.ndarray, dict[str, Any]]]:
         """Vectors and payloads by payload ``image_id`` (stored-id queries without a SQL round trip)."""
+
+    def vector_matrix(self, name: str, image_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Vectors by payload ``image_id`` as one (N, D) float32 matrix in the order of ``image_ids`` (repeats
+        allowed; zero rows where missing, e.g. for id 0) and a (N,) bool mask of the ids found: the batch read behind
+        pair queries."""
 
     def count(self, name: str) -> int:
         """Number of points."""
@@ -176,6 +182,19 @@ def stack_found(name: str, ids: Sequence[str], found: dict[str, np.ndarray], dim
     if not ids:
         return np.zeros((0, dim), dtype=np.float32)
     return np.stack([found[str(i)] for i in ids])
+
+
+def matrix_from(
+    image_ids: np.ndarray, found: dict[int, tuple[np.ndarray, dict[str, Any]]], dim: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """A ``vector_matrix`` answer from a ``vectors_by_image_ids`` one: (N, D) rows in order and the found mask."""
+    ids = np.asarray(image_ids, dtype=np.int64)
+    rows = np.zeros((ids.size, dim), dtype=np.float32)
+    mask = np.array([i in found for i in ids.tolist()], dtype=bool)
+    hit = np.flatnonzero(mask)
+    if hit.size:
+        rows[hit] = np.stack([found[int(ids[j])][0] for j in hit])
+    return rows, mask
 
 
 def batch_filters(n: int, filters: Sequence[SearchFilter | None] | None) -> list[SearchFilter | None]:

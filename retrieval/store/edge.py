@@ -30,6 +30,7 @@ from retrieval.store.base import (
     batch_filters,
     stack_found,
 )
+from retrieval.store.mirror import VectorMirror, remove_mirror
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +51,12 @@ def to_edge_filter(flt: SearchFilter | None) -> qe.Filter | None:
     must: list[Any] = [qe.FieldCondition(k, match=qe.MatchValue(v)) for k, v in flt.must().items()]
     must_not: list[Any] = [qe.FieldCondition(k, match=qe.MatchAny(v)) for k, v in flt.must_not().items()]
     return qe.Filter(must=must or None, must_not=must_not or None)
+
+
+def _image_id(payload: dict[str, Any]) -> int:
+    """The payload's integer ``image_id`` (0 when absent: such points are not mirrored)."""
+    value = payload.get("image_id")
+    return int(value) if isinstance(value, int) and not isinstance(value, bool) else 0
 
 
 def _open_shard(path: Path) -> qe.EdgeShard:
@@ -78,6 +85,7 @@ class EdgeVectorStore:
         self._cat: dict[str, Any] | None = None  # cached catalog.json, reloaded when its mtime changes
         self._cat_mtime: int = -1
         self._search_params: dict[bool, qe.SearchParams] = {}
+        self._mirrors: dict[str, VectorMirror] = {}
 
     # -- catalog (dims + aliases) -------------------------------------------------------------------------------
     def _catalog_path(self) -> Path:
@@ -111,7 +119,11 @@ class EdgeVectorStore:
         if self.config.quantization == "int8":
             quant = qe.ScalarQuantizationConfig(type=qe.ScalarType.Int8, quantile=0.99, always_ram=True)
         return qe.EdgeConfig(
-            vectors=qe.EdgeVectorParams(size=dim, distance=qe.Distance.Cosine),
+            vectors=qe.EdgeVectorParams(
+                size=dim,
+                distance=qe.Distance.Cosine,
+                memory=qe.Memory.Cold if self.config.vectors_on_disk else None,  # None: the engine default, cached
+            ),
             hnsw_config=qe.HnswIndexConfig(
                 m=self.config.hnsw_m,
                 ef_construct=self.config.hnsw_ef_construct,
@@ -140,6 +152,7 @@ class EdgeVectorStore:
             path = self.root / "collections" / name
             if path.exists():
                 shutil.rmtree(path)  # a half-created shard from an interrupted call
+            self._drop_mirror(name)  # rows of an earlier collection of the same name
             shard = qe.EdgeShard.create(str(path), self._edge_config(dim))
             for field_name, kind in PAYLOAD_INDEXES.items():
                 schema = qe.PayloadSchemaType.Keyword if kind == "keyword" else qe.PayloadSchemaType.Integer
@@ -165,6 +178,22 @@ class EdgeVectorStore:
             self._shards[real] = shard
             return shard
 
+    def _drop_mirror(self, real: str) -> None:
+        mirror = self._mirrors.pop(real, None)
+        if mirror is not None:
+            mirror.close()
+        remove_mirror(self.root / "mirrors" / f"{real}.f32")
+
+    def _mirror(self, name: str) -> VectorMirror:
+        """The memory-mapped float copy of a collection (:mod:`retrieval.store.mirror`), opened on first use."""
+        with self._lock:
+            real = self.resolve(name)
+            mirror = self._mirrors.get(real)
+            if mirror is None:
+                mirror = VectorMirror(self.root / "mirrors" / f"{real}.f32", self.dim(real))
+                self._mirrors[real] = mirror
+            return mirror
+
     def dim(self, name: str) -> int:
         """Vector dimension of a collection (or alias)."""
         cat = self._catalog()
@@ -176,24 +205,31 @@ class EdgeVectorStore:
         if not (len(ids) == len(arr) == len(payloads)):
             raise VectorStoreError(f"upsert got {len(ids)} ids, {len(arr)} vectors, {len(payloads)} payloads")
         shard = self._shard(name)
+        mirror = self._mirror(name)
+        image_ids = np.array([_image_id(p) for p in payloads], dtype=np.int64)
         for start in range(0, len(arr), _UPSERT_CHUNK):
+            stop = min(start + _UPSERT_CHUNK, len(arr))
             # a row's tolist() converts ~2.5x faster than handing the bindings the numpy row (a float sequence)
-            points = [
-                qe.Point(str(ids[i]), arr[i].tolist(), dict(payloads[i]))
-                for i in range(start, min(start + _UPSERT_CHUNK, len(arr)))
-            ]
+            points = [qe.Point(str(ids[i]), arr[i].tolist(), dict(payloads[i])) for i in range(start, stop)]
             shard.update(qe.UpdateOperation.upsert_points(points))
+            # after the engine: a present row always has a point
+            mirror.write(image_ids[start:stop], arr[start:stop], [str(i) for i in ids[start:stop]])
         self._dirty.add(self.resolve(name))
 
     def delete(self, name: str, ids: Sequence[str]) -> None:
         if ids:
-            self._shard(name).update(qe.UpdateOperation.delete_points([str(i) for i in ids]))
+            shard = self._shard(name)
+            records = shard.retrieve([str(i) for i in ids], qe.PayloadSelector.Include(["image_id"]), False)
+            gone = np.array([_image_id(dict(r.payload or {})) for r in records], dtype=np.int64)
+            self._mirror(name).clear(gone)  # before the engine: a present row never outlives its point
+            shard.update(qe.UpdateOperation.delete_points([str(i) for i in ids]))
             self._dirty.add(self.resolve(name))
 
     def optimize(self, name: str) -> None:
         shard = self._shard(name)
         changed = shard.optimize()
         shard.flush()
+        self._mirror(name).flush()
         self._dirty.discard(self.resolve(name))
         log.debug("optimize(%s): segments changed=%s", name, changed)
 
@@ -223,8 +259,48 @@ class EdgeVectorStore:
         self, name: str, vector: np.ndarray, k: int, filter: SearchFilter | None = None, exact: bool = False
     ) -> list[Hit]:
         vec = as_matrix(vector, self.dim(name))[0]
+        if exact:
+            hits = self._exact_from_mirror(name, vec, k, filter)
+            if hits is not None:
+                return hits
         points = self._shard(name).query(self._request(vec, k, filter, exact))
         return [Hit(str(p.id), float(p.score), dict(p.payload or {})) for p in points]
+
+    def _exact_from_mirror(self, name: str, vec: np.ndarray, k: int, flt: SearchFilter | None) -> list[Hit] | None:
+        """Exact top-k as numpy brute force over the memory-mapped copy (one matrix-vector product), or None when
+        the copy cannot answer: payload filters other than excluded images, a copy that does not hold exactly the
+        engine's number of points, a zero query. The winners' payloads come from the engine by their point ids (one
+        retrieve), which also proves that each of them is a stored point with that image id."""
+        if flt is not None and (flt.must() or flt.exclude_slide_ids):
+            return None
+        norm = float(np.linalg.norm(vec))
+        mirror = self._mirror(name)
+        present = mirror.present_ids()
+        shard = self._shard(name)
+        if norm == 0.0 or present.size == 0 or present.size != int(shard.info().points_count):
+            return None
+        matrix = mirror.matrix()[: int(present[-1]) + 1]  # rows past the last stored image are holes
+        scores = matrix @ (vec / norm)
+        absent = np.ones(len(scores), dtype=bool)
+        absent[present] = False
+        if flt is not None and flt.exclude_image_ids:
+            excluded = np.asarray(flt.exclude_image_ids, dtype=np.int64)
+            absent[excluded[(excluded >= 0) & (excluded < len(scores))]] = True
+        scores[absent] = -np.inf
+        n_ok = int(len(scores) - np.count_nonzero(absent))
+        take = min(int(k), n_ok)
+        if take <= 0:
+            return []
+        top = np.argpartition(-scores, take - 1)[:take]
+        top = top[np.argsort(-scores[top], kind="stable")]
+        wanted = [int(i) for i in top]
+        point_ids: list[Any] = mirror.point_ids(wanted)
+        records = shard.retrieve(point_ids, True, False)  # by point id: µs, where a filtered scroll costs ms
+        by_image = {_image_id(dict(r.payload or {})): r for r in records}
+        if any(i not in by_image for i in wanted):
+            log.warning("vector mirror of %s is out of step with the engine: exact search falls back to it", name)
+            return None
+        return [Hit(str(by_image[i].id), float(scores[i]), dict(by_image[i].payload or {})) for i in wanted]
 
     def search_batch(
         self,
@@ -238,6 +314,8 @@ class EdgeVectorStore:
         flts = batch_filters(len(arr), filters)
         if len(arr) == 0:
             return []
+        if exact:
+            return [self.search(name, arr[i], k, flts[i], exact=True) for i in range(len(arr))]
         shard = self._shard(name)
         if len(arr) == 1:  # a batch of one costs ~0.3 ms more than a plain query in the bindings
             results = [shard.query(self._request(arr[0], k, flts[0], exact))]
@@ -261,10 +339,16 @@ class EdgeVectorStore:
 
     def vectors_by_image_ids(self, name: str, image_ids: Sequence[int]) -> dict[int, tuple[np.ndarray, dict[str, Any]]]:
         """Vectors and payloads of points whose payload ``image_id`` is in ``image_ids`` (one indexed scroll)."""
+        return {i: (vec, payload) for i, (_, vec, payload) in self._points_by_image_ids(name, image_ids).items()}
+
+    def _points_by_image_ids(
+        self, name: str, image_ids: Sequence[int]
+    ) -> dict[int, tuple[str, np.ndarray, dict[str, Any]]]:
+        """(point id, vector, payload) by payload ``image_id``, one indexed scroll per 1,000 ids."""
         if not image_ids:
             return {}
         shard = self._shard(name)
-        out: dict[int, tuple[np.ndarray, dict[str, Any]]] = {}
+        out: dict[int, tuple[str, np.ndarray, dict[str, Any]]] = {}
         wanted = [int(i) for i in image_ids]
         for start in range(0, len(wanted), 1000):
             chunk = wanted[start : start + 1000]
@@ -277,8 +361,29 @@ class EdgeVectorStore:
                 if isinstance(vec, dict):
                     vec = vec.get("")
                 payload = dict(rec.payload or {})
-                out.setdefault(int(payload["image_id"]), (np.asarray(vec, dtype=np.float32), payload))
+                out.setdefault(int(payload["image_id"]), (str(rec.id), np.asarray(vec, dtype=np.float32), payload))
         return out
+
+    def vector_matrix(self, name: str, image_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Vectors of stored images as one (N, D) float32 matrix in the order of ``image_ids`` (repeats allowed,
+        zero rows where missing) and a (N,) found mask.
+
+        Rows come from the memory-mapped copy (:mod:`retrieval.store.mirror`: one numpy gather); ids it lacks are
+        asked of the engine (one indexed scroll per 1,000) and copied into it, so the next read is fast.
+        """
+        ids = np.asarray(image_ids, dtype=np.int64)
+        mirror = self._mirror(name)
+        rows, found = mirror.read(ids)
+        lacking = np.flatnonzero(~found & (ids > 0))
+        if lacking.size:
+            got = self._points_by_image_ids(name, np.unique(ids[lacking]).tolist())
+            have = np.array([j for j in lacking.tolist() if int(ids[j]) in got], dtype=np.int64)
+            if have.size:
+                rows[have] = np.stack([got[int(ids[j])][1] for j in have.tolist()])
+                found[have] = True
+                mirror.write(ids[have], rows[have], [got[int(ids[j])][0] for j in have.tolist()])
+                log.debug("vector mirror of %s: filled %d rows from the engine", name, have.size)
+        return rows, found
 
     def retrieve(self, name: str, ids: Sequence[str]) -> np.ndarray:
         return stack_found(name, ids, self.retrieve_existing(name, ids), self.dim(name))
@@ -325,6 +430,7 @@ class EdgeVectorStore:
             shard = self._shards.pop(real, None)
             if shard is not None:
                 shard.close()
+            self._drop_mirror(real)
             cat["collections"].pop(real, None)
             cat["aliases"] = {a: c for a, c in cat["aliases"].items() if c != real}
             self._write_catalog(cat)
@@ -345,6 +451,9 @@ class EdgeVectorStore:
                 shard.close()
             self._shards.clear()
             self._dirty.clear()
+            for mirror in self._mirrors.values():
+                mirror.close()
+            self._mirrors.clear()
 
     def __enter__(self) -> EdgeVectorStore:
         return self

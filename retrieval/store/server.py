@@ -22,6 +22,7 @@ from retrieval.store.base import (
     SearchFilter,
     as_matrix,
     batch_filters,
+    matrix_from,
     stack_found,
 )
 
@@ -93,7 +94,9 @@ class ServerVectorStore:
             )
         self.client.create_collection(
             collection_name=name,
-            vectors_config=models.VectorParams(size=dim, distance=models.Distance.COSINE),
+            vectors_config=models.VectorParams(
+                size=dim, distance=models.Distance.COSINE, on_disk=True if self.config.vectors_on_disk else None
+            ),
             hnsw_config=models.HnswConfigDiff(
                 m=self.config.hnsw_m,
                 ef_construct=self.config.hnsw_ef_construct,
@@ -202,6 +205,13 @@ class ServerVectorStore:
                 payload = dict(rec.payload or {})
                 out.setdefault(int(payload["image_id"]), (np.asarray(vec, dtype=np.float32), payload))
         return out
+
+    def vector_matrix(self, name: str, image_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Vectors of stored images as one (N, D) matrix and a found mask (one scroll per 1,000 distinct ids)."""
+        ids = np.asarray(image_ids, dtype=np.int64)
+        wanted = np.unique(ids[ids > 0]).tolist()
+        found = self.vectors_by_image_ids(name, wanted) if wanted else {}
+        return matrix_from(ids, found, self.dim(name))
 
     def retrieve(self, name: str, ids: Sequence[str]) -> np.ndarray:
         return stack_found(name, ids, self.retrieve_existing(name, ids), self.dim(name))

@@ -135,6 +135,42 @@ def test_query_pairs_csv(env: Env, tmp_path: Path, capsys: pytest.CaptureFixture
     assert all(r["same"] in ("0", "1") for r in (rows[0], rows[2]))
 
 
+def test_query_pairs_csv_of_stored_files_with_bad_rows_in_the_middle(
+    env: Env, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Stored files (relative to the CSV, and absolute), ids, a missing file and an unknown id in the middle: each
+    answered row equals `query pair` on the same two images, each bad row carries the per-pair message."""
+    import os
+
+    rel = [os.path.relpath(f, tmp_path) for f in env.files]
+    missing = tmp_path / "gone.png"
+    rows = [
+        (rel[0], rel[4]),
+        (str(env.files[1]), str(env.ids[7])),
+        ("gone.png", rel[2]),
+        (str(env.ids[3]), "424242"),
+        (rel[5], rel[5]),
+        (str(env.ids[8]), rel[9]),
+    ]
+    src = tmp_path / "pairs.csv"
+    src.write_text("image_a,image_b\n" + "".join(f"{a},{b}\n" for a, b in rows))
+    out = tmp_path / "decisions.csv"
+    assert main(["query", "pairs", str(src), "-o", str(out), "--threshold", "0.9"]) == 1
+    captured = capsys.readouterr()
+    assert "4/6 pairs answered" in captured.out and "line 4" in captured.err and "line 5" in captured.err
+    got = list(csv.DictReader(out.open()))
+    assert [r["line"] for r in got] == ["2", "3", "4", "5", "6", "7"]
+    assert got[2]["error"] == f"query image {missing} does not exist (or is not a file)"
+    assert got[3]["error"] == "unknown image id 424242: no such image in the database"
+    for (a, b), row in zip(rows, got, strict=True):
+        if row["error"]:
+            continue
+        one = _json(capsys, ["query", "pair", str(tmp_path / a) if not a.isdigit() else a,
+                             str(tmp_path / b) if not b.isdigit() else b, "--threshold", "0.9", "--json"])  # fmt: skip
+        assert float(row["cos"]) == pytest.approx(one["cos"], abs=1e-5) and row["same"] == str(int(one["same"]))
+    assert float(got[4]["cos"]) == pytest.approx(1.0, abs=1e-5)
+
+
 def test_evaluate_calibrate_then_evaluate(
     env: Env, tmp_path: Path, sample_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -26,10 +26,10 @@ def _schema_diff(url: str) -> list[object]:
 def test_upgrade_empty_database_matches_models(db_url: str) -> None:
     assert current_revision(db_url) is None
     migrate(db_url)
-    assert current_revision(db_url) == head_revision() == "0002"
+    assert current_revision(db_url) == head_revision() == "0003"
     assert _schema_diff(db_url) == []
     migrate(db_url)  # idempotent on an up-to-date database
-    assert current_revision(db_url) == "0002"
+    assert current_revision(db_url) == "0003"
 
 
 def test_upgrade_from_previous_revision_keeps_data(db_url: str) -> None:
@@ -61,4 +61,4 @@ def test_migrate_works_outside_the_source_tree(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'x.db'}"
     code = f"from retrieval.db import migrate, current_revision; migrate({url!r}); print(current_revision({url!r}))"
     out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "0002"
+    assert out.stdout.strip() == "0003"

@@ -1,0 +1,44 @@
+"""benchmarks/bench_query.py at a million vectors must fit in memory: its numpy baseline works through the vectors
+in blocks, and the vectors can live in a memory-mapped file. Checked here at a small N with tiny blocks, and the
+whole run once with the on-disk vectors (the code path ``--n 1000000`` takes)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+
+import bench_query  # noqa: E402
+
+
+def _reference(x: np.ndarray, q: np.ndarray, k: int, idx: np.ndarray | None = None) -> list[int]:
+    rows = np.arange(len(x)) if idx is None else idx
+    s = x[rows] @ q
+    return rows[np.argsort(-s, kind="stable")[:k]].tolist()
+
+
+def test_on_disk_vectors_equal_in_ram_and_blocked_top_k_equals_one_pass(tmp_path: Path) -> None:
+    x_ram, cls = bench_query.make_vectors(2_500, 24, seed=3)
+    x_disk, cls2 = bench_query.make_vectors(2_500, 24, seed=3, path=tmp_path / "v.npy")
+    assert isinstance(x_disk, np.memmap) and np.array_equal(cls, cls2)
+    np.testing.assert_array_equal(x_ram, x_disk)
+    rng = np.random.default_rng(0)
+    idx = np.flatnonzero(cls == 2)
+    for q in rng.normal(size=(5, 24)).astype(np.float32):
+        for k in (1, 10, 40):
+            want = _reference(x_ram, q, k)
+            assert bench_query.brute_topk(x_disk, q, k, chunk=7).tolist() == want  # many blocks, ragged last
+            assert bench_query.brute_topk(x_disk, q, k, chunk=10_000).tolist() == want  # one block
+            assert bench_query.brute_topk(x_disk, q, k, idx, chunk=64).tolist() == _reference(x_ram, q, k, idx)
+
+
+@pytest.mark.slow
+def test_whole_run_with_vectors_on_disk(tmp_path: Path) -> None:
+    res = bench_query.run_one(400, 32, 5, 10, tmp_path, seed=1, quantization="int8", vectors_on_disk="yes")
+    assert res["vectors_on_disk"] is True
+    assert res["recall10_exact_mode"] == 1.0 and res["recall10"] >= 0.9
+    assert res["upsert_per_s"] > 0 and res["bare_upsert_per_s"] > 0 and res["mirror_mb"] > 0
