@@ -25,7 +25,7 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from retrieval.catalog import active_encoder_version
-from retrieval.errors import EmptyCollectionError, RetrievalError
+from retrieval.errors import CheckpointChangedError, EmptyCollectionError, RetrievalError
 from retrieval.models import EncoderVersion, Image
 from retrieval.resolve import QueryInput, Resolved, describe, resolve_queries
 from retrieval.store.base import Hit, SearchFilter, VectorStore
@@ -97,11 +97,31 @@ def group_by_slide(neighbours: Sequence[Neighbour]) -> dict[int | None, list[Nei
     return groups
 
 
-def load_encoder(checkpoint_path: str | Path, *, device: str | None = None) -> Encoder:
-    """The encoder of an encoder version's checkpoint (for callers that may not import ``training`` directly)."""
+def load_encoder(
+    checkpoint_path: str | Path, *, device: str | None = None, expected_sha256: str | None = None
+) -> Encoder:
+    """The encoder of an encoder version's checkpoint (for callers that may not import ``training`` directly).
+
+    Args:
+        checkpoint_path: the version's checkpoint file.
+        device: torch device (None = auto).
+        expected_sha256: the sha256 the version was registered with; a file that differs is refused, as ingestion
+            refuses it (its vectors would not be comparable with the stored ones).
+
+    Raises:
+        CheckpointChangedError: the file's sha256 is not ``expected_sha256``.
+    """
     from training.encoder import Encoder
 
-    return Encoder.from_checkpoint(checkpoint_path, device=device)
+    encoder = Encoder.from_checkpoint(checkpoint_path, device=device)
+    if expected_sha256 is not None and encoder.checkpoint_sha256 != expected_sha256:
+        raise CheckpointChangedError(
+            f"checkpoint {checkpoint_path} changed since its encoder version was registered (sha256 "
+            f"{encoder.checkpoint_sha256[:12]}... instead of {expected_sha256[:12]}...): its vectors would not match "
+            "the stored ones. Put the original file back, or register the new file as a new version "
+            "(`histoquery reembed --checkpoint CKPT --name NEW --activate`)"
+        )
+    return encoder
 
 
 class Retrieval:
@@ -173,7 +193,9 @@ class Retrieval:
     def encoder(self) -> Encoder:
         """The version's encoder, loaded on first use (only needed for queries that are not stored images)."""
         if self._encoder is None:
-            self._encoder = load_encoder(self.version.checkpoint_path, device=self._device)
+            self._encoder = load_encoder(
+                self.version.checkpoint_path, device=self._device, expected_sha256=self.version.checkpoint_sha256
+            )
         return self._encoder
 
     def resolve(self, queries: Sequence[QueryInput]) -> Resolved:

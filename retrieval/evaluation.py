@@ -403,6 +403,27 @@ def evaluate(
     return report
 
 
+def held_out_sources(retrieval: Retrieval) -> tuple[str | None, list[str]]:
+    """Where the active version's held-out and in-sample pairs are, for views that open on the held-out side.
+
+    Returns:
+        ``(held_out, in_sample)``: the pair set of the newest evaluation of this version that was not in-sample
+        (None if there is none), and the calibration's pair set and ``dataset:NAME`` source (never a default).
+    """
+    version = retrieval.version
+    cal = version.calibration or {}
+    in_sample = [str(v) for v in (cal.get("pair_set"), cal.get("source")) if v]
+    runs = retrieval.session.execute(
+        select(EvalRun.metrics, PairSet.name)
+        .join(PairSet, PairSet.id == EvalRun.pair_set_id)
+        .where(EvalRun.encoder_version_id == version.id, EvalRun.kind == "evaluate")
+        .order_by(EvalRun.id.desc())
+        .limit(50)
+    ).all()
+    held = next((str(name) for metrics, name in runs if not (metrics or {}).get("in_sample")), None)
+    return held, in_sample
+
+
 def calibration_overlap(retrieval: Retrieval, scored: ScoredPairs) -> str | None:
     """What ``scored`` shares with the pairs the version's threshold was calibrated on, or None.
 

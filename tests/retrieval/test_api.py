@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from sqlalchemy import select
@@ -188,3 +190,23 @@ def test_top_k_metadata_from_sql_for_old_points(loaded: tuple[Catalog, Retrieval
     cat.store.upsert(cat.version.collection, [pid], vecs[5:6], [payload])
     (top,) = r.top_k(vecs[5], k=1)
     assert top.image_id == img.id and top.source_path == img.source_path and top.x == img.x
+
+
+def test_query_through_a_replaced_checkpoint_is_refused(catalog: Catalog, tmp_path: Path) -> None:
+    """A file query embeds with the version's checkpoint: if the file was replaced since registration, the
+    answer would be scored against vectors of another model. It is refused, as ingestion refuses it."""
+    from PIL import Image as PILImage
+
+    from retrieval.catalog import register_encoder
+    from retrieval.errors import CheckpointChangedError
+    from training.testing import make_untrained_checkpoint
+
+    ckpt = make_untrained_checkpoint(tmp_path / "enc.pt", backbone="resnet18", image_size=32, seed=0)
+    version = register_encoder(ckpt, session=catalog.session, store=catalog.store, name="real", activate=True)
+    query = PILImage.new("RGB", (32, 32), (200, 120, 150))
+    assert np.isfinite(Retrieval(session=catalog.session, store=catalog.store).vectors([query])).all()
+
+    make_untrained_checkpoint(ckpt, backbone="resnet18", image_size=32, seed=1)  # replaced in place, same dim
+    r = Retrieval(session=catalog.session, store=catalog.store, version=version)
+    with pytest.raises(CheckpointChangedError, match="changed since its encoder version was registered"):
+        r.vectors([query])
