@@ -3,7 +3,8 @@
 Train (the ``fast-cpu`` preset, or the GPU preset when CUDA is present) on a labeled folder (default: the shipped
 Kather 2016 sample), register the checkpoint as the active encoder version, ingest the images (labels from folder
 names) and a slide into embedded Qdrant + SQLite, calibrate the same/different threshold on pairs from one half of
-the labeled images, evaluate it on pairs from the other half, print a report, then start the dashboard.
+the labeled images' groups (source images), evaluate it on pairs from the other half (held out: no image and no
+group on both sides), print a report, then start the dashboard (its Accuracy page opens on the held-out pairs).
 
 Every step reuses what a previous run left under ``--home``: the checkpoint, the ingested images (content hashes),
 the calibration. This module only composes the other packages' public APIs; it holds no pipeline logic.
@@ -268,15 +269,23 @@ def register_step(settings: Any, checkpoint: Path, report: Report) -> None:
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
 
 
-def write_manifest(data: Path, out: Path) -> dict[str, int]:
-    """Manifest of ``data/<label>/...`` images, each label's files alternately in the calibration / evaluation set.
+#: The source image a Kather 2016 tile was cut from (its file name says so): the group of the demo's split.
+SOURCE_IMAGE = r"(CRC-Prim-HE-\d+)"
 
-    The split is by sorted file name within each label, so both halves hold every label and it never changes
-    between runs. Returns the number of images per dataset.
+
+def write_manifest(data: Path, out: Path, seed: int = 0) -> dict[str, int]:
+    """Manifest of ``data/<label>/...`` images split into a calibration and an evaluation set by group.
+
+    A file's group is the source image its name names (``CRC-Prim-HE-07`` in the Kather 2016 sample), written to
+    the manifest's ``group`` column; a file without one is its own group. Groups are split in two with
+    ``retrieval.groups.split_groups`` (seeded; the first seed whose halves both hold two labels), so no source
+    image has tiles on both sides and the evaluation is held out. Returns the number of images per dataset.
     """
     import csv
+    import re
 
-    counts = {CALIBRATION_SET: 0, EVALUATION_SET: 0}
+    from retrieval.groups import split_groups
+
     labels = sorted(p for p in data.iterdir() if p.is_dir() and not p.name.startswith("."))
     if len(labels) < 2:
         from cli.main import CLIError
@@ -284,21 +293,32 @@ def write_manifest(data: Path, out: Path) -> dict[str, int]:
         raise CLIError(
             f"--data {data}: needs at least two class sub-folders (folder name = label), found {len(labels)}"
         )
+    rows: list[tuple[Path, str, str | None]] = []
+    for label_dir in labels:
+        for path in sorted(p for p in label_dir.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES):
+            match = re.search(SOURCE_IMAGE, path.name)
+            rows.append((path, label_dir.name, match.group(1) if match else None))
+    groups = [g for _, _, g in rows]
+    for attempt in range(seed, seed + 20):
+        cal, _ = split_groups(groups, fraction=0.5, seed=attempt)
+        if all(
+            len({lab for (_, lab, _), c in zip(rows, cal, strict=True) if c == side}) >= 2 for side in (True, False)
+        ):
+            break
+    counts = {CALIBRATION_SET: 0, EVALUATION_SET: 0}
     out.parent.mkdir(parents=True, exist_ok=True)
     with out.open("w", newline="") as fh:
         writer = csv.writer(fh)
-        writer.writerow(["path", "label", "dataset"])
-        for label_dir in labels:
-            files = sorted(p for p in label_dir.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-            for i, path in enumerate(files):
-                dataset = CALIBRATION_SET if i % 2 == 0 else EVALUATION_SET
-                writer.writerow([str(path), label_dir.name, dataset])
-                counts[dataset] += 1
+        writer.writerow(["path", "label", "dataset", "group"])
+        for (path, label, group), is_cal in zip(rows, cal, strict=True):
+            dataset = CALIBRATION_SET if is_cal else EVALUATION_SET
+            writer.writerow([str(path), label, dataset, group or ""])
+            counts[dataset] += 1
     return counts
 
 
 def ingest_step(settings: Any, data: Path, slides: list[Path], report: Report) -> None:
-    """Ingest the labeled images (via a manifest that splits them in two halves) and the slides, in-process."""
+    """Ingest the labeled images (via a manifest that splits their groups in two halves) and the slides, in-process."""
     from tqdm import tqdm
 
     from ingest.service import job_status, submit_ingest
@@ -399,6 +419,8 @@ def evaluate_step(settings: Any, args: argparse.Namespace, report: Report) -> No
         "eer": result.get("eer"),
         "pairs": int(result["n_pairs"]),
         "threshold_source": result.get("threshold_source"),
+        "groups": result.get("groups"),
+        "in_sample": result.get("in_sample"),
         "topk": result.get("topk", {}),
     }
     print(f"      accuracy {result['accuracy']:.3f} on {result['n_pairs']} pairs")

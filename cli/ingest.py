@@ -18,7 +18,21 @@ def register(subparsers: Any) -> None:
     p.add_argument("paths", nargs="*", type=Path, metavar="PATH", help="folders (recursive), image files, slides")
     p.add_argument("--dataset", default="default", help="dataset name (created if needed; default 'default')")
     p.add_argument("--labels-from-folders", action="store_true", help="label each image with its folder's name")
-    p.add_argument("--manifest", type=Path, default=None, help="CSV with path,label,slide,dataset[,extra columns]")
+    p.add_argument(
+        "--manifest",
+        type=Path,
+        default=None,
+        help="CSV with path,label,slide,dataset,group[,extra columns]; group/patient/case/slide = group",
+    )
+    p.add_argument(
+        "--groups",
+        type=Path,
+        default=None,
+        metavar="CSV",
+        help="CSV path,group: each file's group (patient/case/slide; never split or paired within)",
+    )
+    p.add_argument("--group-from", default=None, metavar="REGEX",
+                   help="group = first capture group of REGEX on the file name, e.g. '^(TCGA-..-....)'")  # fmt: skip
     p.add_argument("--wait", action="store_true", help="with a broker: follow the job until it finishes")
     g = p.add_argument_group("slides")
     g.add_argument("--tile-size", type=int, default=224, help="tile side in pixels at the target resolution")
@@ -93,6 +107,8 @@ def run(args: argparse.Namespace) -> int:
             manifest=args.manifest,
             tiling=tiling,
             progress=bar,
+            groups_csv=args.groups,
+            group_from=args.group_from,
         )
         if settings.broker_url and not args.wait:
             status = job_status(job_id, settings=settings)

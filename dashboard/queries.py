@@ -71,6 +71,7 @@ def top_k_by_id(
     slide_id: int | None,
     exclude_same_slide: bool,
     exclude_self: bool = False,
+    exclude_same_group: bool = False,
 ) -> list[Result]:
     """Top-k of a stored image (its stored vector is the query; the image itself ranks first unless excluded)."""
     with open_retrieval(key, version) as r:
@@ -80,6 +81,7 @@ def top_k_by_id(
             filter=search_filter(dataset, label, slide_id),
             exclude_same_slide=exclude_same_slide,
             exclude_self=exclude_self,
+            exclude_same_group=exclude_same_group,
         )
     return _neighbours(found)
 
@@ -216,6 +218,7 @@ class Scored:
     pairs: tuple[tuple[int, int], ...]
     topk: dict[str, float]
     skipped: int
+    info: tuple[tuple[str, Any], ...] = ()  # groups, seed, warnings (``ScoredPairs.info``), hashable
 
 
 PAIRSET_PREFIX = "pair set: "
@@ -255,6 +258,7 @@ def scored_pairs(key: str, version: str, source: str, n_pairs: int = 1000, seed:
             pairs=tuple((int(a), int(b)) for a, b in (scored.image_ids or [])),
             topk=dict(scored.topk),
             skipped=len(scored.skipped),
+            info=tuple((k, tuple(v) if isinstance(v, list) else v) for k, v in scored.info.items()),
         )
 
 
@@ -264,6 +268,21 @@ def pair_sources(key: str) -> list[str]:
         sets = [f"{PAIRSET_PREFIX}{name}" for name, n in data.pair_sets(session=session).items() if n > 0]
         generated = [f"{DATASET_PREFIX}{name}" for name in data.labeled_datasets(session=session)]
     return sets + generated
+
+
+def default_pair_source(key: str, version: str, sources: list[str]) -> tuple[int, set[str]]:
+    """Index of the source to open on (the held-out side: the version's newest evaluation that was not in-sample,
+    else the first source the threshold was not calibrated on) and the sources that are in-sample."""
+    from retrieval.evaluation import held_out_sources
+
+    with open_retrieval(key, version) as r:
+        held, cal = held_out_sources(r)
+    in_sample = {f"{PAIRSET_PREFIX}{c}" for c in cal} | {
+        f"{DATASET_PREFIX}{c.removeprefix('dataset:')}" for c in cal if c.startswith("dataset:")
+    }
+    if held is not None and f"{PAIRSET_PREFIX}{held}" in sources:
+        return sources.index(f"{PAIRSET_PREFIX}{held}"), in_sample
+    return next((i for i, src in enumerate(sources) if src not in in_sample), 0), in_sample
 
 
 @dataclass(frozen=True)
@@ -286,6 +305,7 @@ def _as_scored_pairs(scored: Scored) -> Any:
         source=scored.source,
         image_ids=list(scored.pairs) or None,
         topk=dict(scored.topk),
+        info={k: list(v) if isinstance(v, tuple) else v for k, v in scored.info},
     )
 
 
@@ -293,12 +313,14 @@ def _as_scored_pairs(scored: Scored) -> Any:
 def pair_report(key: str, version: str, source: str, n_pairs: int = 1000, curve_points: int = 300) -> Report:
     """Metrics (``retrieval.evaluation.pair_metrics``) at the version's threshold and accuracy/ROC curves."""
     from retrieval import metrics as M
-    from retrieval.evaluation import pair_metrics
+    from retrieval.evaluation import calibration_overlap, pair_metrics
 
     scored = scored_pairs(key, version, source, n_pairs)
     with open_retrieval(key, version) as r:
         thr = r.threshold()
+        overlap = calibration_overlap(r, _as_scored_pairs(scored)) if thr.source == "calibrated" else None
     report = pair_metrics(_as_scored_pairs(scored), thr.cos, n_boot=200)
+    report["in_sample"] = overlap or False
     qs = np.unique(np.quantile(scored.scores, np.linspace(0.0, 1.0, curve_points)))
     grid = np.concatenate([[-1.0], qs - 1e-6, [qs[-1] + 1e-6, 1.0 + 1e-6]])
     rows = M.sweep(scored.scores, scored.labels, thresholds_d=list(2.0 - 2.0 * grid))
@@ -312,5 +334,5 @@ def record_evaluation(key: str, version: str, source: str, n_pairs: int = 1000) 
 
     scored = scored_pairs(key, version, source, n_pairs)
     name = source.removeprefix(PAIRSET_PREFIX) if source.startswith(PAIRSET_PREFIX) else None
-    with open_retrieval(key, version) as r:
-        return evaluate(r, _as_scored_pairs(scored), pair_set_name=name)
+    with open_retrieval(key, version) as r:  # recorded as in-sample when it is (the page warns before)
+        return evaluate(r, _as_scored_pairs(scored), pair_set_name=name, in_sample=True)

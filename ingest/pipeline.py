@@ -3,8 +3,8 @@
 Pure functions over an :class:`~ingest.context.IngestContext`; the Celery task and the embedded runner are thin
 wrappers. A batch payload is JSON (paths / ids / slide regions, never pixels):
 
-- ``{"kind": "images", "items": [{"path", "label", "dataset_id", "extra"}, ...]}``
-- ``{"kind": "tiles", "slide_id", "slide_path", "slide_hash", "dataset_id", "out_size", "label", "extra",
+- ``{"kind": "images", "items": [{"path", "label", "dataset_id", "group", "extra"}, ...]}``
+- ``{"kind": "tiles", "slide_id", "slide_path", "slide_hash", "dataset_id", "out_size", "label", "group", "extra",
   "tiles": [[level, x, y, size, tissue], ...]}``
 - ``{"kind": "reembed", "image_ids": [...]}``
 
@@ -34,6 +34,7 @@ from ingest.context import IngestContext
 from ingest.decode import content_hash, decode_bytes, read_bytes
 from ingest.errors import BadImageError, IngestError, SlideError, TransientError
 from ingest.jobs import BatchOutcome, Failure
+from retrieval.groups import slide_group
 from retrieval.models import Embedding, EncoderVersion, Image, IngestJob
 
 logger = logging.getLogger(__name__)
@@ -69,6 +70,7 @@ def _hash_file(item: dict[str, Any], dataset_id: int, job_id: int, max_pixels: i
     values = {
         "source_path": path,
         "label": item.get("label"),
+        "group": item.get("group"),
         "extra": item.get("extra") or None,
         "job_id": job_id,
     }
@@ -112,6 +114,7 @@ def _candidates(
                 "y": y,
                 "tile_size": size,
                 "label": payload.get("label"),
+                "group": payload.get("group") or slide_group(int(payload["slide_id"])),
                 "extra": {**(payload.get("extra") or {}), "tissue": round(float(tissue), 4)},
                 "job_id": job.id,
             }

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from ingest.errors import SlideError
 from ingest.jobs import Failure
 from ingest.sources import SourceItem, enumerate_sources
+from retrieval.groups import GroupRules, slide_group
 from retrieval.models import Slide
 
 logger = logging.getLogger(__name__)
@@ -75,9 +76,15 @@ def _register_slide(session: Session, dataset_id: int, path: str, digest: str, p
 
 
 def plan_slide(
-    item: SourceItem, dataset_id: int, tiling: TilingOptions, batch_size: int, *, session: Session
+    item: SourceItem,
+    dataset_id: int,
+    tiling: TilingOptions,
+    batch_size: int,
+    *,
+    session: Session,
+    group: str | None = None,
 ) -> tuple[list[dict[str, Any]], int]:
-    """Register one slide and return its tile batches and tile count.
+    """Register one slide and return its tile batches and tile count (the tiles' group: ``group``, else the slide).
 
     Raises:
         SlideError: cannot open it (unsupported format, unreadable) or no tissue.
@@ -104,6 +111,7 @@ def plan_slide(
         "dataset_id": dataset_id,
         "out_size": plan.out_size,
         "label": item.label,
+        "group": group or slide_group(slide_id),
         "extra": extra,
     }
     logger.info("%s: %d tiles (%s mpp from %s)", item.path, len(tiles), plan.target_mpp, plan.info.mpp_source)
@@ -120,6 +128,7 @@ def plan_ingest(
     labels_from_folders: bool = False,
     manifest: str | Path | None = None,
     tiling: TilingOptions | None = None,
+    groups: GroupRules | None = None,
 ) -> Plan:
     """Enumerate the sources and split them into batches.
 
@@ -132,8 +141,14 @@ def plan_ingest(
         labels_from_folders: label images by their folder name.
         manifest: optional manifest CSV.
         tiling: slide tiling options.
+        groups: ``--groups CSV`` / ``--group-from REGEX`` rules (a manifest's group column wins over them).
     """
     tiling = tiling or TilingOptions()
+    rules = groups or GroupRules()
+
+    def group_of(item: SourceItem) -> str | None:
+        return item.group or rules.group_of(item.path)
+
     found = enumerate_sources(paths, labels_from_folders=labels_from_folders, manifest=manifest)
     failures = [Failure(f.source, f.stage, f.reason) for f in found.failures]
     images = [i for i in found.items if i.kind == "image"]
@@ -145,6 +160,7 @@ def plan_ingest(
             "path": i.path,
             "label": i.label,
             "dataset_id": resolve_dataset(i.dataset) if i.dataset else None,
+            "group": group_of(i),
             "extra": ({**i.extra, "slide_name": i.slide} if i.slide else i.extra) or None,
         }
         for i in images
@@ -153,11 +169,15 @@ def plan_ingest(
     for slide in slides:
         ds = resolve_dataset(slide.dataset) if slide.dataset else dataset_id
         try:
-            slide_batches, count = plan_slide(slide, ds, tiling, batch_size, session=session)
+            slide_batches, count = plan_slide(slide, ds, tiling, batch_size, session=session, group=group_of(slide))
         except SlideError as exc:
             failures.append(Failure(exc.path, exc.stage, exc.reason))
             total += 1
             continue
         batches += slide_batches
         total += count
+    if rules:
+        ungrouped = sum(1 for i in images if group_of(i) is None)
+        if ungrouped:
+            logger.warning("%d of %d images got no group from --groups / --group-from", ungrouped, len(images))
     return Plan(batches=batches, failures=failures, total=total)

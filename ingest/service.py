@@ -95,6 +95,8 @@ def submit_ingest(
     tiling: TilingOptions | None = None,
     store: VectorStore | None = None,
     progress: Progress | None = None,
+    groups_csv: str | Path | None = None,
+    group_from: str | None = None,
 ) -> int:
     """Create an ingestion job for folders / files / a manifest and start it.
 
@@ -110,6 +112,8 @@ def submit_ingest(
         tiling: slide tiling options.
         store: an open vector store to reuse in embedded mode (e.g. the dashboard's).
         progress: embedded-mode progress callback.
+        groups_csv: CSV ``path,group`` giving each file its group (patient / case / slide).
+        group_from: regex on file names whose first capture group (or whole match) is the group.
 
     Returns:
         The job id.
@@ -118,9 +122,11 @@ def submit_ingest(
         IngestError: bad manifest, broker unreachable. RetrievalError: no active encoder, database problems.
     """
     from retrieval.catalog import active_encoder_version, get_or_create_dataset
+    from retrieval.groups import GroupRules
 
     if not paths and manifest is None:
         raise IngestError("nothing to ingest: give at least one PATH or --manifest")
+    rules = GroupRules.build(groups_csv=groups_csv, group_from=group_from)
     with _session(settings, migrate=True) as session:
         version = active_encoder_version(session=session, name=settings.active_encoder)
         ds = get_or_create_dataset(dataset, session=session)
@@ -140,11 +146,14 @@ def submit_ingest(
             labels_from_folders=labels_from_folders,
             manifest=manifest,
             tiling=tiling,
+            groups=rules,
         )
         request = {
             "inputs": [str(Path(p).expanduser().absolute()) for p in paths],
             "manifest": str(manifest) if manifest else None,
             "labels_from_folders": labels_from_folders,
+            "groups_csv": str(groups_csv) if groups_csv else None,
+            "group_from": group_from,
             "tiling": (tiling or TilingOptions()).__dict__,
         }
         job = create_job(
@@ -186,6 +195,8 @@ def submit_reembed(
         activate: switch the active encoder when complete.
         store: an open vector store to reuse (embedded mode).
         progress: embedded-mode progress callback.
+        groups_csv: CSV ``path,group`` giving each file its group (patient / case / slide).
+        group_from: regex on file names whose first capture group (or whole match) is the group.
 
     Returns:
         The job id.

@@ -18,6 +18,7 @@ from typing import Literal
 
 from ingest.decode import IMAGE_EXTENSIONS
 from ingest.errors import ManifestError
+from retrieval.groups import manifest_group
 
 logger = logging.getLogger(__name__)
 
@@ -30,7 +31,7 @@ SLIDE_MIN_PIXELS = 4096 * 4096
 #: Files smaller than this are never large enough to be a slide: no header peek needed.
 _PEEK_MIN_BYTES = 4 * 1024 * 1024
 
-MANIFEST_KNOWN = ("path", "label", "slide", "dataset")
+MANIFEST_KNOWN = ("path", "label", "slide", "dataset", "group")
 
 Kind = Literal["image", "slide"]
 
@@ -45,6 +46,7 @@ class SourceItem:
         label: class label (manifest column or class folder), or None.
         dataset: per-item dataset name from a manifest (overrides the job's dataset), or None.
         slide: slide name from a manifest (metadata for patches cut from a slide), or None.
+        group: group from a manifest's group / patient / case / slide column (``retrieval.groups``), or None.
         extra: any further manifest columns, kept as metadata.
     """
 
@@ -54,6 +56,7 @@ class SourceItem:
     dataset: str | None = None
     slide: str | None = None
     extra: dict[str, str] = field(default_factory=dict)
+    group: str | None = None
 
 
 @dataclass(frozen=True)
@@ -138,7 +141,9 @@ def walk_folder(root: Path, failures: list[EnumFailure]) -> Iterator[Path]:
 
 
 def read_manifest(path: str | Path) -> Enumeration:
-    """Parse a manifest CSV: ``path`` (required), ``label``, ``slide``, ``dataset``, any extra columns.
+    """Parse a manifest CSV: ``path`` (required), ``label``, ``slide``, ``dataset``, ``group``, any extra columns.
+
+    The item's group is the first non-empty of ``group``, ``patient``, ``case``, ``slide``.
 
     Relative paths are relative to the manifest's folder. Extra columns are kept per item as metadata.
 
@@ -193,6 +198,7 @@ def read_manifest(path: str | Path) -> Enumeration:
                 dataset=values.get("dataset") or None,
                 slide=values.get("slide") or None,
                 extra=extra,
+                group=manifest_group(values),
             )
         )
     return out

@@ -25,7 +25,7 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from retrieval.catalog import active_encoder_version
-from retrieval.errors import EmptyCollectionError, RetrievalError
+from retrieval.errors import CheckpointChangedError, EmptyCollectionError, RetrievalError
 from retrieval.models import EncoderVersion, Image
 from retrieval.resolve import (
     QueryInput,
@@ -94,6 +94,7 @@ class Neighbour:
     y: int | None
     tile_size: int | None
     point_id: str
+    group: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -107,11 +108,31 @@ def group_by_slide(neighbours: Sequence[Neighbour]) -> dict[int | None, list[Nei
     return groups
 
 
-def load_encoder(checkpoint_path: str | Path, *, device: str | None = None) -> Encoder:
-    """The encoder of an encoder version's checkpoint (for callers that may not import ``training`` directly)."""
+def load_encoder(
+    checkpoint_path: str | Path, *, device: str | None = None, expected_sha256: str | None = None
+) -> Encoder:
+    """The encoder of an encoder version's checkpoint (for callers that may not import ``training`` directly).
+
+    Args:
+        checkpoint_path: the version's checkpoint file.
+        device: torch device (None = auto).
+        expected_sha256: the sha256 the version was registered with; a file that differs is refused, as ingestion
+            refuses it (its vectors would not be comparable with the stored ones).
+
+    Raises:
+        CheckpointChangedError: the file's sha256 is not ``expected_sha256``.
+    """
     from training.encoder import Encoder
 
-    return Encoder.from_checkpoint(checkpoint_path, device=device)
+    encoder = Encoder.from_checkpoint(checkpoint_path, device=device)
+    if expected_sha256 is not None and encoder.checkpoint_sha256 != expected_sha256:
+        raise CheckpointChangedError(
+            f"checkpoint {checkpoint_path} changed since its encoder version was registered (sha256 "
+            f"{encoder.checkpoint_sha256[:12]}... instead of {expected_sha256[:12]}...): its vectors would not match "
+            "the stored ones. Put the original file back, or register the new file as a new version "
+            "(`histoquery reembed --checkpoint CKPT --name NEW --activate`)"
+        )
+    return encoder
 
 
 class Retrieval:
@@ -183,7 +204,9 @@ class Retrieval:
     def encoder(self) -> Encoder:
         """The version's encoder, loaded on first use (only needed for queries that are not stored images)."""
         if self._encoder is None:
-            self._encoder = load_encoder(self.version.checkpoint_path, device=self._device)
+            self._encoder = load_encoder(
+                self.version.checkpoint_path, device=self._device, expected_sha256=self.version.checkpoint_sha256
+            )
         return self._encoder
 
     def resolve(self, queries: Sequence[QueryInput]) -> Resolved:
@@ -305,6 +328,7 @@ class Retrieval:
         filter: SearchFilter | None = None,
         exclude_same_slide: bool = False,
         exclude_self: bool = True,
+        exclude_same_group: bool = False,
     ) -> list[Neighbour]:
         """The ``k`` most similar stored images to ``query``, best first.
 
@@ -314,11 +338,14 @@ class Retrieval:
             filter: restrict by dataset / label / slide.
             exclude_same_slide: never return tiles of the query's own slide (stored tile queries).
             exclude_self: never return the query image itself (stored queries).
+            exclude_same_group: never return images of the query's group (patient / case / slide; stored queries).
 
         Raises:
             EmptyCollectionError: nothing is stored under the encoder version.
         """
-        return self.top_k_batch([query], k, filter, exclude_same_slide, exclude_self, strict=True)[0]
+        return self.top_k_batch(
+            [query], k, filter, exclude_same_slide, exclude_self, strict=True, exclude_same_group=exclude_same_group
+        )[0]
 
     def top_k_batch(
         self,
@@ -328,6 +355,7 @@ class Retrieval:
         exclude_same_slide: bool = False,
         exclude_self: bool = True,
         strict: bool = True,
+        exclude_same_group: bool = False,
     ) -> list[list[Neighbour]]:
         """:meth:`top_k` for many queries in one planned batch (bad queries get ``[]`` unless ``strict``)."""
         if not 1 <= int(k) <= 1000:
@@ -337,6 +365,11 @@ class Retrieval:
             res.raise_first()
         base = filter or SearchFilter()
         good = [i for i in range(len(queries)) if i not in res.errors]
+        q_groups = (
+            self._groups({int(res.image_ids[i] or 0) for i in good if res.image_ids[i] is not None})
+            if exclude_same_group
+            else {}
+        )
         filters: list[SearchFilter | None] = []
         for i in good:
             flt = base
@@ -345,6 +378,9 @@ class Retrieval:
             slide = res.slide_ids[i]
             if exclude_same_slide and slide is not None:
                 flt = dataclasses.replace(flt, exclude_slide_ids=(*flt.exclude_slide_ids, int(slide)))
+            group = q_groups.get(int(res.image_ids[i] or 0)) if res.image_ids[i] is not None else None
+            if group is not None:
+                flt = dataclasses.replace(flt, exclude_groups=(*flt.exclude_groups, group))
             filters.append(flt)
         hits = self.store.search_batch(self.version.collection, res.vectors[good], int(k), filters) if good else []
         if good and not any(hits) and self.store.count(self.version.collection) == 0:
@@ -361,10 +397,29 @@ class Retrieval:
                 if "image_id" in h.payload and "source_path" not in h.payload
             }
         )
+        if q_groups:  # points stored before the group field have no "group" payload: drop same-group ones here
+            legacy = self._groups(
+                {int(h.payload.get("image_id", -1)) for hs in hits for h in hs if "group" not in h.payload}
+            )
+            for j, i in enumerate(good):
+                g = q_groups.get(int(res.image_ids[i] or 0)) if res.image_ids[i] is not None else None
+                if g is not None and legacy:
+                    hits[j] = [
+                        h
+                        for h in hits[j]
+                        if "group" in h.payload or legacy.get(int(h.payload.get("image_id", -1))) != g
+                    ]
         out: list[list[Neighbour]] = [[] for _ in queries]
         for i, hs in zip(good, hits, strict=True):
             out[i] = [self._neighbour(rank, h, rows) for rank, h in enumerate(hs, start=1)]
         return out
+
+    def _groups(self, ids: set[int]) -> dict[int, str]:
+        """Group of each stored image that has one, in one light query."""
+        if not ids:
+            return {}
+        stmt = select(Image.id, Image.group).where(Image.id.in_(sorted(ids)), Image.group.is_not(None))
+        return {int(i): str(g) for i, g in self.session.execute(stmt).all()}
 
     def _image_rows(self, ids: set[int]) -> dict[int, tuple[Any, ...]]:
         """(source_path, level, x, y, tile_size) of the hit images, in one light query."""
@@ -397,4 +452,5 @@ class Retrieval:
             y=y,
             tile_size=tile_size,
             point_id=hit.id,
+            group=p.get("group"),
         )

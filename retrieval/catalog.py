@@ -191,6 +191,7 @@ def point_payload(image: Image, dataset_name: str) -> dict[str, Any]:
         "dataset_id": int(image.dataset_id),
         "label": image.label,
         "slide_id": image.slide_id,
+        "group": image.group,
         "content_hash": image.content_hash,
         "source_path": image.source_path,
         "level": image.level,
@@ -205,7 +206,7 @@ def store_embeddings(
 ) -> None:
     """Store the vectors of ``rows`` under ``version``: points first, then SQL rows, in one transaction.
 
-    Upserts the Qdrant points (payload: image_id, dataset, dataset_id, label, slide_id, content_hash and, so that
+    Upserts the Qdrant points (payload: image_id, dataset, dataset_id, label, slide_id, group, content_hash and, so that
     top-k answers need no SQL, source_path, level, x, y, tile_size), then inserts
     the missing :class:`Embedding` rows and marks the images ``done``. Idempotent: re-running changes nothing.
     If the SQL commit fails the points stay (same deterministic ids; ``histoquery doctor --repair`` cleans up).

@@ -55,3 +55,7 @@ class VectorStoreError(RetrievalError):
 
 class EvaluationError(RetrievalError):
     """Evaluation / calibration cannot run (too few pairs, one class only, no threshold to evaluate)."""
+
+
+class CheckpointChangedError(RetrievalError):
+    """An encoder version's checkpoint file no longer has the sha256 it was registered with."""

@@ -1,8 +1,11 @@
 """Calibration and evaluation of an encoder version on labeled pairs.
 
 *Calibrate* chooses the decision threshold on one pair set and stores it (with the metrics it was chosen on) on the
-encoder version. *Evaluate* reports on another pair set at the stored threshold and never re-tunes it. Both record
-an :class:`retrieval.models.EvalRun`.
+encoder version. *Evaluate* reports on another pair set at the stored threshold and never re-tunes it; evaluating
+on images (or groups) the threshold was calibrated on is refused unless ``in_sample=True``, and the report then
+says so. :func:`score_dataset_split` splits a dataset by group (seeded) so that one command can calibrate on one
+side and report on the other. Pairs generated from a dataset never join two images of one group (patient / case /
+slide, ``Image.group``) whenever the dataset has groups. Both record an :class:`retrieval.models.EvalRun`.
 """
 
 from __future__ import annotations
@@ -19,9 +22,10 @@ from sqlalchemy import select
 
 from retrieval import metrics as M
 from retrieval.api import Retrieval
-from retrieval.errors import EvaluationError
+from retrieval.errors import EvaluationError, RetrievalError
+from retrieval.groups import count_groups, slide_group, split_groups
 from retrieval.models import Dataset, EvalRun, Image, LabeledPair, PairSet, utcnow
-from retrieval.pairgen import generate_pairs
+from retrieval.pairgen import available_pairs, generate_pairs
 from retrieval.pairs_io import PairsFile
 from retrieval.resolve import QueryInput
 from retrieval.store.base import SearchFilter
@@ -44,6 +48,8 @@ class ScoredPairs:
         image_ids: (a, b) stored image ids per pair when both are stored (for saving the pair set), else None.
         skipped: messages for pairs that could not be scored (bad rows, unknown images).
         topk: label metrics of top-k retrieval (precision@k, majority-vote@5) when computed.
+        info: how the pairs were made, for the report: seed, pairs asked for, groups and whether pairs and top-k
+            were group-disjoint, the split; ``warnings`` lists what a reader must know (no groups, a cut request).
     """
 
     scores: np.ndarray
@@ -52,6 +58,7 @@ class ScoredPairs:
     image_ids: list[tuple[int, int]] | None = None
     skipped: list[str] = field(default_factory=list)
     topk: dict[str, float] = field(default_factory=dict)
+    info: dict[str, Any] = field(default_factory=dict)
 
 
 def score_pairs_file(retrieval: Retrieval, pairs: PairsFile) -> ScoredPairs:
@@ -77,31 +84,142 @@ def score_pairs_file(retrieval: Retrieval, pairs: PairsFile) -> ScoredPairs:
     return ScoredPairs(np.array(scores), np.array(labels), str(pairs.path), ids if all_ids else None, skipped)
 
 
+NO_GROUPS_WARNING = (
+    "NO GROUPS: the images of {what} have no patient/case/slide group, so pairs and top-k neighbours may join "
+    "near-copies of one patient or slide and the numbers can be inflated; ingest with a manifest group column, "
+    "--groups CSV or --group-from REGEX"
+)
+
+
+def _dataset_images(retrieval: Retrieval, dataset: str) -> list[Image]:
+    """The labeled, embedded images of ``dataset``, ordered by id (the same on SQLite and PostgreSQL)."""
+    session = retrieval.session
+    ds = session.scalar(select(Dataset).where(Dataset.name == dataset))
+    if ds is None:
+        raise EvaluationError(f"no dataset named {dataset!r}: ingest it with `histoquery ingest PATH --dataset NAME`")
+    images = list(
+        session.scalars(
+            select(Image)
+            .where(Image.dataset_id == ds.id, Image.label.is_not(None), Image.status == "done")
+            .order_by(Image.id)
+        ).all()
+    )
+    if len(images) < 4:
+        raise EvaluationError(f"dataset {dataset!r} has {len(images)} labeled, embedded images: need at least 4")
+    return images
+
+
 def score_dataset(
     retrieval: Retrieval,
     dataset: str,
     *,
     n_pairs: int = 2000,
     seed: int = 0,
-    never_same_group: bool = False,
+    never_same_group: bool | None = None,
     topk_queries: int = 500,
 ) -> ScoredPairs:
     """Generate balanced pairs from a stored dataset's labels and score them (plus top-k label metrics).
 
-    Groups are slides (tiles of one slide) or ``extra['group']`` / ``extra['patient']`` when the ingest stored one.
+    Groups are ``Image.group`` (patient / case / slide; a tile without one is grouped by its slide). By default
+    (``never_same_group=None``) pairs and top-k neighbours are group-disjoint whenever the dataset has groups; the
+    report's ``info`` says how many groups there were and warns when there are none.
     """
-    session = retrieval.session
-    ds = session.scalar(select(Dataset).where(Dataset.name == dataset))
-    if ds is None:
-        raise EvaluationError(f"no dataset named {dataset!r}: ingest it with `histoquery ingest PATH --dataset NAME`")
-    images = session.scalars(
-        select(Image).where(Image.dataset_id == ds.id, Image.label.is_not(None), Image.status == "done")
-    ).all()
-    if len(images) < 4:
-        raise EvaluationError(f"dataset {dataset!r} has {len(images)} labeled, embedded images: need at least 4")
+    images = _dataset_images(retrieval, dataset)
+    return _score_images(
+        retrieval, images, dataset, f"dataset:{dataset}", n_pairs=n_pairs, seed=seed,
+        never_same_group=never_same_group, topk_queries=topk_queries,
+    )  # fmt: skip
+
+
+def score_dataset_split(
+    retrieval: Retrieval,
+    dataset: str,
+    *,
+    n_pairs: int = 2000,
+    seed: int = 0,
+    fraction: float = 0.5,
+    topk_queries: int = 500,
+) -> tuple[ScoredPairs, ScoredPairs]:
+    """Split a dataset's images by group (seeded) and score pairs on each side: ``(calibration, held_out)``.
+
+    No group has images on both sides and pairs never join two images of one group; ``fraction`` of the groups
+    go to the calibration side. Calibrate on the first, evaluate on the second.
+
+    Raises:
+        EvaluationError: fewer than 2 groups, or a side without enough labeled images for balanced pairs.
+    """
+    images = _dataset_images(retrieval, dataset)
+    groups = [_group(img) for img in images]
+    if count_groups(groups) == 0:
+        raise EvaluationError(
+            f"dataset {dataset!r} has no groups to split by: "
+            + NO_GROUPS_WARNING.format(what=f"dataset {dataset!r}").removeprefix("NO GROUPS: ")
+        )
+    try:
+        cal_mask, held_mask = split_groups(groups, fraction=fraction, seed=seed)
+    except RetrievalError as exc:
+        raise EvaluationError(f"dataset {dataset!r}: {exc}") from exc
+    out = []
+    for name, mask, side_seed in (("calibration", cal_mask, seed), ("held-out", held_mask, seed + 1)):
+        side = [img for img, m in zip(images, mask, strict=True) if m]
+        if len({img.label for img in side}) < 2:
+            raise EvaluationError(
+                f"the {name} side of dataset {dataset!r} (seed {seed}) has images of fewer than 2 labels: "
+                "use another --seed or --calibration-fraction, or add groups"
+            )
+        scored = _score_images(
+            retrieval, side, dataset, f"dataset:{dataset} ({name} groups, seed {seed})", n_pairs=n_pairs,
+            seed=side_seed, never_same_group=True, topk_queries=topk_queries,
+        )  # fmt: skip
+        scored.info["split"] = {
+            "side": name,
+            "seed": seed,
+            "calibration_fraction": fraction,
+            "calibration_groups": count_groups([g for g, m in zip(groups, cal_mask, strict=True) if m]),
+            "held_out_groups": count_groups([g for g, m in zip(groups, held_mask, strict=True) if m]),
+            "calibration_images": int(cal_mask.sum()),
+            "held_out_images": int(held_mask.sum()),
+        }
+        out.append(scored)
+    return out[0], out[1]
+
+
+def _score_images(
+    retrieval: Retrieval,
+    images: list[Image],
+    dataset: str,
+    source: str,
+    *,
+    n_pairs: int,
+    seed: int,
+    never_same_group: bool | None,
+    topk_queries: int,
+) -> ScoredPairs:
     labels = [img.label for img in images]
     groups = [_group(img) for img in images]
-    pairs = generate_pairs(labels, n_pairs, groups=groups, never_same_group=never_same_group, seed=seed)
+    n_groups = count_groups(groups)
+    disjoint = n_groups > 0 if never_same_group is None else bool(never_same_group)
+    info: dict[str, Any] = {
+        "seed": seed,
+        "n_pairs_requested": n_pairs,
+        "images": len(images),
+        "groups": n_groups,
+        "group_disjoint": disjoint,
+        "warnings": [],
+    }
+    if n_groups == 0:
+        info["warnings"].append(NO_GROUPS_WARNING.format(what=source))
+        log.warning(NO_GROUPS_WARNING.format(what=source))
+    elif not disjoint:
+        info["warnings"].append(f"pairs and top-k may join two images of one group ({n_groups} groups): in-group")
+    avail_same, avail_diff = available_pairs(labels, groups, never_same_group=disjoint)
+    pairs = generate_pairs(labels, n_pairs, groups=groups, never_same_group=disjoint, seed=seed)
+    if len(pairs) < n_pairs - n_pairs % 2:
+        info["warnings"].append(
+            f"asked for {n_pairs} pairs; {source} allows {2 * min(avail_same, avail_diff)} distinct balanced pairs "
+            f"({avail_same} same-label, {avail_diff} different-label{', group-disjoint' if disjoint else ''}): "
+            f"drew {len(pairs)}"
+        )
     queries: list[tuple[QueryInput, QueryInput]] = [(images[p.a].id, images[p.b].id) for p in pairs]
     results = retrieval.pair_batch(queries)
     keep = [i for i, r in enumerate(results) if r.error is None]
@@ -109,9 +227,10 @@ def score_dataset(
     scored = ScoredPairs(
         np.array([results[i].cos for i in keep]),
         np.array([int(pairs[i].same) for i in keep]),
-        f"dataset:{dataset}",
+        source,
         [(int(queries[i][0]), int(queries[i][1])) for i in keep],  # type: ignore[arg-type]
         skipped,
+        info=info,
     )
     if topk_queries <= 0:
         return scored  # pair metrics only: no top-k label metrics asked for
@@ -122,11 +241,15 @@ def score_dataset(
         [img.id for img in q_images],
         k=10,
         filter=SearchFilter(dataset=dataset),
-        exclude_same_slide=never_same_group,
+        exclude_same_slide=disjoint,
+        exclude_same_group=disjoint,
         strict=False,
     )
     nl = [[n.label for n in ns] for ns in neighbours]
     scored.topk = topk_metrics(nl, [img.label for img in q_images])
+    scored.info["topk_scope"] = f"neighbours ranked within dataset {dataset!r}" + (
+        ", never from the query's group" if disjoint else ""
+    )
     return scored
 
 
@@ -147,9 +270,12 @@ def score_folder(
     labels = [files[i].parent.name for i in keep]
     pairs = generate_pairs(labels, n_pairs, seed=seed)
     scores = np.einsum("ij,ij->i", vectors[[p.a for p in pairs]], vectors[[p.b for p in pairs]])
+    source = f"folder:{folder}"
     scored = ScoredPairs(
-        np.clip(scores, -1, 1), np.array([int(p.same) for p in pairs]), f"folder:{folder}", None, skipped
-    )
+        np.clip(scores, -1, 1), np.array([int(p.same) for p in pairs]), source, None, skipped,
+        info={"seed": seed, "n_pairs_requested": n_pairs, "images": len(keep), "groups": 0, "group_disjoint": False,
+              "warnings": [NO_GROUPS_WARNING.format(what=source)]},
+    )  # fmt: skip
     scored.topk = topk_metrics(*_brute_force_neighbour_labels(vectors, labels, k=10))
     return scored
 
@@ -199,6 +325,8 @@ def pair_metrics(scored: ScoredPairs, threshold_cos: float, *, n_boot: int = 100
         )
     if scored.topk:
         out["topk"] = dict(scored.topk)
+    for key, value in scored.info.items():
+        out[key] = list(value) if isinstance(value, list) else value
     return out
 
 
@@ -227,9 +355,15 @@ def calibrate(
         "accuracy_ci95": report["accuracy_ci95"],
         "roc_auc": report.get("roc_auc"),
         "eer": report.get("eer"),
+        "groups": report.get("groups"),
+        "group_disjoint": report.get("group_disjoint"),
+        "seed": report.get("seed"),
         "calibrated_at": utcnow().isoformat(),
     }
     _record(retrieval, scored, report, "calibrate", pair_set_name)
+    if report.get("pair_set"):  # evaluate() refuses these images (and their groups) unless in_sample
+        version.calibration = {**version.calibration, "pair_set": report["pair_set"]}
+        retrieval.session.commit()
     log.info("calibrated %s: threshold cos=%.4f (d=%.4f)", version.name, thr, cos_to_d(thr))
     return report
 
@@ -241,17 +375,86 @@ def evaluate(
     threshold: float | None = None,
     threshold_d: float | None = None,
     pair_set_name: str | None = None,
+    in_sample: bool = False,
 ) -> dict[str, Any]:
-    """Report metrics at the stored (or a user-given) threshold. Never changes the stored threshold."""
+    """Report metrics at the stored (or a user-given) threshold. Never changes the stored threshold.
+
+    Raises:
+        EvaluationError: the threshold was calibrated on these images, on images of the same groups or on the
+            same source, and ``in_sample`` is not set (then the report's ``in_sample`` says what overlaps).
+    """
     thr = retrieval.threshold(threshold, threshold_d)
+    overlap = calibration_overlap(retrieval, scored) if thr.source == "calibrated" else None
+    if overlap and not in_sample:
+        raise EvaluationError(
+            f"refusing to evaluate on {scored.source}: the threshold of {retrieval.version.name} was calibrated on "
+            f"{overlap}, so the accuracy would be in-sample. Evaluate on other images (`histoquery evaluate "
+            "--labeled DATASET --split group` calibrates and evaluates on disjoint groups in one command) or pass "
+            "--in-sample to report it anyway, marked as in-sample"
+        )
     report = pair_metrics(scored, thr.cos)
     report.update(
         kind="evaluate", threshold_source=thr.source, source=scored.source, encoder_version=retrieval.version.name
     )
+    report["in_sample"] = overlap if overlap else False
     if thr.source == "study-default":
         report["warning"] = "no calibrated threshold: used the study's d=0.705; run with --calibrate on other pairs"
     _record(retrieval, scored, report, "evaluate", pair_set_name)
     return report
+
+
+def held_out_sources(retrieval: Retrieval) -> tuple[str | None, list[str]]:
+    """Where the active version's held-out and in-sample pairs are, for views that open on the held-out side.
+
+    Returns:
+        ``(held_out, in_sample)``: the pair set of the newest evaluation of this version that was not in-sample
+        (None if there is none), and the calibration's pair set and ``dataset:NAME`` source (never a default).
+    """
+    version = retrieval.version
+    cal = version.calibration or {}
+    in_sample = [str(v) for v in (cal.get("pair_set"), cal.get("source")) if v]
+    runs = retrieval.session.execute(
+        select(EvalRun.metrics, PairSet.name)
+        .join(PairSet, PairSet.id == EvalRun.pair_set_id)
+        .where(EvalRun.encoder_version_id == version.id, EvalRun.kind == "evaluate")
+        .order_by(EvalRun.id.desc())
+        .limit(50)
+    ).all()
+    held = next((str(name) for metrics, name in runs if not (metrics or {}).get("in_sample")), None)
+    return held, in_sample
+
+
+def calibration_overlap(retrieval: Retrieval, scored: ScoredPairs) -> str | None:
+    """What ``scored`` shares with the pairs the version's threshold was calibrated on, or None.
+
+    Shared images and shared groups (patient / case / slide) both count; pairs that name no stored images are
+    compared by source (the same CSV or folder).
+    """
+    cal = retrieval.version.calibration or {}
+    if scored.image_ids is None or not cal.get("pair_set"):
+        return f"the same source {scored.source}" if cal.get("source") == scored.source else None
+    session = retrieval.session
+    pair_set_id = session.scalar(select(PairSet.id).where(PairSet.name == cal["pair_set"]))
+    if pair_set_id is None:
+        return f"the same source {scored.source}" if cal.get("source") == scored.source else None
+    rows = session.execute(
+        select(LabeledPair.image_a_id, LabeledPair.image_b_id).where(LabeledPair.pair_set_id == pair_set_id)
+    ).all()
+    cal_ids = {int(i) for row in rows for i in row}
+    ev_ids = {int(i) for pair in scored.image_ids for i in pair}
+    shared = cal_ids & ev_ids
+    if shared:
+        return f"{len(shared)} of the {len(ev_ids)} images evaluated here (pair set {cal['pair_set']!r})"
+    groups = {}
+    ids = sorted(cal_ids | ev_ids)
+    for start in range(0, len(ids), 5000):
+        chunk = ids[start : start + 5000]
+        for img in session.scalars(select(Image).where(Image.id.in_(chunk))).all():
+            groups[int(img.id)] = _group(img)
+    shared_groups = ({groups.get(i) for i in cal_ids} & {groups.get(i) for i in ev_ids}) - {None}
+    if shared_groups:
+        return f"images of {len(shared_groups)} of the groups evaluated here (pair set {cal['pair_set']!r})"
+    return None
 
 
 def _record(
@@ -278,14 +481,11 @@ def _record(
     report["eval_run_id"] = run.id
 
 
-def _group(img: Image) -> Any:
-    if img.slide_id is not None:
-        return ("slide", img.slide_id)
-    extra = img.extra or {}
-    for key in ("group", "patient", "case"):
-        if extra.get(key) is not None:
-            return (key, str(extra[key]))
-    return None
+def _group(img: Image) -> str | None:
+    """The image's group (``Image.group``; a tile stored without one: its slide)."""
+    if img.group is not None:
+        return img.group
+    return slide_group(img.slide_id) if img.slide_id is not None else None
 
 
 def _json(value: Any) -> Any:

@@ -96,7 +96,7 @@ class Slide(Base):
 
 
 class Image(Base):
-    """An image file or a slide tile (``slide_id`` + ``level``/``x``/``y``/``tile_size``)."""
+    """An image file or a slide tile (``slide_id`` + ``level``/``x``/``y``/``tile_size``), with its ``group``."""
 
     __tablename__ = "images"
     __table_args__ = (
@@ -107,6 +107,7 @@ class Image(Base):
         # query files are looked up by path in bulk (retrieval.resolve.stored_ids_by_path); a hash index on
         # PostgreSQL (equality only, no btree row-size limit for long paths), a plain one on SQLite
         Index("ix_images_source_path", "source_path", postgresql_using="hash"),
+        Index("ix_images_dataset_id_group", "dataset_id", "group"),
     )
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id", ondelete="CASCADE"), nullable=False)
@@ -120,6 +121,9 @@ class Image(Base):
     width: Mapped[int | None] = mapped_column(Integer)
     height: Mapped[int | None] = mapped_column(Integer)
     label: Mapped[str | None] = mapped_column(String(200))
+    #: patient / case / slide / source tile: images of one group are never on both sides of a split, never paired
+    #: with each other and never each other's top-k neighbours in evaluation (see ``retrieval.groups``)
+    group: Mapped[str | None] = mapped_column(String(200))
     extra: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     status: Mapped[str] = mapped_column(String(16), nullable=False, default="pending", index=True)
     error: Mapped[str | None] = mapped_column(Text)

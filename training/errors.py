@@ -21,3 +21,7 @@ class DataError(TrainingError):
 
 class InputError(TrainingError, ValueError):
     """An input batch has the wrong shape or type for the encoder (message gives the expected shape)."""
+
+
+class MetricsError(TrainingError, ValueError):
+    """Metrics cannot be computed on these scores/labels (empty, NaN, length mismatch, a class missing)."""

@@ -1,6 +1,9 @@
 """Accuracy page: labeled pairs (a stored pair set or generated from labels) scored by one or more encoder versions:
 accuracy vs threshold with the calibrated threshold marked, the study's sweep table, ROC with AUC, EER, a per-class
-breakdown and rank-10 galleries."""
+breakdown and rank-10 galleries (ranked within the query's dataset, never from its group).
+
+The page opens on the held-out side (the active version's newest evaluation that was not in-sample); the pairs the
+threshold was calibrated on are marked "in-sample" and a warning says so when they are shown."""
 
 from __future__ import annotations
 
@@ -150,9 +153,16 @@ def _galleries(svc: Services, scored: queries.Scored, version: str) -> None:
         return
     rng = np.random.default_rng(0)
     picks = [int(i) for i in rng.choice(ids, size=min(GALLERY_QUERIES, len(ids)), replace=False)]
-    st.markdown(f"**Rank-10 galleries** ({version}; ✓ = same label as the query)")
+    datasets = sorted({info.dataset for info in queries.image_infos(svc.key, tuple(picks)).values()})
+    st.markdown(
+        f"**Rank-10 galleries** ({version}; ranked within dataset {', '.join(datasets) or '-'}, never from the "
+        "query's own group; ✓ = same label as the query)"
+    )
     for q in picks:
-        results = queries.top_k_by_id(svc.key, version, q, 10, None, None, None, False, True)
+        q_dataset = queries.image_infos(svc.key, (q,)).get(q)
+        results = queries.top_k_by_id(
+            svc.key, version, q, 10, q_dataset.dataset if q_dataset else None, None, None, True, True, True
+        )
         infos = queries.image_infos(svc.key, (q, *(r.image_id for r in results)))
         qlabel = infos[q].label if q in infos else None
         hits = sum(1 for r in results if r.image_id in infos and infos[r.image_id].label == qlabel)
@@ -179,7 +189,15 @@ def render() -> None:
         )
         return
     c1, c2, c3 = st.columns([2, 1, 2])
-    source = c1.selectbox("Labeled pairs", sources, key="accuracy_source")
+    default, in_sample = queries.default_pair_source(svc.key, active.name, sources)
+    source = c1.selectbox(
+        "Labeled pairs",
+        sources,
+        index=default,
+        key="accuracy_source",
+        format_func=lambda s: f"{s}  (calibration: in-sample)" if s in in_sample else s,
+        help="Opens on the held-out pairs of the active version; the calibration pairs are marked in-sample.",
+    )
     n_pairs = int(
         c2.number_input(
             "Pairs to generate",
@@ -202,6 +220,19 @@ def render() -> None:
             reports.append(queries.pair_report(svc.key, name, source, n_pairs))
     if not reports:
         return
+    for rep in reports:
+        if rep.metrics.get("in_sample"):
+            st.warning(
+                f"In-sample for {rep.version}: its threshold was calibrated on {rep.metrics['in_sample']}. The "
+                "accuracy here is the best accuracy on these pairs, not a held-out result."
+            )
+    info = reports[0].metrics
+    if "groups" in info:
+        if info["groups"]:
+            disjoint = "group-disjoint" if info.get("group_disjoint") else "NOT group-disjoint"
+            st.caption(f"{info.get('images')} images in {info['groups']} groups; pairs {disjoint}; seed {info['seed']}")
+        for warning in info.get("warnings", []):
+            st.warning(warning)
     _summary(reports)
     _curves(reports)
     _sweep_tables(reports)

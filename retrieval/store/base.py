@@ -10,7 +10,8 @@ import numpy as np
 
 from retrieval.errors import VectorStoreError
 
-#: Payload fields that queries filter on (SearchFilter: dataset, label, slide_id; vectors_by_image_ids: image_id);
+#: Payload fields that queries filter on (SearchFilter: dataset, label, slide_id, group; vectors_by_image_ids:
+#: image_id);
 #: every backend creates a payload index for each, and for no other field, since each index costs every upsert
 #: (``dataset_id`` rides in the payload unindexed: nothing filters on it).
 PAYLOAD_INDEXES: dict[str, Literal["keyword", "integer"]] = {
@@ -18,6 +19,7 @@ PAYLOAD_INDEXES: dict[str, Literal["keyword", "integer"]] = {
     "dataset": "keyword",
     "label": "keyword",
     "slide_id": "integer",
+    "group": "keyword",
 }
 
 
@@ -31,6 +33,7 @@ class SearchFilter:
         slide_id: Only tiles of this slide.
         exclude_slide_ids: No tiles of these slides (``exclude_same_slide``).
         exclude_image_ids: Never these images (the query itself).
+        exclude_groups: No images of these groups (``exclude_same_group``: patient / case / slide).
     """
 
     dataset: str | None = None
@@ -38,6 +41,7 @@ class SearchFilter:
     slide_id: int | None = None
     exclude_slide_ids: tuple[int, ...] = ()
     exclude_image_ids: tuple[int, ...] = ()
+    exclude_groups: tuple[str, ...] = ()
 
     def is_empty(self) -> bool:
         return (
@@ -46,6 +50,7 @@ class SearchFilter:
             and self.slide_id is None
             and not self.exclude_slide_ids
             and not self.exclude_image_ids
+            and not self.exclude_groups
         )
 
     def must(self) -> dict[str, str | int]:
@@ -59,13 +64,15 @@ class SearchFilter:
             out["slide_id"] = self.slide_id
         return out
 
-    def must_not(self) -> dict[str, list[int]]:
+    def must_not(self) -> dict[str, list[int] | list[str]]:
         """Exclusions as ``{field: [values]}``."""
-        out: dict[str, list[int]] = {}
+        out: dict[str, list[int] | list[str]] = {}
         if self.exclude_slide_ids:
             out["slide_id"] = [int(v) for v in self.exclude_slide_ids]
         if self.exclude_image_ids:
             out["image_id"] = [int(v) for v in self.exclude_image_ids]
+        if self.exclude_groups:
+            out["group"] = [str(v) for v in self.exclude_groups]
         return out
 
 

@@ -54,7 +54,9 @@ def test_second_run_reuses_everything(demo_runs: tuple[Path, str, str]) -> None:
     reused = re.search(r"reused\s+: (.*)", second)
     assert reused, second
     assert {"train", "register", "ingest", "calibrate"} <= {s.strip() for s in reused.group(1).split(",")}
-    assert "0 new, 105 already stored" in second or re.search(r": 0 new, \d+ already stored", second), second
+    stored = re.search(r"ingested\s+: (\d+) images, (\d+) slide tiles", first)
+    assert stored, first
+    assert f": 0 new, {int(stored.group(1)) + int(stored.group(2))} already stored" in second, second
     # Same threshold, no re-tuning on the second run.
     thr = [re.search(r"threshold\s+: cos >= (-?[\d.]+)", out) for out in (first, second)]
     assert thr[0] and thr[1] and thr[0].group(1) == thr[1].group(1)
@@ -74,9 +76,18 @@ def test_files_left_behind(demo_runs: tuple[Path, str, str]) -> None:
         images = db.execute("SELECT count(*) FROM images WHERE status = 'done'").fetchone()[0]
         embedded = db.execute("SELECT count(*) FROM embeddings").fetchone()[0]
         runs = dict(db.execute("SELECT kind, count(*) FROM eval_runs GROUP BY kind").fetchall())
+        sides = [
+            {g for (g,) in db.execute(
+                'SELECT DISTINCT i."group" FROM images i JOIN datasets d ON d.id = i.dataset_id '
+                'WHERE d.name = ? AND i."group" IS NOT NULL', (name,))}
+            for name in ("demo-calibration", "demo-evaluation")
+        ]  # fmt: skip
     assert len(active) == 1 and active[0][1] == pytest.approx(report["calibration"]["threshold_cos"])
     assert images == embedded == report["ingest"]["images"] + report["ingest"]["tiles"]
     assert runs.get("calibrate") == 1 and runs.get("evaluate", 0) >= 2  # calibrated once, evaluated per run
+    # held out by group: no source image has tiles on both sides, and the evaluation is not in-sample
+    assert sides[0] and sides[1] and not sides[0] & sides[1]
+    assert report["evaluation"]["in_sample"] is False and report["evaluation"]["groups"] == len(sides[1])
 
 
 def test_third_run_starts_the_dashboard_and_prints_its_url(demo_runs: tuple[Path, str, str]) -> None:

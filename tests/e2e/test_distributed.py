@@ -83,30 +83,51 @@ def test_query_topk_and_pair(cluster: tuple[Deployment, dict[str, str]], sample_
     assert isinstance(pair["same"], bool)
 
 
-def test_evaluate_calibrate_then_evaluate(
-    cluster: tuple[Deployment, dict[str, str]], sample_dir: Path, tmp_path: Path
-) -> None:
-    dep, _ = cluster
+def _pairs_csv(path: Path, sample_dir: Path, first: int) -> Path:
+    """Two same-class and two different-class pairs per class from images ``first .. first+3`` of each class."""
     classes = sorted(p for p in sample_dir.iterdir() if p.is_dir())
     files = {c.name: sorted(c.iterdir()) for c in classes}
-    pairs = tmp_path / "pairs.csv"
-    with pairs.open("w", newline="") as fh:
+    with path.open("w", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(["image_a", "image_b", "same"])
         for i, c in enumerate(classes):
-            same = files[c.name]
-            other = files[classes[(i + 1) % len(classes)].name]
+            same = files[c.name][first : first + 4]
+            other = files[classes[(i + 1) % len(classes)].name][first : first + 4]
             writer.writerow([same[0], same[1], 1])
             writer.writerow([same[2], same[3], 1])
-            writer.writerow([same[0], other[0], 0])
-            writer.writerow([same[2], other[2], 0])
+            writer.writerow([same[0], other[1], 0])
+            writer.writerow([same[2], other[3], 0])
+    return path
+
+
+def test_evaluate_calibrate_then_evaluate_on_other_images(
+    cluster: tuple[Deployment, dict[str, str]], sample_dir: Path, tmp_path: Path
+) -> None:
+    dep, _ = cluster
+    calibration = _pairs_csv(tmp_path / "calibration.csv", sample_dir, first=0)
+    held_out = _pairs_csv(tmp_path / "held_out.csv", sample_dir, first=4)  # no image in common with calibration
     out_json = tmp_path / "calibration.json"
-    calibrated = dep.run("evaluate", "--pairs", str(pairs), "--calibrate", "--json-out", str(out_json)).stdout
-    assert "threshold" in calibrated.lower()
-    metrics = json.loads(out_json.read_text())
-    assert metrics["n_pairs"] == 32 and 0.5 <= metrics["accuracy"] <= 1.0
-    evaluated = dep.run("evaluate", "--pairs", str(pairs)).stdout
-    assert f"{metrics['threshold_cos']:.4f}" in evaluated  # evaluate uses the stored threshold, no re-tuning
+    dep.run("evaluate", "--pairs", str(calibration), "--calibrate", "--json-out", str(out_json))
+    cal = json.loads(out_json.read_text())
+    assert cal["n_pairs"] == 32 and cal["threshold_cos"] == pytest.approx(cal["best_accuracy_threshold_cos"])
+
+    # the calibration pairs again: refused (their accuracy is the best accuracy on them, not a result)
+    refused = dep.run("evaluate", "--pairs", str(calibration), check=False)
+    assert refused.returncode != 0 and "refusing to evaluate" in refused.stderr
+
+    ev_json = tmp_path / "evaluation.json"
+    dep.run("evaluate", "--pairs", str(held_out), "--json-out", str(ev_json))
+    ev = json.loads(ev_json.read_text())
+    assert ev["threshold_source"] == "calibrated" and ev["in_sample"] is False
+    assert ev["threshold_cos"] == pytest.approx(cal["threshold_cos"])  # no re-tuning on the held-out pairs
+    # the reported accuracy is the share of held-out pairs that `query pairs` decides right at that threshold
+    decisions = tmp_path / "decisions.csv"
+    dep.run("query", "pairs", str(held_out), "-o", str(decisions))
+    rows = list(csv.DictReader(decisions.open()))
+    truth = [row[2] for row in list(csv.reader(held_out.open()))[1:]]
+    right = [r["same"] == t for r, t in zip(rows, truth, strict=True)]
+    assert len(rows) == ev["n_pairs"] == 32
+    assert ev["accuracy"] == pytest.approx(sum(right) / len(right))
 
 
 def test_doctor_reports_no_drift(cluster: tuple[Deployment, dict[str, str]]) -> None:

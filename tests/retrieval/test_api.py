@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
+from sqlalchemy import select
 
 from retrieval.api import Retrieval, group_by_slide
 from retrieval.errors import EmptyCollectionError, NotEmbeddedError, ThresholdError, UnknownImageError
+from retrieval.models import Image
 from retrieval.store.base import SearchFilter
 from retrieval.thresholds import STUDY_THRESHOLD_D, cos_to_d, d_to_cos, resolve_threshold
 from tests.support.retrieval_factory import Catalog, add_images, fake_version, populate
@@ -115,17 +119,45 @@ def test_top_k_filters_and_exclusions(loaded: tuple[Catalog, Retrieval, list[int
 
     only = r.top_k(ids[0], k=20, filter=SearchFilter(label="STROMA"))
     assert len(only) == 20 and {n.label for n in only} == {"STROMA"}
-    on_slide = r.top_k(ids[0], k=20, filter=SearchFilter(slide_id=SLIDES[1] + 0))
-    assert {n.slide_id for n in on_slide} == {on_slide[0].slide_id}
+    cat = loaded[0]
+    slide_of = {img.id: img.slide_id for img in cat.session.scalars(select(Image))}
+    other_slide = slide_of[ids[1]]  # a real slide id (database key), not a slide number
+    assert other_slide is not None and other_slide != slide_of[ids[0]]
+    on_slide = r.top_k(ids[0], k=20, filter=SearchFilter(slide_id=other_slide))
+    assert len(on_slide) == 10 and {n.slide_id for n in on_slide} == {other_slide}  # 60 tiles on 6 slides
 
+    query_slide = slide_of[ids[0]]
     plain = r.top_k(ids[0], k=59)
-    assert any(n.slide_id == plain[0].slide_id for n in plain)
-    query_slide = {n.image_id: n.slide_id for n in r.top_k(ids[1], k=59)}[ids[0]]
+    assert sum(n.slide_id == query_slide for n in plain) == 9  # the query's own slide is there without exclusion
     other = r.top_k(ids[0], k=59, exclude_same_slide=True)
-    assert other and all(n.slide_id != query_slide for n in other)
+    assert len(other) == 50 and all(n.slide_id != query_slide for n in other)
     groups = group_by_slide(plain)
     assert sum(len(v) for v in groups.values()) == len(plain)
     assert all([n.rank for n in g] == sorted(n.rank for n in g) for g in groups.values())
+
+
+def test_top_k_excludes_the_query_group(catalog: Catalog) -> None:
+    """Groups (patients) span slides: excluding the group removes more than the query's slide, also for points
+    stored before the group field existed (no "group" in their payload)."""
+    from retrieval.ids import point_id
+
+    patients = [f"P{(i % 6) // 2}" for i in range(60)]  # slides 0+1 -> P0, 2+3 -> P1, 4+5 -> P2
+    rows, vecs = populate(catalog, LABELS, SLIDES, groups=patients)
+    r = Retrieval(session=catalog.session, store=catalog.store)
+    ids = [row.id for row in rows]
+    plain = r.top_k(ids[0], k=59)
+    assert sum(n.group == "P0" for n in plain) == 19
+    no_slide = r.top_k(ids[0], k=59, exclude_same_slide=True)
+    assert sum(n.group == "P0" for n in no_slide) == 10  # the patient's other slide is still there
+    no_group = r.top_k(ids[0], k=59, exclude_same_group=True)
+    assert len(no_group) == 40 and {n.group for n in no_group} == {"P1", "P2"}
+    # an old point of patient P0 without "group" in its payload is still excluded (group read from SQL)
+    old = rows[1]
+    payload = {"image_id": old.id, "dataset": "ds", "label": old.label, "slide_id": old.slide_id}
+    catalog.store.upsert(catalog.version.collection, [point_id(old.content_hash, catalog.version.name, old.dataset_id)],
+                         vecs[1:2], [payload])  # fmt: skip
+    again = r.top_k(ids[0], k=59, exclude_same_group=True)
+    assert old.id not in {n.image_id for n in again} and {n.group for n in again} == {"P1", "P2"}
 
 
 def test_top_k_batch_equals_singles(loaded: tuple[Catalog, Retrieval, list[int], np.ndarray]) -> None:
@@ -158,3 +190,23 @@ def test_top_k_metadata_from_sql_for_old_points(loaded: tuple[Catalog, Retrieval
     cat.store.upsert(cat.version.collection, [pid], vecs[5:6], [payload])
     (top,) = r.top_k(vecs[5], k=1)
     assert top.image_id == img.id and top.source_path == img.source_path and top.x == img.x
+
+
+def test_query_through_a_replaced_checkpoint_is_refused(catalog: Catalog, tmp_path: Path) -> None:
+    """A file query embeds with the version's checkpoint: if the file was replaced since registration, the
+    answer would be scored against vectors of another model. It is refused, as ingestion refuses it."""
+    from PIL import Image as PILImage
+
+    from retrieval.catalog import register_encoder
+    from retrieval.errors import CheckpointChangedError
+    from training.testing import make_untrained_checkpoint
+
+    ckpt = make_untrained_checkpoint(tmp_path / "enc.pt", backbone="resnet18", image_size=32, seed=0)
+    version = register_encoder(ckpt, session=catalog.session, store=catalog.store, name="real", activate=True)
+    query = PILImage.new("RGB", (32, 32), (200, 120, 150))
+    assert np.isfinite(Retrieval(session=catalog.session, store=catalog.store).vectors([query])).all()
+
+    make_untrained_checkpoint(ckpt, backbone="resnet18", image_size=32, seed=1)  # replaced in place, same dim
+    r = Retrieval(session=catalog.session, store=catalog.store, version=version)
+    with pytest.raises(CheckpointChangedError, match="changed since its encoder version was registered"):
+        r.vectors([query])

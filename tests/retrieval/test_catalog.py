@@ -46,6 +46,7 @@ def test_store_embeddings_is_idempotent(any_catalog: Catalog) -> None:
         "dataset_id": rows[1].dataset_id,
         "label": "B",
         "slide_id": None,
+        "group": None,
         "content_hash": rows[1].content_hash,
         "source_path": rows[1].source_path,
         "level": None,

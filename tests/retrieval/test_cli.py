@@ -61,10 +61,11 @@ def env(tmp_path_factory: pytest.TempPathFactory, sample_dir: Path) -> Iterator[
                 content_hash=hashlib.sha256(f.read_bytes()).hexdigest(),
                 source_path=str(f.resolve()),
                 label=f.parent.name,
+                group=f"patient{i}",
                 width=150,
                 height=150,
             )
-            for f in files
+            for i, f in enumerate(files)
         ]
         session.add_all(rows)
         session.commit()
@@ -171,20 +172,59 @@ def test_query_pairs_csv_of_stored_files_with_bad_rows_in_the_middle(
     assert float(got[4]["cos"]) == pytest.approx(1.0, abs=1e-5)
 
 
-def test_evaluate_calibrate_then_evaluate(
+def test_evaluate_split_group_then_refuses_in_sample(
     env: Env, tmp_path: Path, sample_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    report_file = tmp_path / "cal.json"
-    assert main(["evaluate", "--labeled-folder", str(sample_dir), "--n-pairs", "60", "--calibrate",
+    report_file = tmp_path / "split.json"
+    assert main(["evaluate", "--labeled", "sample", "--split", "group", "--n-pairs", "20", "--seed", "3",
                  "--json-out", str(report_file)]) == 0  # fmt: skip
     text = capsys.readouterr().out
-    assert "calibrate of encoder" in text and "accuracy" in text and "majority-vote@5" in text
-    cal = json.loads(report_file.read_text())
-    assert cal["kind"] == "calibrate" and cal["n_pairs"] == 60 and len(cal["sweep"]) == 15
-    ev = _json(capsys, ["evaluate", "--labeled", "sample", "--n-pairs", "30", "--json"])
-    assert ev["kind"] == "evaluate" and ev["threshold_source"] == "calibrated"
-    assert ev["threshold_cos"] == pytest.approx(cal["threshold_cos"])
-    assert np.isfinite(ev["roc_auc"]) and "topk" in ev
+    assert text.index("evaluate of encoder") < text.index("--- calibration side ---")
+    assert "split by group (seed 3)" in text and "no group on both sides" in text
+    ev = json.loads(report_file.read_text())
+    cal = ev["calibration"]
+    assert ev["kind"] == "evaluate" and cal["kind"] == "calibrate" and ev["in_sample"] is False
+    assert ev["threshold_source"] == "calibrated" and ev["threshold_cos"] == pytest.approx(cal["threshold_cos"])
+    assert ev["split"]["calibration_groups"] + ev["split"]["held_out_groups"] == len(env.ids)
+    assert ev["seed"] == 4 and cal["seed"] == 3 and ev["group_disjoint"] and "topk" in ev
+    assert np.isfinite(ev["roc_auc"])
+    # the two sides share no image
+    from sqlalchemy import select
+
+    from retrieval.db import make_engine, session_factory
+    from retrieval.models import LabeledPair, PairSet
+    from retrieval.settings import get_settings
+
+    engine = make_engine(get_settings().db_url)
+    with session_factory(engine)() as session:
+        sides = [
+            {
+                i
+                for row in session.execute(
+                    select(LabeledPair.image_a_id, LabeledPair.image_b_id).join(PairSet).where(PairSet.name == name)
+                ).all()
+                for i in row
+            }  # fmt: skip
+            for name in (cal["pair_set"], ev["pair_set"])
+        ]
+    engine.dispose()
+    assert sides[0] and sides[1] and not sides[0] & sides[1]
+
+    # evaluating on the images the threshold was calibrated on: refused, unless --in-sample (then said first)
+    assert main(["evaluate", "--labeled", "sample", "--n-pairs", "20"]) == 2
+    assert "refusing to evaluate" in capsys.readouterr().err
+    assert main(["evaluate", "--labeled", "sample", "--n-pairs", "20", "--in-sample"]) == 0
+    assert capsys.readouterr().out.startswith("IN-SAMPLE: ")
+
+
+def test_evaluate_folder_calibration_refuses_the_same_folder(
+    env: Env, sample_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["evaluate", "--labeled-folder", str(sample_dir), "--n-pairs", "60", "--calibrate"]) == 0
+    text = capsys.readouterr().out
+    assert "calibrate of encoder" in text and "majority-vote@5" in text and "WARNING: NO GROUPS" in text
+    assert main(["evaluate", "--labeled-folder", str(sample_dir), "--n-pairs", "60"]) == 2
+    assert "refusing to evaluate" in capsys.readouterr().err
 
 
 def test_doctor_detects_and_repairs(env: Env, capsys: pytest.CaptureFixture[str]) -> None:

@@ -5,15 +5,25 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+import numpy as np
 import pytest
 from sqlalchemy import func, select
 
 from retrieval.api import Retrieval
 from retrieval.doctor import check
-from retrieval.errors import PairsFileError
-from retrieval.evaluation import ScoredPairs, calibrate, evaluate, score_dataset, score_pairs_file
+from retrieval.errors import EvaluationError, PairsFileError
+from retrieval.evaluation import (
+    ScoredPairs,
+    calibrate,
+    evaluate,
+    pair_metrics,
+    score_dataset,
+    score_dataset_split,
+    score_pairs_file,
+)
 from retrieval.ids import point_id
 from retrieval.models import Embedding, EvalRun, Image, LabeledPair
+from retrieval.pairgen import generate_pairs
 from retrieval.pairs_io import answer_pairs, read_pairs_csv, write_decisions_csv
 from tests.support.retrieval_factory import Catalog, populate
 
@@ -122,3 +132,109 @@ def test_doctor_finds_and_repairs_drift(any_catalog: Catalog) -> None:
     assert cat.session.scalar(select(func.count()).select_from(Embedding)) == 9
     (after,) = check(session=cat.session, store=cat.store)
     assert after.ok and after.sql_count == after.store_count == 9
+
+
+PATIENTS = [f"P{i % 10}" for i in range(80)]  # 10 patients, each with images of all four labels
+
+
+def _group_of(session: object, ids: set[int]) -> dict[int, str | None]:
+    return {img.id: img.group for img in session.scalars(select(Image).where(Image.id.in_(ids)))}  # type: ignore[attr-defined]
+
+
+def test_generated_pairs_are_group_disjoint_by_default(catalog: Catalog) -> None:
+    populate(catalog, LABELS, groups=PATIENTS)
+    r = Retrieval(session=catalog.session, store=catalog.store)
+    scored = score_dataset(r, "ds", n_pairs=200, seed=0, topk_queries=20)
+    assert scored.image_ids and len(scored.image_ids) == 200
+    group = _group_of(catalog.session, {i for p in scored.image_ids for i in p})
+    assert all(group[a] != group[b] for a, b in scored.image_ids)
+    assert scored.info["groups"] == 10 and scored.info["group_disjoint"] is True and not scored.info["warnings"]
+    report = pair_metrics(scored, 0.5)
+    assert report["groups"] == 10 and report["seed"] == 0 and report["n_pairs_requested"] == 200
+    # opting out is possible and said so
+    loose = score_dataset(r, "ds", n_pairs=200, seed=0, never_same_group=False, topk_queries=0)
+    assert loose.info["group_disjoint"] is False and "in-group" in loose.info["warnings"][0]
+
+
+def test_manifest_slide_of_patches_groups_them(catalog: Catalog) -> None:
+    """Patches whose only group is a manifest's slide column (stored as the group by ingest): never paired."""
+    slides = [f"slide-{i % 5}" for i in range(80)]
+    populate(catalog, LABELS, groups=slides)
+    r = Retrieval(session=catalog.session, store=catalog.store)
+    scored = score_dataset(r, "ds", n_pairs=100, seed=2, topk_queries=0)
+    group = _group_of(catalog.session, {i for p in scored.image_ids or [] for i in p})
+    assert scored.info["groups"] == 5 and all(group[a] != group[b] for a, b in scored.image_ids or [])
+
+
+def test_no_groups_is_warned_loudly(catalog: Catalog, caplog: pytest.LogCaptureFixture) -> None:
+    populate(catalog, LABELS[:20])
+    r = Retrieval(session=catalog.session, store=catalog.store)
+    scored = score_dataset(r, "ds", n_pairs=20, seed=0, topk_queries=0)
+    assert scored.info["groups"] == 0 and scored.info["warnings"][0].startswith("NO GROUPS")
+    assert "NO GROUPS" in caplog.text
+    with pytest.raises(EvaluationError, match="no groups to split by"):
+        score_dataset_split(r, "ds", n_pairs=20)
+
+
+def test_split_by_group_calibrates_and_evaluates_on_disjoint_groups(catalog: Catalog) -> None:
+    populate(catalog, LABELS, groups=PATIENTS)
+    r = Retrieval(session=catalog.session, store=catalog.store)
+    cal, held = score_dataset_split(r, "ds", n_pairs=100, seed=5, topk_queries=10)
+    ids = {i for p in (cal.image_ids or []) + (held.image_ids or []) for i in p}
+    group = _group_of(catalog.session, ids)
+    cal_groups = {group[i] for p in cal.image_ids or [] for i in p}
+    held_groups = {group[i] for p in held.image_ids or [] for i in p}
+    assert cal_groups and held_groups and not cal_groups & held_groups
+    assert held.info["split"]["calibration_groups"] == 5 and held.info["split"]["held_out_groups"] == 5
+    again, _ = score_dataset_split(r, "ds", n_pairs=100, seed=5, topk_queries=0)
+    assert again.image_ids == cal.image_ids  # seeded
+    calibrate(r, cal)
+    ev = evaluate(r, held)
+    assert ev["in_sample"] is False and ev["split"]["side"] == "held-out"
+    # evaluating on the calibration images (or on other images of the calibration groups) is refused
+    with pytest.raises(EvaluationError, match="refusing to evaluate"):
+        evaluate(r, cal)
+    whole = score_dataset(r, "ds", n_pairs=100, seed=9, topk_queries=0)
+    with pytest.raises(EvaluationError, match="in-sample"):
+        evaluate(r, whole)
+    marked = evaluate(r, whole, in_sample=True)
+    assert marked["in_sample"] and "images" in marked["in_sample"]
+
+
+def test_shared_group_without_shared_images_is_refused(catalog: Catalog) -> None:
+    populate(catalog, LABELS, groups=PATIENTS)
+    r = Retrieval(session=catalog.session, store=catalog.store)
+    rows = catalog.session.scalars(select(Image).order_by(Image.id)).all()
+    first = [(rows[i].id, rows[j].id) for i, j in ((0, 10), (1, 11), (0, 11), (1, 10))]  # patients P0, P1
+    second = [(rows[i].id, rows[j].id) for i, j in ((20, 30), (21, 31), (20, 31), (21, 30))]  # P0, P1 again
+    labels = np.array([1, 1, 0, 0])  # the scores are made up: only which images and groups are used matters
+    calibrate(r, ScoredPairs(np.array([0.9, 0.8, 0.2, 0.1]), labels, "hand-a", first))
+    with pytest.raises(EvaluationError, match="groups evaluated here"):
+        evaluate(r, ScoredPairs(np.array([0.9, 0.8, 0.2, 0.1]), labels, "hand-b", second))
+
+
+def test_n_pairs_beyond_what_exists_is_cut_with_a_message(catalog: Catalog) -> None:
+    populate(catalog, LABELS[:12], groups=[f"P{i % 3}" for i in range(12)])
+    r = Retrieval(session=catalog.session, store=catalog.store)
+    scored = score_dataset(r, "ds", n_pairs=1_000_000_000, seed=0, topk_queries=0)
+    # 12 images, 4 labels x 3, each label's 3 images in 3 different patients: 12 same-label pairs possible
+    assert len(scored.scores) == 24 and scored.labels.sum() == 12
+    assert "asked for 1000000000 pairs" in scored.info["warnings"][0]
+    assert len(set(scored.image_ids or [])) == 24
+
+
+def test_pair_sampling_is_reproducible_whatever_order_the_database_returns(any_catalog: Catalog) -> None:
+    """PostgreSQL returns updated rows in another physical order; the pairs must not change with it."""
+    rows, _ = populate(any_catalog, LABELS[:40], groups=[f"P{i % 8}" for i in range(40)])
+    r = Retrieval(session=any_catalog.session, store=any_catalog.store)
+    before = score_dataset(r, "ds", n_pairs=60, seed=4, topk_queries=0)
+    for row in rows[:20]:  # touch the first half: new row versions go to the end of the heap
+        row.source_path = row.source_path + "?"
+    any_catalog.session.commit()
+    any_catalog.session.expire_all()
+    after = score_dataset(r, "ds", n_pairs=60, seed=4, topk_queries=0)
+    assert after.image_ids == before.image_ids and after.info["seed"] == 4
+    ordered = sorted(rows, key=lambda row: row.id)
+    expected = generate_pairs([row.label for row in ordered], 60, groups=[row.group for row in ordered],
+                              never_same_group=True, seed=4)  # fmt: skip
+    assert after.image_ids == [(ordered[p.a].id, ordered[p.b].id) for p in expected]

@@ -26,22 +26,38 @@ def _schema_diff(url: str) -> list[object]:
 def test_upgrade_empty_database_matches_models(db_url: str) -> None:
     assert current_revision(db_url) is None
     migrate(db_url)
-    assert current_revision(db_url) == head_revision() == "0003"
+    assert current_revision(db_url) == head_revision() == "0004"
     assert _schema_diff(db_url) == []
     migrate(db_url)  # idempotent on an up-to-date database
-    assert current_revision(db_url) == "0003"
+    assert current_revision(db_url) == "0004"
 
 
 def test_upgrade_from_previous_revision_keeps_data(db_url: str) -> None:
     migrate(db_url, revision="0001")
     engine = make_engine(db_url)
     assert "ix_images_status" not in {ix["name"] for ix in inspect(engine).get_indexes("images")}
-    with session_factory(engine)() as session:
-        ds = Dataset(name="old")
-        session.add(ds)
-        session.flush()
-        session.add(Image(dataset_id=ds.id, content_hash="h1", source_path="/a.png", label="TUMOR"))
-        session.commit()
+    with engine.begin() as conn:  # rows as an older release wrote them (no group column yet)
+        conn.execute(text("INSERT INTO datasets (id, name) VALUES (1, 'old')"))
+        conn.execute(
+            text(
+                "INSERT INTO slides (id, dataset_id, path, content_hash, mpp_source) "
+                "VALUES (1, 1, '/s.svs', 's1', 'default')"
+            )
+        )
+        rows = [
+            (1, "h1", None, None),
+            (2, "h2", 1, None),
+            (3, "h3", None, '{"slide_name": "S-07", "scanner": "x"}'),
+            (4, "h4", None, '{"patient": "P-3", "slide_name": "S-08"}'),
+        ]
+        for i, digest, slide, extra in rows:
+            conn.execute(
+                text(
+                    "INSERT INTO images (id, dataset_id, content_hash, source_path, slide_id, label, extra, status) "
+                    "VALUES (:i, 1, :h, '/a.png', :s, 'TUMOR', :e, 'pending')"
+                ),
+                {"i": i, "h": digest, "s": slide, "e": extra},
+            )
     engine.dispose()
 
     migrate(db_url)
@@ -49,9 +65,12 @@ def test_upgrade_from_previous_revision_keeps_data(db_url: str) -> None:
     engine = make_engine(db_url)
     assert "ix_images_status" in {ix["name"] for ix in inspect(engine).get_indexes("images")}
     with session_factory(engine)() as session:
-        img = session.scalars(select(Image)).one()
-        assert (img.content_hash, img.label, img.status) == ("h1", "TUMOR", "pending")
+        imgs = session.scalars(select(Image).order_by(Image.id)).all()
+        assert (imgs[0].content_hash, imgs[0].label, imgs[0].status) == ("h1", "TUMOR", "pending")
+        # 0003 backfills the group: the slide of a tile, a manifest's patient before its slide name
+        assert [img.group for img in imgs] == [None, "slide:1", "S-07", "P-3"]
         assert session.execute(text("SELECT count(*) FROM datasets")).scalar_one() == 1
+        assert session.scalar(select(Dataset.name)) == "old"
     engine.dispose()
     assert _schema_diff(db_url) == []
 
@@ -61,4 +80,4 @@ def test_migrate_works_outside_the_source_tree(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'x.db'}"
     code = f"from retrieval.db import migrate, current_revision; migrate({url!r}); print(current_revision({url!r}))"
     out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "0003"
+    assert out.stdout.strip() == "0004"

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from retrieval.catalog import get_or_create_dataset, register_encoder_version, store_embeddings
 from retrieval.db import make_engine, migrate, session_factory
+from retrieval.groups import slide_group
 from retrieval.models import EncoderVersion, Image, Slide
 from retrieval.store.edge import EdgeVectorStore
 
@@ -52,8 +53,12 @@ def add_images(
     labels: Sequence[str | None],
     slides: Sequence[int | None] | None = None,
     prefix: str = "img",
+    groups: Sequence[str | None] | None = None,
 ) -> list[Image]:
-    """Insert ``len(labels)`` images (status pending) into ``dataset``; ``slides`` gives slide numbers (created)."""
+    """Insert ``len(labels)`` images (status pending) into ``dataset``; ``slides`` gives slide numbers (created).
+
+    Each image's group is ``groups[i]`` when given, else its slide's (``slide:<id>``, as ingestion does).
+    """
     ds = get_or_create_dataset(dataset, session=session)
     slide_ids: dict[int, int] = {}
     rows = []
@@ -85,6 +90,7 @@ def add_images(
                 width=64,
                 height=64,
                 label=lab,
+                group=groups[i] if groups is not None else (slide_group(sid) if sid else None),
             )
         )
     session.add_all(rows)
@@ -119,9 +125,10 @@ def populate(
     slides: Sequence[int | None] | None = None,
     dataset: str = "ds",
     seed: int = 0,
+    groups: Sequence[str | None] | None = None,
 ) -> tuple[list[Image], np.ndarray]:
     """Add images with clustered vectors and store them (optimised)."""
-    rows = add_images(cat.session, dataset, labels, slides)
+    rows = add_images(cat.session, dataset, labels, slides, groups=groups)
     vecs = clustered_vectors([lab or "none" for lab in labels], cat.version.dim, seed=seed)
     store_embeddings(rows, vecs, cat.version, session=cat.session, store=cat.store)
     cat.store.optimize(cat.version.collection)

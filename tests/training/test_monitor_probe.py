@@ -10,6 +10,7 @@ import pytest
 import torch
 from torch import nn
 
+from training.errors import DataError
 from training.monitor import CollapseMonitor, collapse_score
 from training.probe import Probe, balanced_pairs, best_threshold, knn_accuracy, roc_auc
 
@@ -70,6 +71,53 @@ def test_probe_from_folder_and_csv(sample_dir: Path, tmp_path: Path) -> None:
 
     shutil.copytree(sample_dir, copy)
     csv_path = copy / "pairs.csv"
-    csv_path.write_text("path_a,path_b,same\n" + f"{files[0]},{files[1]},1\n{files[0]},{files[-1]},0\n")
+    csv_path.write_text(
+        "path_a,path_b,same\n"
+        + f"{files[0]},{files[1]},1\n{files[0]},{files[-1]},0\n{files[2]},{files[3]},1\n{files[2]},{files[-2]},0\n"
+    )
     pprobe = Probe.from_path(csv_path, image_size=16)
-    assert pprobe.labels is None and pprobe.images.shape[0] == 3 and pprobe.pairs[2].tolist() == [True, False]
+    assert pprobe.labels is None and pprobe.images.shape[0] == 6
+    cal, held = pprobe.calibration_pairs, pprobe.pairs
+    assert cal is not None and cal[2].tolist() == [True, False] and held[2].tolist() == [True, False]
+    assert {(int(a), int(b)) for a, b in zip(cal[0], cal[1], strict=True)}.isdisjoint(
+        (int(a), int(b)) for a, b in zip(held[0], held[1], strict=True)
+    )
+    csv_path.write_text("path_a,path_b,same\n" + f"{files[0]},{files[1]},1\n{files[0]},{files[-1]},0\n")
+    with pytest.raises(DataError, match="at least 4"):
+        Probe.from_path(csv_path, image_size=16)
+
+
+def test_probe_leaves_out_files_at_the_folder_root(sample_dir: Path, tmp_path: Path) -> None:
+    import shutil
+
+    root = tmp_path / "labeled"
+    for cls in ("ADIPOSE", "TUMOR"):
+        shutil.copytree(next(p for p in sample_dir.iterdir() if p.name.endswith(cls)), root / cls)
+    stray = next((root / "TUMOR").iterdir())
+    shutil.copy(stray, root / "stray.png")
+    probe = Probe.from_path(root, image_size=16, n_pairs=20)
+    assert sorted(set(probe.labels.tolist())) == ["ADIPOSE", "TUMOR"]  # type: ignore[union-attr]
+    assert probe.images.shape[0] == 16  # the root file is not a phantom "" class
+
+
+def test_probe_accuracy_is_scored_on_pairs_the_threshold_was_not_tuned_on() -> None:
+    emb = np.eye(6, dtype=np.float32)[:, :4].copy()
+    emb[4] = [0.6, 0.8, 0, 0]
+    emb[5] = [0.8, 0.6, 0, 0]
+    # calibration: a "same" pair at cos 1.0, a "different" one at cos 0.96 -> threshold between them
+    calibration = (np.array([0, 4]), np.array([0, 5]), np.array([True, False]))
+    # held out: a "same" pair at cos 0.8 (below that threshold: wrong) and a "different" pair at 0 (right)
+    held_out = (np.array([4, 0]), np.array([1, 2]), np.array([True, False]))
+    probe = Probe(np.zeros((6, 3, 2, 2), np.uint8), None, held_out, calibration_pairs=calibration)
+    out = probe.evaluate(lambda batch: emb[: len(batch)])
+    assert 0.96 < out["probe_threshold_cos"] <= 1.0
+    assert out["probe_pair_acc"] == 0.5  # tuned on the held-out pairs it would be 1.0
+    assert out["probe_pairs_calibration"] == 2 and out["probe_pairs_held_out"] == 2
+
+
+def test_folder_probe_halves_share_no_image(sample_dir: Path) -> None:
+    probe = Probe.from_path(sample_dir, image_size=16, n_pairs=40)
+    assert probe.calibration_pairs is not None
+    cal = set(probe.calibration_pairs[0]) | set(probe.calibration_pairs[1])
+    held = set(probe.pairs[0]) | set(probe.pairs[1])
+    assert cal and held and not cal & held

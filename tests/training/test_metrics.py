@@ -1,4 +1,4 @@
-"""Pair and top-k metrics against small hand-checked cases; pair generation."""
+"""Pair and top-k metrics (training.metrics, re-exported by retrieval.metrics) against hand-checked cases."""
 
 from __future__ import annotations
 
@@ -6,9 +6,8 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from retrieval import metrics as M
-from retrieval.errors import EvaluationError
-from retrieval.pairgen import generate_pairs
+from training import metrics as M
+from training.errors import MetricsError
 
 # positives (same) at 0.9, 0.8, 0.6; negatives at 0.7, 0.5, 0.4
 SCORES = np.array([0.9, 0.8, 0.7, 0.6, 0.5, 0.4])
@@ -80,23 +79,22 @@ def test_topk_label_metrics_by_hand() -> None:
 
 
 def test_metric_input_errors() -> None:
-    with pytest.raises(EvaluationError, match="both kinds"):
+    with pytest.raises(MetricsError, match="both kinds"):
         M.roc_auc([0.1, 0.2], [1, 1])
-    with pytest.raises(EvaluationError, match="NaN"):
+    with pytest.raises(MetricsError, match="NaN"):
         M.accuracy_at([float("nan")], [1], 0.5)
-    with pytest.raises(EvaluationError, match="2 scores but 1 labels"):
+    with pytest.raises(MetricsError, match="2 scores but 1 labels"):
         M.accuracy_at([0.1, 0.2], [1], 0.5)
 
 
-def test_generate_pairs_balanced_seeded_and_group_aware() -> None:
-    labels = [("A", "B", "C")[i % 3] for i in range(60)]
-    groups = [i // 4 for i in range(60)]  # 15 "slides" of 4 tiles
-    pairs = generate_pairs(labels, 200, groups=groups, never_same_group=True, seed=7)
-    assert len(pairs) == 200 and sum(p.same for p in pairs) == 100
-    assert all((labels[p.a] == labels[p.b]) == p.same for p in pairs)
-    assert all(groups[p.a] != groups[p.b] for p in pairs)
-    assert len({(min(p.a, p.b), max(p.a, p.b)) for p in pairs}) == 200
-    assert pairs == generate_pairs(labels, 200, groups=groups, never_same_group=True, seed=7)
-    assert pairs != generate_pairs(labels, 200, groups=groups, never_same_group=True, seed=8)
-    with pytest.raises(EvaluationError, match="two labels"):
-        generate_pairs(["A"] * 5, 10)
+def test_knn_accuracy_leave_one_out_and_ties_to_nearest() -> None:
+    emb = np.array([[1, 0], [0.99, 0.14], [0, 1], [0.14, 0.99]], dtype=np.float32)
+    assert M.knn_accuracy(emb, ["a", "a", "b", "b"], k=1) == 1.0
+    # k=2 for item 0: neighbours 1 (a) then 3 (b): a tie goes to the nearest, "a"
+    assert M.knn_accuracy(emb, ["a", "a", "b", "b"], k=2) == 1.0
+
+
+def test_retrieval_metrics_is_the_same_implementation() -> None:
+    from retrieval import metrics as RM
+
+    assert RM.best_accuracy_threshold is M.best_accuracy_threshold and RM.roc_auc is M.roc_auc

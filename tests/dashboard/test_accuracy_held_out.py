@@ -1,0 +1,104 @@
+"""The Accuracy page opens on the held-out side, marks in-sample pairs, and ranks galleries within the dataset."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+from streamlit.testing.v1 import AppTest
+
+from tests.dashboard.test_pages_basic import VIEWS
+from tests.support.dashboard_index import SampleIndex, build_sample_index
+
+
+@pytest.fixture(scope="module")
+def split_index(tmp_path_factory: pytest.TempPathFactory, sample_dir: Path) -> SampleIndex:
+    """The sample in 16 groups, calibrated on half the groups and evaluated on the rest (``evaluate --split
+    group``), plus byte-identical copies of every image in a second dataset."""
+    from retrieval import catalog
+    from retrieval.api import Retrieval
+    from retrieval.db import make_engine, session_factory
+    from retrieval.evaluation import calibrate, evaluate, score_dataset_split
+    from retrieval.models import Image
+    from retrieval.settings import get_settings
+    from retrieval.store import open_vector_store
+
+    home = tmp_path_factory.mktemp("split-index")
+    index = build_sample_index(home, sample_dir)
+    settings = get_settings(home=home)
+    engine = make_engine(settings.db_url)
+    store = open_vector_store(settings)
+    try:
+        with session_factory(engine)() as session:
+            rows = session.scalars(select(Image).order_by(Image.id)).all()
+            for i, row in enumerate(rows):
+                row.group = f"patient{i % 16}"  # four classes per patient
+            session.commit()
+            version = catalog.active_encoder_version(session=session)
+            found = store.vectors_by_image_ids(version.collection, [r.id for r in rows])
+            copies_ds = catalog.get_or_create_dataset("kather-copies", session=session)
+            copies = [
+                Image(
+                    dataset_id=copies_ds.id,
+                    content_hash=r.content_hash,
+                    source_path=r.source_path,
+                    width=r.width,
+                    height=r.height,
+                    label=r.label,
+                    status="pending",
+                )  # fmt: skip
+                for r in rows
+            ]
+            session.add_all(copies)
+            session.flush()
+            import numpy as np
+
+            catalog.store_embeddings(
+                copies, np.stack([found[r.id][0] for r in rows]), version, session=session, store=store
+            )
+            r = Retrieval(session=session, store=store, version=version)
+            cal, held = score_dataset_split(r, "kather-sample", n_pairs=200, seed=0, topk_queries=0)
+            calibrate(r, cal, pair_set_name="ks-calibration")
+            evaluate(r, held, pair_set_name="ks-held-out")
+    finally:
+        store.close()
+        engine.dispose()
+    return index
+
+
+@pytest.fixture
+def split_env(split_index: SampleIndex, monkeypatch: pytest.MonkeyPatch) -> Iterator[SampleIndex]:
+    monkeypatch.setenv("HISTOQUERY_HOME", str(split_index.home))
+    for name in ("HISTOQUERY_DATABASE_URL", "HISTOQUERY_QDRANT_PATH", "HISTOQUERY_ALLOWED_ROOTS"):
+        monkeypatch.delenv(name, raising=False)
+    yield split_index
+
+
+def _images(at: AppTest) -> list[tuple[str, str]]:
+    """(caption, media URL) of every image shown, in page order (the URL is a hash of the image bytes)."""
+    return [(img.caption, img.url) for el in at.get("image") for img in el.proto.imgs]
+
+
+def test_accuracy_page_opens_on_the_held_out_pairs(split_env: SampleIndex) -> None:
+    at = AppTest.from_file(str(VIEWS / "accuracy.py"), default_timeout=180)
+    at.run()
+    assert not at.exception, at.exception
+    assert not at.error, [e.value for e in at.error]
+    assert at.selectbox(key="accuracy_source").value == "pair set: ks-held-out"
+    assert not [w.value for w in at.warning if "In-sample" in w.value]
+    summary = next(d.value for d in at.dataframe if "encoder version" in d.value.columns)
+    assert summary["threshold from"].iloc[0] == "calibrated"
+    # galleries rank within the query's dataset: the byte-identical copy (cos 1.000) never shows up
+    assert any("ranked within dataset kather-sample" in m.value for m in at.markdown)
+    shown = _images(at)
+    rows = [i for i, (caption, _) in enumerate(shown) if caption == "query"]
+    assert len(rows) == 3 and len(shown) == 3 * 11
+    for start in rows:  # a copy has the query's bytes, so the query's thumbnail (same media URL)
+        query_url = shown[start][1]
+        assert all(url != query_url for _, url in shown[start + 1 : start + 11])
+
+    at.selectbox(key="accuracy_source").set_value("pair set: ks-calibration").run()
+    assert not at.exception, at.exception
+    assert any("In-sample" in w.value for w in at.warning)
