@@ -10,7 +10,7 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
@@ -18,8 +18,12 @@ from sqlalchemy.orm import Session
 
 from ingest.errors import SlideError
 from ingest.jobs import Failure
+from ingest.paths import Roots
 from ingest.sources import SourceItem, enumerate_sources
 from retrieval.models import Slide
+
+if TYPE_CHECKING:
+    from training.pixels import DecodeBudget
 
 logger = logging.getLogger(__name__)
 
@@ -75,7 +79,13 @@ def _register_slide(session: Session, dataset_id: int, path: str, digest: str, p
 
 
 def plan_slide(
-    item: SourceItem, dataset_id: int, tiling: TilingOptions, batch_size: int, *, session: Session
+    item: SourceItem,
+    dataset_id: int,
+    tiling: TilingOptions,
+    batch_size: int,
+    *,
+    session: Session,
+    budget: DecodeBudget | None = None,
 ) -> tuple[list[dict[str, Any]], int]:
     """Register one slide and return its tile batches and tile count.
 
@@ -84,7 +94,7 @@ def plan_slide(
     """
     from ingest.slides import open_slide, plan_tiles, slide_fingerprint
 
-    reader = open_slide(item.path)
+    reader = open_slide(item.path, budget=budget)
     try:
         plan = plan_tiles(reader, item.path, **asdict(tiling))
     finally:
@@ -120,6 +130,8 @@ def plan_ingest(
     labels_from_folders: bool = False,
     manifest: str | Path | None = None,
     tiling: TilingOptions | None = None,
+    roots: Roots | None = None,
+    budget: DecodeBudget | None = None,
 ) -> Plan:
     """Enumerate the sources and split them into batches.
 
@@ -132,9 +144,12 @@ def plan_ingest(
         labels_from_folders: label images by their folder name.
         manifest: optional manifest CSV.
         tiling: slide tiling options.
+        roots: allowed roots: every file must lie inside them; each batch carries them so workers check again
+            before opening anything.
+        budget: decode memory budget for slides read by the plain-image fallback reader.
     """
     tiling = tiling or TilingOptions()
-    found = enumerate_sources(paths, labels_from_folders=labels_from_folders, manifest=manifest)
+    found = enumerate_sources(paths, labels_from_folders=labels_from_folders, manifest=manifest, roots=roots)
     failures = [Failure(f.source, f.stage, f.reason) for f in found.failures]
     images = [i for i in found.items if i.kind == "image"]
     slides = [i for i in found.items if i.kind == "slide"]
@@ -153,11 +168,14 @@ def plan_ingest(
     for slide in slides:
         ds = resolve_dataset(slide.dataset) if slide.dataset else dataset_id
         try:
-            slide_batches, count = plan_slide(slide, ds, tiling, batch_size, session=session)
+            slide_batches, count = plan_slide(slide, ds, tiling, batch_size, session=session, budget=budget)
         except SlideError as exc:
             failures.append(Failure(exc.path, exc.stage, exc.reason))
             total += 1
             continue
         batches += slide_batches
         total += count
+    if roots:
+        for batch in batches:
+            batch["roots"] = roots.as_strings()
     return Plan(batches=batches, failures=failures, total=total)

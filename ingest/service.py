@@ -21,12 +21,16 @@ from ingest.errors import BadImageError, IngestError
 from ingest.jobs import Failure, JobStatus, create_job, fail_job
 from ingest.jobs import job_status as _job_status
 from ingest.jobs import list_jobs as _list_jobs
+from ingest.paths import display_path
 from ingest.planning import TilingOptions, plan_ingest
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from retrieval.models import Image
     from retrieval.settings import Settings
     from retrieval.store.base import VectorStore
+    from training.pixels import DecodeBudget
 
 logger = logging.getLogger(__name__)
 
@@ -95,6 +99,7 @@ def submit_ingest(
     tiling: TilingOptions | None = None,
     store: VectorStore | None = None,
     progress: Progress | None = None,
+    roots: Sequence[str | Path] | None = None,
 ) -> int:
     """Create an ingestion job for folders / files / a manifest and start it.
 
@@ -110,17 +115,23 @@ def submit_ingest(
         tiling: slide tiling options.
         store: an open vector store to reuse in embedded mode (e.g. the dashboard's).
         progress: embedded-mode progress callback.
+        roots: allowed roots every file of the job must lie in (default ``settings.allowed_roots``; none = no
+            check). Inputs, folder entries, manifest rows and slides outside them are refused one by one.
 
     Returns:
         The job id.
 
     Raises:
-        IngestError: bad manifest, broker unreachable. RetrievalError: no active encoder, database problems.
+        IngestError: bad manifest, broker unreachable, an empty root. RetrievalError: no active encoder, database.
     """
+    from ingest.paths import Roots
     from retrieval.catalog import active_encoder_version, get_or_create_dataset
+    from training.pixels import process_budget
 
     if not paths and manifest is None:
         raise IngestError("nothing to ingest: give at least one PATH or --manifest")
+    wanted_roots = list(settings.allowed_roots if roots is None else roots)
+    allowed = Roots(wanted_roots) if wanted_roots else None
     with _session(settings, migrate=True) as session:
         version = active_encoder_version(session=session, name=settings.active_encoder)
         ds = get_or_create_dataset(dataset, session=session)
@@ -140,12 +151,15 @@ def submit_ingest(
             labels_from_folders=labels_from_folders,
             manifest=manifest,
             tiling=tiling,
+            roots=allowed,
+            budget=process_budget(settings.decode_memory_mb * 1024 * 1024),
         )
         request = {
-            "inputs": [str(Path(p).expanduser().absolute()) for p in paths],
-            "manifest": str(manifest) if manifest else None,
+            "inputs": [display_path(Path(p).expanduser().absolute()) for p in paths],
+            "manifest": display_path(manifest) if manifest else None,
             "labels_from_folders": labels_from_folders,
             "tiling": (tiling or TilingOptions()).__dict__,
+            "roots": allowed.as_strings() if allowed else None,
         }
         job = create_job(
             session=session,
@@ -305,25 +319,67 @@ def wait_for_job(
         engine.dispose()
 
 
-def image_pixels(image: Image, *, verify: bool = False, max_pixels: int | None = None) -> PILImage.Image:
+def _check_stored(image: Image, roots: Sequence[str | Path]) -> None:
+    """Refuse to re-read a stored path outside the allowed roots (thumbnails, re-embedding)."""
+    from ingest.paths import REFUSED, Roots, display_path
+
+    if roots and not Roots(roots).contains(image.source_path):
+        raise BadImageError(display_path(image.source_path), REFUSED, "read")
+
+
+def image_pixels(
+    image: Image,
+    *,
+    verify: bool = False,
+    max_pixels: int | None = None,
+    roots: Sequence[str | Path] = (),
+    budget: DecodeBudget | None = None,
+) -> PILImage.Image:
     """The pixels of a stored image: its file decoded, or its tile re-read from the slide.
 
     Args:
         image: an ``images`` row.
         verify: check that a file's bytes still have the stored content hash.
         max_pixels: decompression-bomb limit for files.
+        roots: allowed roots (``Settings.allowed_roots``): a stored path outside them is not read.
+        budget: decode memory budget (default: the process's).
 
     Raises:
-        BadImageError: the file is gone, unreadable or changed. SlideError: the slide cannot be read.
+        BadImageError: outside the roots, the file is gone, unreadable or changed. SlideError: unreadable slide.
     """
-    from ingest.decode import DEFAULT_MAX_PIXELS, content_hash, decode_bytes, read_bytes
+    from ingest.decode import DEFAULT_MAX_PIXELS, file_hash, load_image
     from ingest.slides import read_tile
 
+    _check_stored(image, roots)
     if image.slide_id is not None:
         assert image.level is not None and image.x is not None and image.y is not None
         assert image.tile_size is not None
         return read_tile(image.source_path, image.level, image.x, image.y, image.tile_size, out_size=image.width)
-    data = read_bytes(image.source_path)
-    if verify and content_hash(data) != image.content_hash:
+    if verify and file_hash(image.source_path) != image.content_hash:
         raise BadImageError(image.source_path, "file changed since it was ingested (content hash differs)", "read")
-    return decode_bytes(data, image.source_path, max_pixels=max_pixels or DEFAULT_MAX_PIXELS)
+    return load_image(image.source_path, max_pixels=max_pixels or DEFAULT_MAX_PIXELS, budget=budget)
+
+
+def image_model_input(
+    image: Image,
+    preprocess: Callable[[PILImage.Image], np.ndarray],
+    *,
+    settings: Settings,
+    budget: DecodeBudget | None = None,
+) -> tuple[np.ndarray, tuple[int, int]]:
+    """A stored image's model input for re-embedding: ``(preprocess(pixels), (width, height))``.
+
+    The file's content hash is verified and its decode stays inside the decode memory budget.
+
+    Raises:
+        BadImageError / SlideError: as :func:`image_pixels`.
+    """
+    from ingest.decode import file_hash, model_input
+
+    if image.slide_id is not None:
+        rgb = image_pixels(image, roots=settings.allowed_roots)
+        return preprocess(rgb), rgb.size
+    _check_stored(image, settings.allowed_roots)
+    if file_hash(image.source_path) != image.content_hash:
+        raise BadImageError(image.source_path, "file changed since it was ingested (content hash differs)", "read")
+    return model_input(image.source_path, preprocess, max_pixels=settings.max_image_pixels, budget=budget)

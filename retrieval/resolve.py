@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from retrieval.errors import NotEmbeddedError, QueryImageError, RetrievalError, UnknownImageError, VectorStoreError
 from retrieval.models import Embedding, EncoderVersion, Image
+from retrieval.paths import PathError, legacy_path, normalise_path
 from retrieval.store.base import VectorStore
 
 if TYPE_CHECKING:
@@ -73,20 +74,17 @@ def describe(query: QueryInput) -> str:
 
 
 def load_query_image(path: Path, max_pixels: int | None = None) -> PILImage.Image:
-    """Open an image file as RGB (raises :class:`QueryImageError` naming the file and the reason)."""
-    if not path.is_file():
-        raise QueryImageError(f"query image {path} does not exist (or is not a file)")
-    previous = PILImage.MAX_IMAGE_PIXELS
+    """Decode a query image file with the one decoder (:func:`training.pixels.load_rgb`), as ingestion does.
+
+    Raises:
+        QueryImageError: naming the file and the reason (missing, not an image, over ``max_pixels``, ...).
+    """
+    from training.pixels import DEFAULT_MAX_PIXELS, PixelError, load_rgb
+
     try:
-        if max_pixels is not None:
-            PILImage.MAX_IMAGE_PIXELS = max_pixels
-        with PILImage.open(path) as img:
-            img.load()
-            return img.convert("RGB")
-    except (OSError, ValueError, PILImage.DecompressionBombError) as exc:
-        raise QueryImageError(f"cannot read query image {path}: {exc}") from exc
-    finally:
-        PILImage.MAX_IMAGE_PIXELS = previous
+        return load_rgb(path, max_pixels=max_pixels or DEFAULT_MAX_PIXELS)
+    except PixelError as exc:
+        raise QueryImageError(f"cannot read query image {path}: {exc.reason}") from exc
 
 
 def stored_vectors(
@@ -147,11 +145,19 @@ def resolve_queries(
     slide_ids: list[int | None] = [None] * n
     errors: dict[int, RetrievalError] = {}
 
-    # Files that are stored images under this version are read from the store, not embedded again.
-    paths = {i: Path(q).expanduser().resolve() for i, q in enumerate(queries) if isinstance(q, str | Path)}
+    # Files that are stored images under this version are read from the store, not embedded again. Stored paths
+    # are in the one canonical form (retrieval.paths); rows of older versions stored the unresolved form.
+    paths: dict[int, Path] = {}
+    legacy: dict[int, str] = {}
+    for i, q in enumerate(queries):
+        if isinstance(q, str | Path):
+            try:
+                paths[i], legacy[i] = Path(normalise_path(q)), legacy_path(q)
+            except PathError as exc:
+                errors[i] = QueryImageError(f"query {i}: {exc}")
     by_path: dict[str, int] = {}
     if paths:
-        wanted = sorted({str(p) for p in paths.values()})
+        wanted = sorted({str(p) for p in paths.values()} | set(legacy.values()))
         for start in range(0, len(wanted), 2000):
             stmt = (
                 select(Image.source_path, Image.id)
@@ -165,6 +171,8 @@ def resolve_queries(
             id_of[i] = int(q)
         elif i in paths and str(paths[i]) in by_path:
             id_of[i] = by_path[str(paths[i])]
+        elif i in paths and legacy[i] in by_path:
+            id_of[i] = by_path[legacy[i]]
     vecs, slides, id_errors = stored_vectors(list(id_of.values()), version, session=session, store=store)
     for i, image_id in id_of.items():
         if image_id in vecs:
@@ -177,7 +185,7 @@ def resolve_queries(
     # Everything else is pixels (or a ready vector) to embed.
     to_embed: list[tuple[int, PILImage.Image]] = []
     for i, q in enumerate(queries):
-        if i in id_of:
+        if i in id_of or i in errors:
             continue
         try:
             item = _as_pixels_or_vector(q, i, paths.get(i), version.dim, max_pixels)
@@ -204,7 +212,9 @@ def _as_pixels_or_vector(
     if path is not None:
         return load_query_image(path, max_pixels)
     if isinstance(q, PILImage.Image):
-        return q.convert("RGB")
+        from training.pixels import to_rgb
+
+        return to_rgb(q)  # alpha on white, 16-bit scaled: as the decoder does for files
     if isinstance(q, np.ndarray):
         arr = np.asarray(q)
         if arr.ndim == 1:
