@@ -19,7 +19,8 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import flag_modified
 
 from ingest.errors import JobNotFoundError
-from retrieval.models import Dataset, EncoderVersion, IngestFailure, IngestJob, utcnow
+from ingest.paths import display_path
+from retrieval.models import FAILURE_STAGES, Dataset, EncoderVersion, IngestFailure, IngestJob, utcnow
 
 logger = logging.getLogger(__name__)
 
@@ -108,8 +109,17 @@ def create_job(
 
 
 def _add_failures(session: Session, job_id: int, failures: Sequence[Failure]) -> None:
+    """Add failure rows; recording a failure never fails on its text (non-UTF-8 names, NUL bytes, odd stages)."""
     for f in failures:
-        session.add(IngestFailure(job_id=job_id, source_path=f.source, stage=f.stage, reason=f.reason[:4000]))
+        stage = f.stage if f.stage in FAILURE_STAGES else "read"
+        session.add(
+            IngestFailure(
+                job_id=job_id,
+                source_path=display_path(f.source)[:4000],
+                stage=stage,
+                reason=display_path(f.reason)[:4000],
+            )
+        )
 
 
 def mark_running(job_id: int, *, session: Session) -> None:
@@ -186,7 +196,9 @@ def complete_batch(
 def fail_job(job_id: int, error: str, *, session: Session) -> None:
     """Mark a job failed as a whole (a job-level error, not a per-file one)."""
     session.execute(
-        update(IngestJob).where(IngestJob.id == job_id).values(status="failed", error=error, finished_at=utcnow())
+        update(IngestJob)
+        .where(IngestJob.id == job_id)
+        .values(status="failed", error=display_path(error)[:4000], finished_at=utcnow())
     )
     session.commit()
 

@@ -20,9 +20,19 @@ from retrieval.paths import PathError, normalise_path
 REFUSED = "outside the allowed roots: refused"
 
 
-def display_path(path: str | Path) -> str:
-    """A path as safe text: undecodable bytes of a non-UTF-8 file name shown as ``\\xff`` escapes, NUL as ``\\x00``."""
-    raw = os.fsencode(path) if not isinstance(path, str) else path.encode("utf-8", "surrogateescape")
+def display_path(path: object) -> str:
+    """Any path or text as storable text: the bytes of a non-UTF-8 file name as ``\\xff`` escapes, NUL as ``\\x00``.
+
+    What it returns always encodes to UTF-8 and fits a PostgreSQL ``text`` column (which refuses NUL).
+    """
+    if isinstance(path, bytes):
+        raw = path
+    else:
+        text = os.fspath(path) if isinstance(path, os.PathLike) else str(path)
+        try:
+            raw = text.encode("utf-8", "surrogateescape")
+        except UnicodeEncodeError:  # a lone surrogate that is not an escaped byte
+            raw = text.encode("utf-8", "backslashreplace")
     return raw.decode("utf-8", "backslashreplace").replace("\x00", "\\x00")
 
 

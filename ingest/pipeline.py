@@ -92,6 +92,10 @@ def _hash_file(
     except PathNotAllowedError:
         return Failure(display_path(path), "read", REFUSED)
     try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        return Failure(display_path(path), "read", "file name is not valid UTF-8: rename the file")
+    try:
         digest = file_hash(path)
     except BadImageError as exc:
         return _failure(exc, display_path(path), "read")

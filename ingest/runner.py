@@ -102,10 +102,25 @@ def execute_batch(ctx: IngestContext, job_id: int, batch_index: int, payload: di
         logger.exception("job %d batch %d failed permanently", job_id, batch_index)
         reason = f"{type(exc).__name__}: {exc}"
         outcome = BatchOutcome(failures=[Failure(src, "embed", reason) for src in _items_of(payload)])
-    with ctx.commit_lock, ctx.sessions() as session:
-        complete_batch(
-            job_id, batch_index, outcome, session=session, on_finish=lambda job, s: finish_reembed(job, s, ctx)
+    try:
+        with ctx.commit_lock, ctx.sessions() as session:
+            complete_batch(
+                job_id, batch_index, outcome, session=session, on_finish=lambda job, s: finish_reembed(job, s, ctx)
+            )
+    except TRANSIENT:
+        raise
+    except Exception as exc:  # noqa: BLE001 - recording must never leave the job hanging: record the counts alone
+        logger.exception("job %d batch %d: its failures could not be recorded", job_id, batch_index)
+        note = f"its failure could not be recorded ({type(exc).__name__}); see the worker log"
+        outcome = BatchOutcome(
+            done=outcome.done,
+            skipped=outcome.skipped,
+            failures=[Failure(f"batch {batch_index} item", "store", note)] * outcome.failed,
         )
+        with ctx.commit_lock, ctx.sessions() as session:
+            complete_batch(
+                job_id, batch_index, outcome, session=session, on_finish=lambda job, s: finish_reembed(job, s, ctx)
+            )
     return outcome
 
 
