@@ -65,7 +65,7 @@ def report(status: Any, max_failures: int = 20) -> int:
         print(f"  FAILED [{f.stage}] {f.source}: {f.reason}", file=sys.stderr)
     if status.failed > max_failures:
         print(f"  ... {status.failed - max_failures} more: `histoquery jobs {status.id} --failures`", file=sys.stderr)
-    return 1 if status.failed or status.status == "failed" else 0
+    return 1 if status.failed or status.status != "done" else 0
 
 
 def run(args: argparse.Namespace) -> int:

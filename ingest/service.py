@@ -17,7 +17,7 @@ from PIL import Image as PILImage
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ingest.errors import BadImageError, IngestError
+from ingest.errors import BadImageError, IngestError, JobNotFoundError
 from ingest.jobs import Failure, JobStatus, create_job, fail_job
 from ingest.jobs import job_status as _job_status
 from ingest.jobs import list_jobs as _list_jobs
@@ -60,17 +60,22 @@ def _dispatch(
     settings: Settings,
     store: VectorStore | None,
     progress: Progress | None,
+    indices: Sequence[int] | None = None,
 ) -> None:
-    """Send the batches to the broker, or run them here when none is configured."""
+    """Send the batches to the broker, or run them here when none is configured.
+
+    ``indices`` are the job's batch numbers of ``batches`` (default ``0..N-1``; a resumed job sends its missing ones).
+    """
     if not batches:
         return
+    numbers = list(indices) if indices is not None else list(range(len(batches)))
     if settings.broker_url:
         from ingest.celery_app import TASK_NAME, create_app
 
         app = create_app(settings)
         try:
             with app.producer_or_acquire() as producer:
-                for index, payload in enumerate(batches):
+                for index, payload in zip(numbers, batches, strict=True):
                     app.send_task(TASK_NAME, args=[job_id, index, payload], producer=producer)
         except Exception as exc:
             with _session(settings) as session:
@@ -84,7 +89,7 @@ def _dispatch(
 
     ctx = IngestContext(settings, store=store, hold_store=True)
     try:
-        run_embedded(ctx, job_id, batches, progress=progress)
+        run_embedded(ctx, job_id, batches, progress=progress, indices=numbers)
     finally:
         ctx.close()
 
@@ -254,6 +259,82 @@ def submit_reembed(
             session.commit()
     _dispatch(job_id, batches, settings=settings, store=store, progress=progress)
     return job_id
+
+
+def resume_job(
+    job_id: int, *, settings: Settings, store: VectorStore | None = None, progress: Progress | None = None
+) -> int:
+    """Resume an interrupted ingestion job: plan it again from its request and run only its missing batches.
+
+    Batches recorded as complete are not run again, and the pipeline skips what is already stored, so exactly the
+    missing images are stored.
+
+    Returns:
+        The number of batches resumed.
+
+    Raises:
+        JobNotFoundError: no such job. IngestError: not an interrupted ingestion job, or its inputs changed since
+            it was planned (another batch count).
+    """
+    from ingest.jobs import effective_status, ledger
+    from ingest.paths import Roots
+    from retrieval.catalog import get_or_create_dataset
+    from retrieval.models import IngestJob
+    from training.pixels import process_budget
+
+    with _session(settings) as session:
+        job = session.get(IngestJob, job_id)
+        if job is None:
+            raise JobNotFoundError(f"job {job_id} does not exist: list jobs with `histoquery jobs`")
+        status = effective_status(job)
+        if status != "interrupted":
+            hint = "it is still running" if status in ("queued", "running") else f"it is {status}"
+            raise IngestError(f"job {job_id} cannot be resumed: {hint} (only interrupted jobs are resumed)")
+        if job.kind != "ingest":
+            raise IngestError(f"job {job_id} is a {job.kind} job: run `histoquery reembed` again instead of resuming")
+        request, book = (job.sources or [{}])[0], ledger(job)
+        cache: dict[str, int] = {}
+
+        def resolve(name: str) -> int:
+            if name not in cache:
+                cache[name] = get_or_create_dataset(name, session=session).id
+            return cache[name]
+
+        plan = plan_ingest(
+            request.get("inputs") or [],
+            session=session,
+            dataset_id=int(job.dataset_id or 0),
+            resolve_dataset=resolve,
+            batch_size=settings.ingest_batch_size,
+            labels_from_folders=bool(request.get("labels_from_folders")),
+            manifest=request.get("manifest"),
+            tiling=TilingOptions(**(request.get("tiling") or {})),
+            roots=Roots(request["roots"]) if request.get("roots") else None,
+            budget=process_budget(settings.decode_memory_mb * 1024 * 1024),
+        )
+        if len(plan.batches) != int(book["batches"]):
+            raise IngestError(
+                f"job {job_id}: its inputs changed since it was planned ({len(plan.batches)} batches now, "
+                f"{book['batches']} then): start a new ingestion instead (stored images are skipped)"
+            )
+        missing = [i for i in range(len(plan.batches)) if str(i) not in book["completed"]]
+    logger.info("job %d: resuming %d of %d batches", job_id, len(missing), len(plan.batches))
+    _dispatch(
+        job_id, [plan.batches[i] for i in missing], settings=settings, store=store, progress=progress, indices=missing
+    )
+    return len(missing)
+
+
+def cancel(job_id: int, *, settings: Settings) -> None:
+    """Cancel a queued, running or interrupted job (its remaining batches are dropped).
+
+    Raises:
+        JobNotFoundError: no such job. IngestError: it already finished.
+    """
+    from ingest.jobs import cancel_job
+
+    with _session(settings) as session:
+        cancel_job(job_id, session=session)
 
 
 def job_status(job_id: int, *, settings: Settings, max_failures: int = 50) -> JobStatus:
