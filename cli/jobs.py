@@ -40,6 +40,7 @@ def _resume(job_id: int, settings: Any) -> int:
 def run(args: argparse.Namespace) -> int:
     from ingest.service import job_status, list_jobs
     from retrieval.settings import get_settings
+    from retrieval.tables import printable
 
     settings = get_settings()
     if args.cancel is not None:
@@ -59,9 +60,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"  created {_fmt_time(status.created_at)}, started {_fmt_time(status.started_at)}, "
               f"finished {_fmt_time(status.finished_at)}")  # fmt: skip
         if status.error:
-            print(f"  error: {status.error}")
+            print(f"  error: {printable(status.error)}")
         for f in status.failures:
-            print(f"  FAILED [{f.stage}] {f.source}: {f.reason}")
+            print(f"  FAILED [{f.stage}] {printable(f.source)}: {printable(f.reason)}")
         if not args.failures and status.failed > len(status.failures):
             print(f"  ... {status.failed - len(status.failures)} more (--failures)")
         return 0
@@ -73,5 +74,5 @@ def run(args: argparse.Namespace) -> int:
           f"{'dataset':16} created")  # fmt: skip
     for j in jobs:
         print(f"{j.id:>5} {j.kind:8} {j.status:8} {j.done:>7} {j.failed:>7} {j.skipped:>7} {j.total:>7}  "
-              f"{(j.dataset or '-')[:16]:16} {_fmt_time(j.created_at)}")  # fmt: skip
+              f"{printable(j.dataset or '-')[:16]:16} {_fmt_time(j.created_at)}")  # fmt: skip
     return 0

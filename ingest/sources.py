@@ -23,6 +23,8 @@ from typing import Literal
 from ingest.decode import IMAGE_EXTENSIONS
 from ingest.errors import ManifestError
 from ingest.paths import REFUSED, Roots, display_path
+from retrieval.errors import RetrievalError
+from retrieval.names import check_label
 from retrieval.paths import PathError, normalise_path
 
 logger = logging.getLogger(__name__)
@@ -166,6 +168,17 @@ def _admit(path: str | Path, roots: Roots | None, failures: list[EnumFailure], s
         return None
 
 
+def _folder_label(path: Path, labels_from_folders: bool, failures: list[EnumFailure]) -> str | None | bool:
+    """The folder label of a file (None without labels), or False after recording why it cannot be stored."""
+    if not labels_from_folders:
+        return None
+    try:
+        return check_label(path.parent.name)
+    except RetrievalError as exc:
+        failures.append(EnumFailure(display_path(path), "read", f"its folder name cannot be a label: {exc}"))
+        return False
+
+
 def read_manifest(path: str | Path, *, roots: Roots | None = None) -> Enumeration:
     """Parse a manifest CSV: ``path`` (required), ``label``, ``slide``, ``dataset``, any extra columns.
 
@@ -218,12 +231,17 @@ def read_manifest(path: str | Path, *, roots: Roots | None = None) -> Enumeratio
         admitted = _admit(file_path, roots, out.failures, source=f"{where} ({display_path(values['path'])})")
         if admitted is None:
             continue
+        try:
+            label = check_label(values.get("label"))
+        except RetrievalError as exc:
+            out.failures.append(EnumFailure(where, "read", f"manifest row {lineno}: {exc}"))
+            continue
         extra = {k: v for k, v in values.items() if k not in MANIFEST_KNOWN and v != ""}
         out.items.append(
             SourceItem(
                 path=admitted,
                 kind=classify(admitted),
-                label=values.get("label") or None,
+                label=label,
                 dataset=values.get("dataset") or None,
                 slide=values.get("slide") or None,
                 extra=extra,
@@ -267,8 +285,9 @@ def enumerate_sources(
             for f in walk_folder(p, out.failures):
                 found += 1
                 admitted = _admit(f, roots, out.failures)
-                if admitted is not None:
-                    add(SourceItem(admitted, classify(admitted), f.parent.name if labels_from_folders else None))
+                label = _folder_label(f, labels_from_folders, out.failures)
+                if admitted is not None and label is not False:
+                    add(SourceItem(admitted, classify(admitted), label if isinstance(label, str) else None))
             if found == 0:
                 logger.warning(
                     "%s: no image or slide files found (extensions: %s)", p, ", ".join(sorted(IMAGE_EXTENSIONS))

@@ -1,4 +1,4 @@
-"""A job whose process died shows `interrupted`; `jobs --resume` stores exactly the missing images, `--cancel` ends it."""
+"""A job whose process died shows `interrupted`; `jobs --resume` stores exactly the missing images; `--cancel`."""
 
 from __future__ import annotations
 
