@@ -75,8 +75,8 @@ def make_inputs(folder: Path, large: int) -> None:
         he_image(96, i).save(folder / f"good_{i:02d}.png")
     write_bilevel_png(folder / "bilevel_13000_a.png", 13_000)
     write_bilevel_png(folder / "bilevel_13000_b.png", 13_000)
-    write_sparse_fake_image(folder / "fake_2gb_a.png", 2 * 1024**3)
-    write_sparse_fake_image(folder / "fake_2gb_b.png", 2 * 1024**3)
+    write_sparse_fake_image(folder / "fake_2gb_a.png", 2 * 1024**3, tag=b"a")  # distinct contents: both decoded
+    write_sparse_fake_image(folder / "fake_2gb_b.png", 2 * 1024**3, tag=b"b")
     write_png_header_only(folder / "header_bomb.png", 100_000, 100_000)
     (folder.parent / "large").mkdir()
     for i in range(large):

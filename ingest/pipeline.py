@@ -344,6 +344,7 @@ def _store(
     ctx: IngestContext, session: Session, rows: Sequence[Image], matrix: np.ndarray, version: EncoderVersion
 ) -> None:
     from retrieval.catalog import store_embeddings
+    from retrieval.errors import StoreBusyError
 
     try:
         with ctx.store() as store:
@@ -351,6 +352,10 @@ def _store(
     except TransientError:
         session.rollback()
         raise
+    except StoreBusyError as exc:
+        # another process (dashboard, CLI) holds the embedded store: temporary, the batch is retried with back-off
+        session.rollback()
+        raise TransientError(str(exc)) from exc
     except IntegrityError as exc:
         # Another worker stored the same image at the same moment: retry, the re-run sees it stored.
         session.rollback()

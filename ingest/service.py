@@ -35,6 +35,9 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 Progress = Callable[[JobStatus], None]
+#: Attempts per batch in embedded mode before a temporary error (store held by another process, database down)
+#: fails the job (back-off 0.5 s ... 30 s between attempts: about a minute in all).
+EMBEDDED_ATTEMPTS = 8
 
 
 @contextmanager
@@ -85,11 +88,18 @@ def _dispatch(
             ) from exc
         return
     from ingest.context import IngestContext
-    from ingest.runner import run_embedded
+    from ingest.runner import TRANSIENT, run_embedded
 
     ctx = IngestContext(settings, store=store, hold_store=True)
     try:
-        run_embedded(ctx, job_id, batches, progress=progress, indices=numbers)
+        run_embedded(ctx, job_id, batches, progress=progress, indices=numbers, max_attempts=EMBEDDED_ATTEMPTS)
+    except TRANSIENT as exc:
+        # retried with back-off and still unavailable (e.g. the embedded store held by another process): the job
+        # fails as a whole with one message, its items are not marked failed one by one
+        message = f"stopped after {EMBEDDED_ATTEMPTS} attempts: {exc}"
+        with _session(settings) as session:
+            fail_job(job_id, message, session=session)
+        raise IngestError(f"job {job_id} {message}; resume it later with `histoquery jobs --resume {job_id}`") from exc
     finally:
         ctx.close()
 
@@ -276,7 +286,7 @@ def resume_job(
         JobNotFoundError: no such job. IngestError: not an interrupted ingestion job, or its inputs changed since
             it was planned (another batch count).
     """
-    from ingest.jobs import effective_status, ledger
+    from ingest.jobs import CANCELLED, effective_status, ledger
     from ingest.paths import Roots
     from retrieval.catalog import get_or_create_dataset
     from retrieval.models import IngestJob
@@ -287,9 +297,14 @@ def resume_job(
         if job is None:
             raise JobNotFoundError(f"job {job_id} does not exist: list jobs with `histoquery jobs`")
         status = effective_status(job)
-        if status != "interrupted":
+        stopped = status == "failed" and job.error != CANCELLED and len(ledger(job)["completed"]) < job_batches(job)
+        if status != "interrupted" and not stopped:
             hint = "it is still running" if status in ("queued", "running") else f"it is {status}"
-            raise IngestError(f"job {job_id} cannot be resumed: {hint} (only interrupted jobs are resumed)")
+            if job.error == CANCELLED:
+                hint = "it was cancelled"
+            raise IngestError(
+                f"job {job_id} cannot be resumed: {hint} (interrupted jobs and jobs stopped by an error are)"
+            )
         if job.kind != "ingest":
             raise IngestError(f"job {job_id} is a {job.kind} job: run `histoquery reembed` again instead of resuming")
         request, book = (job.sources or [{}])[0], ledger(job)
@@ -318,11 +333,20 @@ def resume_job(
                 f"{book['batches']} then): start a new ingestion instead (stored images are skipped)"
             )
         missing = [i for i in range(len(plan.batches)) if str(i) not in book["completed"]]
+        job.status, job.error, job.finished_at = "running", None, None
+        session.commit()
     logger.info("job %d: resuming %d of %d batches", job_id, len(missing), len(plan.batches))
     _dispatch(
         job_id, [plan.batches[i] for i in missing], settings=settings, store=store, progress=progress, indices=missing
     )
     return len(missing)
+
+
+def job_batches(job: Any) -> int:
+    """How many batches a job was planned with."""
+    from ingest.jobs import ledger
+
+    return int(ledger(job)["batches"])
 
 
 def cancel(job_id: int, *, settings: Settings) -> None:

@@ -24,7 +24,7 @@ import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import BinaryIO, TypeVar
+from typing import Any, BinaryIO, TypeVar
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -94,6 +94,8 @@ class DecodeBudget:
         try:
             yield
         finally:
+            if nbytes >= TRIM_BYTES:
+                _return_freed_memory()
             with self._cond:
                 self.in_use -= nbytes
                 self._cond.notify_all()
@@ -283,17 +285,47 @@ def decode_with(
             raise PixelError(label, f"{width}x{height} is too small (shorter side < {min_side} px)", "validate")
         with (budget or process_budget()).reserve(decode_cost(image.mode, width, height), label):
             raw.limit = None
-            try:
-                image.seek(0)
-                image.load()
-                oriented: Image.Image = ImageOps.exif_transpose(image) or image
-                rgb = to_rgb(oriented)
-            except (OSError, ValueError, SyntaxError, EOFError) as exc:
-                raise PixelError(label, f"truncated or corrupt image data ({exc})") from exc
-            return then(rgb)
+            result = _finish(image, then, label)  # its full-size intermediates are freed when it returns ...
+            image.close()  # ... and the decoded source here, inside the reservation
+        return result
     finally:
         if isinstance(source, str | Path | bytes):
             fh.close()
+
+
+def _finish(image: Image.Image, then: Callable[[Image.Image], T], label: object) -> T:
+    try:
+        image.seek(0)
+        image.load()
+        oriented: Image.Image = ImageOps.exif_transpose(image) or image
+        rgb = to_rgb(oriented)
+    except (OSError, ValueError, SyntaxError, EOFError) as exc:
+        raise PixelError(label, f"truncated or corrupt image data ({exc})") from exc
+    return then(rgb)
+
+
+def _return_freed_memory() -> None:
+    """Give freed heap memory back to the OS (glibc ``malloc_trim``; a no-op elsewhere).
+
+    Each decode thread allocates from its own glibc arena, and freed image blocks stay in those arenas: without
+    this, 16 threads decoding large images one after another (within the budget) still grow the RSS to 16 images
+    (measured: 2.5 GiB over the model for 8 x 6000^2 PNGs on 16 threads, 0.4 GiB with it; BENCHMARKS.md).
+    """
+    global _MALLOC_TRIM
+    if _MALLOC_TRIM is None:
+        try:
+            import ctypes
+
+            _MALLOC_TRIM = ctypes.CDLL("libc.so.6").malloc_trim
+        except (OSError, AttributeError):
+            _MALLOC_TRIM = False
+    if _MALLOC_TRIM:
+        _MALLOC_TRIM(0)
+
+
+_MALLOC_TRIM: Any = None
+#: Reservations at least this large give their memory back to the OS when released.
+TRIM_BYTES = 32 * 1024 * 1024
 
 
 def load_rgb(source: Source, **kwargs: object) -> Image.Image:

@@ -113,8 +113,9 @@ def write_bilevel_png(path: Path, side: int) -> Path:
     return path
 
 
-def write_sparse_fake_image(path: Path, size: int) -> Path:
-    """A ``size``-byte file of zeros (sparse: no disk used) with an image name: not an image at all."""
+def write_sparse_fake_image(path: Path, size: int, tag: bytes = b"") -> Path:
+    """A ``size``-byte file of zeros after ``tag`` (sparse: no disk used) with an image name: not an image at all."""
     with path.open("wb") as fh:
+        fh.write(tag)
         fh.truncate(size)
     return path
