@@ -55,6 +55,11 @@ class Settings(BaseSettings):
     active_encoder: str | None = Field(default=None, description="Encoder version name; default the active one.")
 
     # Dashboard
+    auth: Literal["none", "oidc"] = Field(
+        default="none",
+        description="'oidc': the dashboard requires Streamlit's OpenID Connect sign-in ([auth] in "
+        ".streamlit/secrets.toml; the compose default). 'none': open (embedded demo on localhost).",
+    )
     allowed_roots: list[Path] = Field(default_factory=list, description="Server-side folders ingestable from UI.")
     max_upload_mb: int = 20
 
