@@ -74,7 +74,7 @@ def _encoder(key: str, checkpoint_path: str, checkpoint_sha256: str) -> Any:
 
     settings = Settings.model_validate_json(key)
     device = None if settings.device == "auto" else settings.device
-    return load_encoder(checkpoint_path, device=device)
+    return load_encoder(checkpoint_path, device=device, expected_sha256=checkpoint_sha256)
 
 
 @contextlib.contextmanager

@@ -96,11 +96,39 @@ def group_by_slide(neighbours: Sequence[Neighbour]) -> dict[int | None, list[Nei
     return groups
 
 
-def load_encoder(checkpoint_path: str | Path, *, device: str | None = None) -> Encoder:
-    """The encoder of an encoder version's checkpoint (for callers that may not import ``training`` directly)."""
+def load_encoder(
+    checkpoint_path: str | Path,
+    *,
+    device: str | None = None,
+    expected_sha256: str | None = None,
+    expected_dim: int | None = None,
+) -> Encoder:
+    """The encoder of an encoder version's checkpoint (for callers that may not import ``training`` directly).
+
+    Args:
+        checkpoint_path: the version's checkpoint file.
+        device: where to run it (None: CUDA when available).
+        expected_sha256: the sha256 registered with the version: a replaced file is refused, as ingestion does.
+        expected_dim: the version's vector size.
+
+    Raises:
+        ConfigError: the file changed since the version was registered (other sha256 or dimension).
+    """
+    from retrieval.errors import ConfigError
     from training.encoder import Encoder
 
-    return Encoder.from_checkpoint(checkpoint_path, device=device)
+    encoder = Encoder.from_checkpoint(checkpoint_path, device=device)
+    if expected_sha256 is not None and encoder.checkpoint_sha256 != expected_sha256:
+        raise ConfigError(
+            f"checkpoint {checkpoint_path} changed since its encoder version was registered (sha256 "
+            f"{encoder.checkpoint_sha256[:12]}..., registered {expected_sha256[:12]}...): restore the file, or "
+            "register the new one as a new version (`histoquery reembed --checkpoint FILE --name NEW`)"
+        )
+    if expected_dim is not None and encoder.dim != expected_dim:
+        raise ConfigError(
+            f"checkpoint {checkpoint_path} gives {encoder.dim}-d vectors, its encoder version stores {expected_dim}-d"
+        )
+    return encoder
 
 
 class Retrieval:
@@ -172,7 +200,12 @@ class Retrieval:
     def encoder(self) -> Encoder:
         """The version's encoder, loaded on first use (only needed for queries that are not stored images)."""
         if self._encoder is None:
-            self._encoder = load_encoder(self.version.checkpoint_path, device=self._device)
+            self._encoder = load_encoder(
+                self.version.checkpoint_path,
+                device=self._device,
+                expected_sha256=self.version.checkpoint_sha256,
+                expected_dim=self.version.dim,
+            )
         return self._encoder
 
     def resolve(self, queries: Sequence[QueryInput]) -> Resolved:

@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from ingest.decode import file_hash
 from ingest.service import submit_ingest
@@ -59,3 +60,23 @@ def test_a_stored_file_reached_through_a_symlink_is_found(embedded_settings: Set
     with Retrieval.from_settings(embedded_settings) as r:
         resolved = r.resolve([str(data / "link.png"), str(real / "a.png"), str(data / ".." / "real" / "a.png")])
     assert resolved.image_ids[0] is not None and len(set(resolved.image_ids)) == 1, resolved.image_ids
+
+
+def test_a_query_refuses_a_replaced_checkpoint(embedded_settings: Settings, tmp_path: Path) -> None:
+    from retrieval.catalog import active_encoder_version
+    from retrieval.db import make_engine, session_factory
+    from retrieval.errors import RetrievalError
+    from training.testing import make_untrained_checkpoint
+
+    he_image(96, 1).save(tmp_path / "query.png")
+    engine = make_engine(embedded_settings.db_url)
+    with session_factory(engine)() as session:
+        checkpoint = Path(active_encoder_version(session=session).checkpoint_path)
+    engine.dispose()
+    original = checkpoint.read_bytes()
+    make_untrained_checkpoint(checkpoint, backbone="resnet18", image_size=64, seed=7)  # replaced in place
+    try:
+        with Retrieval.from_settings(embedded_settings) as r, pytest.raises(RetrievalError, match="changed since"):
+            r.resolve([str(tmp_path / "query.png")])
+    finally:
+        checkpoint.write_bytes(original)  # the session-wide checkpoint fixture is shared
