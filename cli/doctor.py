@@ -100,7 +100,7 @@ def _reembed(version_name: str, image_ids: list[int], session: Any, store: Any, 
         batch, pixels = [], []
         for img in images[start : start + 64]:
             try:
-                pixels.append(image_pixels(img, max_pixels=settings.max_image_pixels))
+                pixels.append(image_pixels(img, max_pixels=settings.max_image_pixels, roots=settings.allowed_roots))
                 batch.append(img)
             except IngestError as exc:
                 img.status, img.error = "failed", f"doctor could not re-read the pixels: {exc}"

@@ -73,13 +73,15 @@ def report(status: Any, max_failures: int = 20) -> int:
         f"job {status.id} {status.status}: {status.done} stored, {status.skipped} skipped (already stored), "
         f"{status.failed} failed, of {status.total}"
     )
+    from retrieval.tables import printable
+
     if status.error:
-        print(f"error: {status.error}", file=sys.stderr)
+        print(f"error: {printable(status.error)}", file=sys.stderr)
     for f in status.failures[:max_failures]:
-        print(f"  FAILED [{f.stage}] {f.source}: {f.reason}", file=sys.stderr)
+        print(f"  FAILED [{f.stage}] {printable(f.source)}: {printable(f.reason)}", file=sys.stderr)
     if status.failed > max_failures:
         print(f"  ... {status.failed - max_failures} more: `histoquery jobs {status.id} --failures`", file=sys.stderr)
-    return 1 if status.failed or status.status == "failed" else 0
+    return 1 if status.failed or status.status != "done" else 0
 
 
 def run(args: argparse.Namespace) -> int:

@@ -11,6 +11,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("job", nargs="?", type=int, default=None, help="show this job (with its failures)")
     p.add_argument("--limit", type=int, default=20, help="jobs to list (newest first)")
     p.add_argument("--failures", action="store_true", help="with JOB: list every failure")
+    act = p.add_mutually_exclusive_group()
+    act.add_argument("--resume", type=int, metavar="JOB", help="resume an interrupted job: store the missing images")
+    act.add_argument("--cancel", type=int, metavar="JOB", help="cancel a queued, running or interrupted job")
     p.set_defaults(handler=run)
 
 
@@ -18,11 +21,36 @@ def _fmt_time(value: Any) -> str:
     return value.strftime("%Y-%m-%d %H:%M:%S") if value else "-"
 
 
+def _resume(job_id: int, settings: Any) -> int:
+    from cli.ingest import ProgressBar, report
+    from ingest.service import resume_job, wait_for_job
+
+    bar = ProgressBar("resume")
+    try:
+        count = resume_job(job_id, settings=settings, progress=bar)
+        if settings.broker_url:
+            print(f"job {job_id}: {count} missing batch(es) queued again (follow it with `histoquery jobs {job_id}`)")
+            return 0
+        status = wait_for_job(job_id, settings=settings, progress=bar)
+    finally:
+        bar.close()
+    return report(status)
+
+
 def run(args: argparse.Namespace) -> int:
     from ingest.service import job_status, list_jobs
     from retrieval.settings import get_settings
+    from retrieval.tables import printable
 
     settings = get_settings()
+    if args.cancel is not None:
+        from ingest.service import cancel
+
+        cancel(args.cancel, settings=settings)
+        print(f"job {args.cancel} cancelled")
+        return 0
+    if args.resume is not None:
+        return _resume(args.resume, settings)
     if args.job is not None:
         status = job_status(args.job, settings=settings, max_failures=1_000_000 if args.failures else 20)
         print(f"job {status.id} ({status.kind}) {status.status}")
@@ -32,9 +60,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"  created {_fmt_time(status.created_at)}, started {_fmt_time(status.started_at)}, "
               f"finished {_fmt_time(status.finished_at)}")  # fmt: skip
         if status.error:
-            print(f"  error: {status.error}")
+            print(f"  error: {printable(status.error)}")
         for f in status.failures:
-            print(f"  FAILED [{f.stage}] {f.source}: {f.reason}")
+            print(f"  FAILED [{f.stage}] {printable(f.source)}: {printable(f.reason)}")
         if not args.failures and status.failed > len(status.failures):
             print(f"  ... {status.failed - len(status.failures)} more (--failures)")
         return 0
@@ -46,5 +74,5 @@ def run(args: argparse.Namespace) -> int:
           f"{'dataset':16} created")  # fmt: skip
     for j in jobs:
         print(f"{j.id:>5} {j.kind:8} {j.status:8} {j.done:>7} {j.failed:>7} {j.skipped:>7} {j.total:>7}  "
-              f"{(j.dataset or '-')[:16]:16} {_fmt_time(j.created_at)}")  # fmt: skip
+              f"{printable(j.dataset or '-')[:16]:16} {_fmt_time(j.created_at)}")  # fmt: skip
     return 0

@@ -114,9 +114,10 @@ def run_topk(args: argparse.Namespace) -> int:
 def run_pairs(args: argparse.Namespace) -> int:
     import sys
 
-    from retrieval.pairs_io import answer_pairs, read_pairs_csv, write_decisions_csv
-    from retrieval.tables import dumps
+    from retrieval.pairs_io import answer_pairs, check_output_file, read_pairs_csv, write_decisions_csv
+    from retrieval.tables import dumps, printable
 
+    check_output_file(args.output)  # before any work: a folder or an unwritable place is said at once
     pairs = read_pairs_csv(args.csv)
     with _open(args) as r:
         results = answer_pairs(r, pairs, threshold=args.threshold, threshold_d=args.threshold_d)
@@ -135,7 +136,7 @@ def run_pairs(args: argparse.Namespace) -> int:
     else:
         print(f"{answered}/{n} pairs answered ({same} same) -> {args.output}  [encoder {version}]")
         for line, msg in bad[:20]:
-            print(f"  line {line}: {msg}", file=sys.stderr)
+            print(f"  line {line}: {printable(msg)}", file=sys.stderr)
         if len(bad) > 20:
             print(f"  ... and {len(bad) - 20} more bad rows (see the error column)", file=sys.stderr)
     return 0 if not bad else 1

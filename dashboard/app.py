@@ -1,6 +1,7 @@
 """HistoQuery dashboard: the Streamlit entry point (``histoquery dashboard`` or ``streamlit run dashboard/app.py``).
 
 Pages live in ``dashboard/views/``; each is a script that renders one page from ``retrieval`` / ``ingest`` calls.
+Every page sits behind :func:`dashboard.auth.signed_in` (sign-in required when ``HISTOQUERY_AUTH=oidc``).
 """
 
 from __future__ import annotations
@@ -28,6 +29,11 @@ PAGES = (
 
 def main() -> None:
     st.set_page_config(page_title="HistoQuery", page_icon=":material/biotech:", layout="wide")
+    from dashboard.auth import signed_in
+    from retrieval.settings import get_settings
+
+    if not signed_in(get_settings().auth):
+        st.stop()  # no page, no navigation, no data before sign-in
     pages = [
         st.Page(str(VIEWS / file), title=title, icon=icon, url_path=url, default=(i == 0))
         for i, (file, title, icon, url) in enumerate(PAGES)

@@ -238,6 +238,8 @@ def _ts(value: Any) -> str | None:
 
 def jobs(limit: int = 50, *, session: Session) -> list[JobRow]:
     """The newest ``limit`` jobs, newest first."""
+    from ingest.jobs import effective_status
+
     rows = session.execute(
         select(IngestJob, Dataset.name)
         .outerjoin(Dataset, Dataset.id == IngestJob.dataset_id)
@@ -248,7 +250,7 @@ def jobs(limit: int = 50, *, session: Session) -> list[JobRow]:
         JobRow(
             id=j.id,
             kind=j.kind,
-            status=j.status,
+            status=effective_status(j),  # 'interrupted' when the process running it is gone
             dataset=name,
             sources=list(j.sources or []),
             total=j.total,

@@ -151,7 +151,7 @@ def _pixels(key: str, image_id: int) -> PILImage.Image:
         row = session.get(Image, image_id)
         if row is None:
             raise KeyError(image_id)
-        return image_pixels(row, max_pixels=svc.settings.max_image_pixels)
+        return image_pixels(row, max_pixels=svc.settings.max_image_pixels, roots=svc.settings.allowed_roots)
 
 
 @st.cache_data(ttl=3600, max_entries=5000, show_spinner=False)

@@ -56,6 +56,10 @@ def shown_errors(what: str) -> Iterator[None]:
         st.error(f"Could not {what}: unexpected {type(exc).__name__}: {exc}. The server log has the details.")
 
 
+#: Largest query image accepted from an upload (pixels), checked from the header before decoding.
+UPLOAD_MAX_PIXELS = 10_000 * 10_000
+
+
 def check_upload(name: str, data: bytes, max_mb: int) -> PILImage.Image:
     """Validate an uploaded file and decode it to RGB.
 
@@ -70,15 +74,13 @@ def check_upload(name: str, data: bytes, max_mb: int) -> PILImage.Image:
             f"{name}: {len(data) / 1e6:.1f} MB is over the {max_mb} MB upload limit "
             "(HISTOQUERY_MAX_UPLOAD_MB); crop or downscale the image"
         )
+    from ingest.decode import decode_bytes  # the one decoder (EXIF, alpha on white, 16-bit), as for stored files
+    from ingest.errors import BadImageError
+
     try:
-        with PILImage.open(io.BytesIO(data)) as img:
-            if img.width * img.height > 10_000 * 10_000:
-                raise UploadError(f"{name}: {img.width}x{img.height} px is too large for a query image")
-            return img.convert("RGB")
-    except UploadError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - PIL raises many types for bad files
-        raise UploadError(f"{name}: not a readable image ({exc})") from exc
+        return decode_bytes(data, name, max_pixels=UPLOAD_MAX_PIXELS)
+    except BadImageError as exc:
+        raise UploadError(f"{name}: not a readable image ({exc.reason})") from exc
 
 
 @dataclass(frozen=True)

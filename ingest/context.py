@@ -64,6 +64,10 @@ class IngestContext:
         self.sessions: sessionmaker[Session] = session_factory(self.engine)
         self.device = device or settings.device
         self.pool = ThreadPoolExecutor(decode_threads or default_decode_threads(), thread_name_prefix="hq-decode")
+        from training.pixels import process_budget
+
+        # every decode thread of this process draws from one budget: 16 threads on 16 large files wait in turn
+        self.decode_budget = process_budget(settings.decode_memory_mb * 1024 * 1024)
         self._store = store
         self._own_store = store is None
         self._hold = hold_store or store is not None or settings.vector_backend == "server"

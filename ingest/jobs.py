@@ -4,11 +4,20 @@ A job row keeps, in ``sources``, two JSON objects: ``[request, ledger]``. ``requ
 manifest, options); ``ledger`` is ``{"batches": N, "completed": {"<index>": [done, failed, skipped]}}``. A batch
 is completed in one transaction that locks the job row, checks the ledger, adds its failures and counters and
 records itself: a batch delivered twice (worker killed after storing, before acknowledging) counts once.
+
+A job run in-process (embedded mode) records its owner in the ledger, ``"owner": {"pid", "host", "heartbeat"}``,
+and beats every :data:`HEARTBEAT_S` seconds. A queued / running job whose owner is gone (its process no longer
+exists on this host, or no heartbeat for :data:`STALE_S` seconds) is reported as ``interrupted``; it can be
+resumed (``histoquery jobs --resume``) or cancelled (``--cancel``). A cancelled job is ``failed`` with
+:data:`CANCELLED` as its error; batches of a cancelled job are dropped, not run.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import socket
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -19,9 +28,17 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import flag_modified
 
 from ingest.errors import JobNotFoundError
-from retrieval.models import Dataset, EncoderVersion, IngestFailure, IngestJob, utcnow
+from ingest.paths import display_path
+from retrieval.models import FAILURE_STAGES, Dataset, EncoderVersion, IngestFailure, IngestJob, utcnow
 
 logger = logging.getLogger(__name__)
+
+#: Seconds between an in-process job's heartbeats.
+HEARTBEAT_S = 10.0
+#: An owner without a heartbeat for this long is gone (owners on other hosts, or a reused pid).
+STALE_S = 120.0
+#: The error of a job cancelled by the user.
+CANCELLED = "cancelled by the user (histoquery jobs --cancel)"
 
 
 @dataclass(frozen=True)
@@ -73,7 +90,8 @@ class JobStatus:
 
     @property
     def finished(self) -> bool:
-        return self.status in ("done", "failed")
+        """Nothing will happen to the job any more without a user (done, failed, cancelled or interrupted)."""
+        return self.status in ("done", "failed", "interrupted")
 
 
 def create_job(
@@ -108,8 +126,17 @@ def create_job(
 
 
 def _add_failures(session: Session, job_id: int, failures: Sequence[Failure]) -> None:
+    """Add failure rows; recording a failure never fails on its text (non-UTF-8 names, NUL bytes, odd stages)."""
     for f in failures:
-        session.add(IngestFailure(job_id=job_id, source_path=f.source, stage=f.stage, reason=f.reason[:4000]))
+        stage = f.stage if f.stage in FAILURE_STAGES else "read"
+        session.add(
+            IngestFailure(
+                job_id=job_id,
+                source_path=display_path(f.source)[:4000],
+                stage=stage,
+                reason=display_path(f.reason)[:4000],
+            )
+        )
 
 
 def mark_running(job_id: int, *, session: Session) -> None:
@@ -160,6 +187,10 @@ def complete_batch(
         raise JobNotFoundError(f"job {job_id} does not exist")
     book = ledger(job)
     key = str(batch_index)
+    if job.status == "failed" and job.error == CANCELLED:
+        session.rollback()
+        logger.info("job %d was cancelled: batch %d not recorded", job_id, batch_index)
+        return False
     if key in book["completed"]:
         session.rollback()
         logger.info("job %d batch %d was already recorded (re-delivery): skipped", job_id, batch_index)
@@ -183,10 +214,89 @@ def complete_batch(
     return True
 
 
+def _lock_job(job_id: int, session: Session) -> IngestJob:
+    session.execute(update(IngestJob).where(IngestJob.id == job_id).values(id=IngestJob.id))
+    job = session.scalar(select(IngestJob).where(IngestJob.id == job_id).execution_options(populate_existing=True))
+    if job is None:
+        session.rollback()
+        raise JobNotFoundError(f"job {job_id} does not exist: list jobs with `histoquery jobs`")
+    return job
+
+
+def this_owner() -> dict[str, Any]:
+    """The owner record of this process (pid, host, heartbeat now)."""
+    return {"pid": os.getpid(), "host": socket.gethostname(), "heartbeat": time.time()}
+
+
+def claim_job(job_id: int, *, session: Session) -> None:
+    """Record this process as the owner of an in-process job (and its heartbeat)."""
+    job = _lock_job(job_id, session)
+    book = ledger(job)
+    book["owner"] = this_owner()
+    job.sources = [(job.sources or [{}])[0], book]
+    flag_modified(job, "sources")
+    session.commit()
+
+
+def heartbeat(job_id: int, *, session: Session) -> None:
+    """Refresh this process's heartbeat on a job it owns (no-op for a job owned by another process)."""
+    job = _lock_job(job_id, session)
+    book = ledger(job)
+    owner = book.get("owner") or {}
+    if owner.get("pid") == os.getpid() and owner.get("host") == socket.gethostname():
+        book["owner"] = this_owner()
+        job.sources = [(job.sources or [{}])[0], book]
+        flag_modified(job, "sources")
+        session.commit()
+    else:
+        session.rollback()
+
+
+def owner_gone(owner: dict[str, Any] | None, now: float | None = None) -> bool:
+    """Whether a job's recorded owner process no longer runs (False when no owner is recorded: broker jobs)."""
+    if not owner:
+        return False
+    stale = (now or time.time()) - float(owner.get("heartbeat") or 0.0) > STALE_S
+    if owner.get("host") != socket.gethostname():
+        return stale
+    try:
+        os.kill(int(owner["pid"]), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # exists, owned by another user
+        return stale
+    return stale  # alive, but a pid that stopped beating was reused by another process
+
+
+def effective_status(job: IngestJob) -> str:
+    """The job's status as users see it: ``interrupted`` for a queued / running job whose owner is gone."""
+    if job.status in ("queued", "running") and owner_gone(ledger(job).get("owner")):
+        return "interrupted"
+    return job.status
+
+
+def cancel_job(job_id: int, *, session: Session) -> None:
+    """Cancel a queued, running or interrupted job: it becomes ``failed`` (:data:`CANCELLED`), its batches dropped.
+
+    Raises:
+        JobNotFoundError: no such job. IngestError: the job already finished.
+    """
+    from ingest.errors import IngestError
+
+    job = _lock_job(job_id, session)
+    if job.status in ("done", "failed"):
+        session.rollback()
+        raise IngestError(f"job {job_id} is already {job.status}: nothing to cancel")
+    job.status, job.error, job.finished_at = "failed", CANCELLED, utcnow()
+    session.commit()
+
+
 def fail_job(job_id: int, error: str, *, session: Session) -> None:
     """Mark a job failed as a whole (a job-level error, not a per-file one)."""
     session.execute(
-        update(IngestJob).where(IngestJob.id == job_id).values(status="failed", error=error, finished_at=utcnow())
+        update(IngestJob)
+        .where(IngestJob.id == job_id)
+        .values(status="failed", error=display_path(error)[:4000], finished_at=utcnow())
     )
     session.commit()
 
@@ -219,7 +329,7 @@ def _status(job: IngestJob, session: Session, failures: list[Failure]) -> JobSta
     return JobStatus(
         id=job.id,
         kind=job.kind,
-        status=job.status,
+        status=effective_status(job),
         dataset=dataset.name if dataset else None,
         encoder_version=version.name if version else None,
         total=job.total,

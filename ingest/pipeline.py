@@ -8,6 +8,10 @@ wrappers. A batch payload is JSON (paths / ids / slide regions, never pixels):
   "tiles": [[level, x, y, size, tissue], ...]}``
 - ``{"kind": "reembed", "image_ids": [...]}``
 
+Any batch may carry ``"roots"``: the allowed roots its submitter enforced; every file is checked against them
+(and against ``Settings.allowed_roots`` when configured) again here, before it is opened. Files are hashed in a
+stream and decoded from the file later, inside the process's decode memory budget (:mod:`training.pixels`).
+
 Decoding runs on the context's thread pool while the calling thread embeds earlier chunks, so the encoder is fed
 as the files decode. Bad inputs become failures of the batch; transient errors (database, vector store) propagate
 to the caller, which retries the whole batch (every step is idempotent).
@@ -31,9 +35,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from ingest.context import IngestContext
-from ingest.decode import content_hash, decode_bytes, read_bytes
-from ingest.errors import BadImageError, IngestError, SlideError, TransientError
+from ingest.decode import file_hash, model_input
+from ingest.errors import BadImageError, IngestError, PathNotAllowedError, SlideError, TransientError
 from ingest.jobs import BatchOutcome, Failure
+from ingest.paths import REFUSED, Roots, display_path
 from retrieval.groups import slide_group
 from retrieval.models import Embedding, EncoderVersion, Image, IngestJob
 
@@ -44,12 +49,15 @@ EMBED_CHUNK = 64
 
 @dataclass
 class Candidate:
-    """One item of a batch after hashing: where it came from, its identity and how to get its pixels."""
+    """One item of a batch after hashing: where it came from, its identity and how to get its model input.
+
+    ``loader(preprocess)`` returns ``(preprocess(rgb), (width, height))``.
+    """
 
     source: str
     dataset_id: int
     content_hash: str
-    loader: Callable[[], PILImage.Image]
+    loader: Callable[[Callable[[PILImage.Image], np.ndarray]], tuple[np.ndarray, tuple[int, int]]]
     values: dict[str, Any] = field(default_factory=dict)
     image_id: int | None = None
 
@@ -60,13 +68,38 @@ def _failure(exc: Exception, source: str, stage: str) -> Failure:
     return Failure(source, stage, f"{type(exc).__name__}: {exc}")
 
 
-def _hash_file(item: dict[str, Any], dataset_id: int, job_id: int, max_pixels: int) -> Candidate | Failure:
+def _roots(ctx: IngestContext, payload: dict[str, Any]) -> list[Roots]:
+    """The allowed roots a batch's files must lie in: its submitter's and this process's settings', if any."""
+    found = []
+    if payload.get("roots"):
+        found.append(Roots(payload["roots"]))
+    if ctx.settings.allowed_roots:
+        found.append(Roots(ctx.settings.allowed_roots))
+    return found
+
+
+def _check_roots(path: str, roots: Sequence[Roots]) -> None:
+    for r in roots:
+        if not r.contains(path):
+            raise PathNotAllowedError(f"{display_path(path)}: {REFUSED}")
+
+
+def _hash_file(
+    item: dict[str, Any], dataset_id: int, job_id: int, max_pixels: int, roots: Sequence[Roots], ctx: IngestContext
+) -> Candidate | Failure:
     path = str(item["path"])
     try:
-        data = read_bytes(path)
+        _check_roots(path, roots)
+    except PathNotAllowedError:
+        return Failure(display_path(path), "read", REFUSED)
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        return Failure(display_path(path), "read", "file name is not valid UTF-8: rename the file")
+    try:
+        digest = file_hash(path)
     except BadImageError as exc:
-        return _failure(exc, path, "read")
-    digest = content_hash(data)
+        return _failure(exc, display_path(path), "read")
     values = {
         "source_path": path,
         "label": item.get("label"),
@@ -78,7 +111,7 @@ def _hash_file(item: dict[str, Any], dataset_id: int, job_id: int, max_pixels: i
         path,
         int(item.get("dataset_id") or dataset_id),
         digest,
-        partial(decode_bytes, data, path, max_pixels=max_pixels),
+        lambda preprocess: model_input(path, preprocess, max_pixels=max_pixels, budget=ctx.decode_budget),
         values,
     )
 
@@ -92,19 +125,38 @@ def _candidates(
     kind = payload["kind"]
     failures: list[Failure] = []
     out: list[Candidate] = []
+    roots = _roots(ctx, payload)
     if kind == "images":
         fn = partial(
-            _hash_file, dataset_id=int(job.dataset_id or 0), job_id=job.id, max_pixels=ctx.settings.max_image_pixels
+            _hash_file,
+            dataset_id=int(job.dataset_id or 0),
+            job_id=job.id,
+            max_pixels=ctx.settings.max_image_pixels,
+            roots=roots,
+            ctx=ctx,
         )
         for res in ctx.pool.map(fn, payload["items"]):
             (failures if isinstance(res, Failure) else out).append(res)  # type: ignore[arg-type]
     elif kind == "tiles":
         path, out_size = str(payload["slide_path"]), int(payload["out_size"])
+        try:
+            _check_roots(path, roots)
+        except PathNotAllowedError:
+            failures += [Failure(f"{display_path(path)}@{t[0]}:{t[1]},{t[2]}+{t[3]}", "read", REFUSED)
+                         for t in payload["tiles"]]  # fmt: skip
+            return out, failures
         for level, x, y, size, tissue in payload["tiles"]:
             digest = tile_hash(payload["slide_hash"], level, x, y, size, out_size)
 
-            def load(level: int = level, x: int = x, y: int = y, size: int = size) -> PILImage.Image:
-                return read_region_rgb(cached_slide(path), level, x, y, size, out_size)
+            def load(
+                preprocess: Callable[[PILImage.Image], np.ndarray],
+                level: int = level,
+                x: int = x,
+                y: int = y,
+                size: int = size,
+            ) -> tuple[np.ndarray, tuple[int, int]]:
+                rgb = read_region_rgb(cached_slide(path), level, x, y, size, out_size)
+                return preprocess(rgb), rgb.size
 
             values = {
                 "source_path": path,
@@ -120,7 +172,7 @@ def _candidates(
             }
             out.append(Candidate(f"{path}@{level}:{x},{y}+{size}", int(payload["dataset_id"]), digest, load, values))
     elif kind == "reembed":
-        from ingest.service import image_pixels
+        from ingest.service import image_model_input
 
         rows = session.scalars(select(Image).where(Image.id.in_(payload["image_ids"]))).all()
         for row in rows:
@@ -131,7 +183,7 @@ def _candidates(
                     else f"{row.source_path}@{row.level}:{row.x},{row.y}+{row.tile_size}",
                     row.dataset_id,
                     row.content_hash,
-                    partial(image_pixels, row, verify=True, max_pixels=ctx.settings.max_image_pixels),
+                    partial(image_model_input, row, settings=ctx.settings, budget=ctx.decode_budget),
                     image_id=row.id,
                 )
             )
@@ -169,8 +221,8 @@ def _decode(
     cand: Candidate, preprocess: Callable[[PILImage.Image], np.ndarray]
 ) -> tuple[np.ndarray, tuple[int, int]] | Failure:
     try:
-        image = cand.loader()
-        return preprocess(image), (int(image.width), int(image.height))
+        array, (width, height) = cand.loader(preprocess)
+        return array, (int(width), int(height))
     except (BadImageError, SlideError) as exc:
         return _failure(exc, cand.source, exc.stage)
     except (OSError, ValueError) as exc:
@@ -295,6 +347,7 @@ def _store(
     ctx: IngestContext, session: Session, rows: Sequence[Image], matrix: np.ndarray, version: EncoderVersion
 ) -> None:
     from retrieval.catalog import store_embeddings
+    from retrieval.errors import StoreBusyError
 
     try:
         with ctx.store() as store:
@@ -302,6 +355,10 @@ def _store(
     except TransientError:
         session.rollback()
         raise
+    except StoreBusyError as exc:
+        # another process (dashboard, CLI) holds the embedded store: temporary, the batch is retried with back-off
+        session.rollback()
+        raise TransientError(str(exc)) from exc
     except IntegrityError as exc:
         # Another worker stored the same image at the same moment: retry, the re-run sees it stored.
         session.rollback()

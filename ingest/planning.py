@@ -10,7 +10,7 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
@@ -18,9 +18,13 @@ from sqlalchemy.orm import Session
 
 from ingest.errors import SlideError
 from ingest.jobs import Failure
+from ingest.paths import Roots
 from ingest.sources import SourceItem, enumerate_sources
 from retrieval.groups import GroupRules, slide_group
 from retrieval.models import Slide
+
+if TYPE_CHECKING:
+    from training.pixels import DecodeBudget
 
 logger = logging.getLogger(__name__)
 
@@ -83,6 +87,7 @@ def plan_slide(
     *,
     session: Session,
     group: str | None = None,
+    budget: DecodeBudget | None = None,
 ) -> tuple[list[dict[str, Any]], int]:
     """Register one slide and return its tile batches and tile count (the tiles' group: ``group``, else the slide).
 
@@ -91,7 +96,7 @@ def plan_slide(
     """
     from ingest.slides import open_slide, plan_tiles, slide_fingerprint
 
-    reader = open_slide(item.path)
+    reader = open_slide(item.path, budget=budget)
     try:
         plan = plan_tiles(reader, item.path, **asdict(tiling))
     finally:
@@ -129,6 +134,8 @@ def plan_ingest(
     manifest: str | Path | None = None,
     tiling: TilingOptions | None = None,
     groups: GroupRules | None = None,
+    roots: Roots | None = None,
+    budget: DecodeBudget | None = None,
 ) -> Plan:
     """Enumerate the sources and split them into batches.
 
@@ -142,6 +149,9 @@ def plan_ingest(
         manifest: optional manifest CSV.
         tiling: slide tiling options.
         groups: ``--groups CSV`` / ``--group-from REGEX`` rules (a manifest's group column wins over them).
+        roots: allowed roots: every file must lie inside them; each batch carries them so workers check again
+            before opening anything.
+        budget: decode memory budget for slides read by the plain-image fallback reader.
     """
     tiling = tiling or TilingOptions()
     rules = groups or GroupRules()
@@ -149,7 +159,7 @@ def plan_ingest(
     def group_of(item: SourceItem) -> str | None:
         return item.group or rules.group_of(item.path)
 
-    found = enumerate_sources(paths, labels_from_folders=labels_from_folders, manifest=manifest)
+    found = enumerate_sources(paths, labels_from_folders=labels_from_folders, manifest=manifest, roots=roots)
     failures = [Failure(f.source, f.stage, f.reason) for f in found.failures]
     images = [i for i in found.items if i.kind == "image"]
     slides = [i for i in found.items if i.kind == "slide"]
@@ -169,7 +179,9 @@ def plan_ingest(
     for slide in slides:
         ds = resolve_dataset(slide.dataset) if slide.dataset else dataset_id
         try:
-            slide_batches, count = plan_slide(slide, ds, tiling, batch_size, session=session, group=group_of(slide))
+            slide_batches, count = plan_slide(
+                slide, ds, tiling, batch_size, session=session, group=group_of(slide), budget=budget
+            )
         except SlideError as exc:
             failures.append(Failure(exc.path, exc.stage, exc.reason))
             total += 1
@@ -180,4 +192,7 @@ def plan_ingest(
         ungrouped = sum(1 for i in images if group_of(i) is None)
         if ungrouped:
             logger.warning("%d of %d images got no group from --groups / --group-from", ungrouped, len(images))
+    if roots:
+        for batch in batches:
+            batch["roots"] = roots.as_strings()
     return Plan(batches=batches, failures=failures, total=total)

@@ -9,6 +9,7 @@ Transient errors (:data:`TRANSIENT`) propagate so the caller retries the whole b
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -19,7 +20,18 @@ from sqlalchemy.orm import Session
 
 from ingest.context import IngestContext
 from ingest.errors import TransientError
-from ingest.jobs import BatchOutcome, Failure, JobStatus, complete_batch, job_status, mark_running
+from ingest.jobs import (
+    CANCELLED,
+    HEARTBEAT_S,
+    BatchOutcome,
+    Failure,
+    JobStatus,
+    claim_job,
+    complete_batch,
+    heartbeat,
+    job_status,
+    mark_running,
+)
 from retrieval.models import EncoderVersion, IngestJob
 
 logger = logging.getLogger(__name__)
@@ -89,9 +101,13 @@ def execute_batch(ctx: IngestContext, job_id: int, batch_index: int, payload: di
     from ingest.pipeline import run_batch
 
     with ctx.sessions() as session:
-        if session.get(IngestJob, job_id) is None:
+        job = session.get(IngestJob, job_id)
+        if job is None:
             # The job was deleted: acknowledge and drop the message instead of re-delivering it forever.
             logger.warning("job %d no longer exists: batch %d dropped", job_id, batch_index)
+            return BatchOutcome()
+        if job.status == "failed" and job.error == CANCELLED:
+            logger.info("job %d was cancelled: batch %d dropped", job_id, batch_index)
             return BatchOutcome()
         mark_running(job_id, session=session)
     try:
@@ -102,10 +118,25 @@ def execute_batch(ctx: IngestContext, job_id: int, batch_index: int, payload: di
         logger.exception("job %d batch %d failed permanently", job_id, batch_index)
         reason = f"{type(exc).__name__}: {exc}"
         outcome = BatchOutcome(failures=[Failure(src, "embed", reason) for src in _items_of(payload)])
-    with ctx.commit_lock, ctx.sessions() as session:
-        complete_batch(
-            job_id, batch_index, outcome, session=session, on_finish=lambda job, s: finish_reembed(job, s, ctx)
+    try:
+        with ctx.commit_lock, ctx.sessions() as session:
+            complete_batch(
+                job_id, batch_index, outcome, session=session, on_finish=lambda job, s: finish_reembed(job, s, ctx)
+            )
+    except TRANSIENT:
+        raise
+    except Exception as exc:  # noqa: BLE001 - recording must never leave the job hanging: record the counts alone
+        logger.exception("job %d batch %d: its failures could not be recorded", job_id, batch_index)
+        note = f"its failure could not be recorded ({type(exc).__name__}); see the worker log"
+        outcome = BatchOutcome(
+            done=outcome.done,
+            skipped=outcome.skipped,
+            failures=[Failure(f"batch {batch_index} item", "store", note)] * outcome.failed,
         )
+        with ctx.commit_lock, ctx.sessions() as session:
+            complete_batch(
+                job_id, batch_index, outcome, session=session, on_finish=lambda job, s: finish_reembed(job, s, ctx)
+            )
     return outcome
 
 
@@ -137,6 +168,7 @@ def run_embedded(
     progress: Callable[[JobStatus], None] | None = None,
     max_attempts: int = 8,
     in_flight: int = 2,
+    indices: Sequence[int] | None = None,
 ) -> JobStatus:
     """Run a job's batches in this process (no broker), retrying transient errors with back-off.
 
@@ -151,6 +183,8 @@ def run_embedded(
         progress: called with the job status after each batch (in batch order).
         max_attempts: attempts per batch before the transient error is raised.
         in_flight: batches running at once (1 = strictly one after another).
+        indices: the job's batch index of each payload (default ``0..N-1``; a resumed job runs only its missing
+            batches).
     """
 
     def report() -> None:
@@ -158,11 +192,45 @@ def run_embedded(
             with ctx.sessions() as session:
                 progress(job_status(job_id, session=session, max_failures=0))
 
-    report()
+    with ctx.sessions() as session:
+        claim_job(job_id, session=session)  # this process owns the job: if it dies, the job shows 'interrupted'
+    beating = threading.Event()
+
+    def beat() -> None:
+        while not beating.wait(HEARTBEAT_S):
+            try:
+                with ctx.sessions() as session:
+                    heartbeat(job_id, session=session)
+            except Exception:  # noqa: BLE001 - a missed heartbeat is retried at the next one; never stop the job
+                logger.warning("job %d: heartbeat not recorded", job_id, exc_info=True)
+
+    beater = threading.Thread(target=beat, name=f"hq-heartbeat-{job_id}", daemon=True)
+    beater.start()
+    try:
+        report()
+        _run_batches(ctx, job_id, batches, list(indices) if indices is not None else None, report, max_attempts,
+                     in_flight)  # fmt: skip
+    finally:
+        beating.set()
+        beater.join()
+    with ctx.sessions() as session:
+        return job_status(job_id, session=session)
+
+
+def _run_batches(
+    ctx: IngestContext,
+    job_id: int,
+    batches: Sequence[dict[str, Any]],
+    indices: list[int] | None,
+    report: Callable[[], None],
+    max_attempts: int,
+    in_flight: int,
+) -> None:
     with ThreadPoolExecutor(max(1, in_flight), thread_name_prefix="hq-batch") as runner:
         running: deque[Future[None]] = deque()
         try:
-            for index, payload in enumerate(batches):
+            for position, payload in enumerate(batches):
+                index = indices[position] if indices is not None else position
                 running.append(runner.submit(_execute_with_retries, ctx, job_id, index, payload, max_attempts))
                 while len(running) >= max(1, in_flight):
                     running.popleft().result()
@@ -174,5 +242,3 @@ def run_embedded(
             for future in running:
                 future.cancel()  # not started yet: never run; the ones running finish their batch
             raise
-    with ctx.sessions() as session:
-        return job_status(job_id, session=session)

@@ -17,20 +17,27 @@ from PIL import Image as PILImage
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ingest.errors import BadImageError, IngestError
+from ingest.errors import BadImageError, IngestError, JobNotFoundError
 from ingest.jobs import Failure, JobStatus, create_job, fail_job
 from ingest.jobs import job_status as _job_status
 from ingest.jobs import list_jobs as _list_jobs
+from ingest.paths import display_path
 from ingest.planning import TilingOptions, plan_ingest
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from retrieval.models import Image
     from retrieval.settings import Settings
     from retrieval.store.base import VectorStore
+    from training.pixels import DecodeBudget
 
 logger = logging.getLogger(__name__)
 
 Progress = Callable[[JobStatus], None]
+#: Attempts per batch in embedded mode before a temporary error (store held by another process, database down)
+#: fails the job (back-off 0.5 s ... 30 s between attempts: about a minute in all).
+EMBEDDED_ATTEMPTS = 8
 
 
 @contextmanager
@@ -56,17 +63,22 @@ def _dispatch(
     settings: Settings,
     store: VectorStore | None,
     progress: Progress | None,
+    indices: Sequence[int] | None = None,
 ) -> None:
-    """Send the batches to the broker, or run them here when none is configured."""
+    """Send the batches to the broker, or run them here when none is configured.
+
+    ``indices`` are the job's batch numbers of ``batches`` (default ``0..N-1``; a resumed job sends its missing ones).
+    """
     if not batches:
         return
+    numbers = list(indices) if indices is not None else list(range(len(batches)))
     if settings.broker_url:
         from ingest.celery_app import TASK_NAME, create_app
 
         app = create_app(settings)
         try:
             with app.producer_or_acquire() as producer:
-                for index, payload in enumerate(batches):
+                for index, payload in zip(numbers, batches, strict=True):
                     app.send_task(TASK_NAME, args=[job_id, index, payload], producer=producer)
         except Exception as exc:
             with _session(settings) as session:
@@ -76,11 +88,18 @@ def _dispatch(
             ) from exc
         return
     from ingest.context import IngestContext
-    from ingest.runner import run_embedded
+    from ingest.runner import TRANSIENT, run_embedded
 
     ctx = IngestContext(settings, store=store, hold_store=True)
     try:
-        run_embedded(ctx, job_id, batches, progress=progress)
+        run_embedded(ctx, job_id, batches, progress=progress, indices=numbers, max_attempts=EMBEDDED_ATTEMPTS)
+    except TRANSIENT as exc:
+        # retried with back-off and still unavailable (e.g. the embedded store held by another process): the job
+        # fails as a whole with one message, its items are not marked failed one by one
+        message = f"stopped after {EMBEDDED_ATTEMPTS} attempts: {exc}"
+        with _session(settings) as session:
+            fail_job(job_id, message, session=session)
+        raise IngestError(f"job {job_id} {message}; resume it later with `histoquery jobs --resume {job_id}`") from exc
     finally:
         ctx.close()
 
@@ -97,6 +116,7 @@ def submit_ingest(
     progress: Progress | None = None,
     groups_csv: str | Path | None = None,
     group_from: str | None = None,
+    roots: Sequence[str | Path] | None = None,
 ) -> int:
     """Create an ingestion job for folders / files / a manifest and start it.
 
@@ -114,19 +134,25 @@ def submit_ingest(
         progress: embedded-mode progress callback.
         groups_csv: CSV ``path,group`` giving each file its group (patient / case / slide).
         group_from: regex on file names whose first capture group (or whole match) is the group.
+        roots: allowed roots every file of the job must lie in (default ``settings.allowed_roots``; none = no
+            check). Inputs, folder entries, manifest rows and slides outside them are refused one by one.
 
     Returns:
         The job id.
 
     Raises:
-        IngestError: bad manifest, broker unreachable. RetrievalError: no active encoder, database problems.
+        IngestError: bad manifest, broker unreachable, an empty root. RetrievalError: no active encoder, database.
     """
+    from ingest.paths import Roots
     from retrieval.catalog import active_encoder_version, get_or_create_dataset
     from retrieval.groups import GroupRules
+    from training.pixels import process_budget
 
     if not paths and manifest is None:
         raise IngestError("nothing to ingest: give at least one PATH or --manifest")
     rules = GroupRules.build(groups_csv=groups_csv, group_from=group_from)
+    wanted_roots = list(settings.allowed_roots if roots is None else roots)
+    allowed = Roots(wanted_roots) if wanted_roots else None
     with _session(settings, migrate=True) as session:
         version = active_encoder_version(session=session, name=settings.active_encoder)
         ds = get_or_create_dataset(dataset, session=session)
@@ -147,14 +173,17 @@ def submit_ingest(
             manifest=manifest,
             tiling=tiling,
             groups=rules,
+            roots=allowed,
+            budget=process_budget(settings.decode_memory_mb * 1024 * 1024),
         )
         request = {
-            "inputs": [str(Path(p).expanduser().absolute()) for p in paths],
-            "manifest": str(manifest) if manifest else None,
+            "inputs": [display_path(Path(p).expanduser().absolute()) for p in paths],
+            "manifest": display_path(manifest) if manifest else None,
             "labels_from_folders": labels_from_folders,
             "groups_csv": str(groups_csv) if groups_csv else None,
             "group_from": group_from,
             "tiling": (tiling or TilingOptions()).__dict__,
+            "roots": allowed.as_strings() if allowed else None,
         }
         job = create_job(
             session=session,
@@ -253,6 +282,96 @@ def submit_reembed(
     return job_id
 
 
+def resume_job(
+    job_id: int, *, settings: Settings, store: VectorStore | None = None, progress: Progress | None = None
+) -> int:
+    """Resume an interrupted ingestion job: plan it again from its request and run only its missing batches.
+
+    Batches recorded as complete are not run again, and the pipeline skips what is already stored, so exactly the
+    missing images are stored.
+
+    Returns:
+        The number of batches resumed.
+
+    Raises:
+        JobNotFoundError: no such job. IngestError: not an interrupted ingestion job, or its inputs changed since
+            it was planned (another batch count).
+    """
+    from ingest.jobs import CANCELLED, effective_status, ledger
+    from ingest.paths import Roots
+    from retrieval.catalog import get_or_create_dataset
+    from retrieval.models import IngestJob
+    from training.pixels import process_budget
+
+    with _session(settings) as session:
+        job = session.get(IngestJob, job_id)
+        if job is None:
+            raise JobNotFoundError(f"job {job_id} does not exist: list jobs with `histoquery jobs`")
+        status = effective_status(job)
+        stopped = status == "failed" and job.error != CANCELLED and len(ledger(job)["completed"]) < job_batches(job)
+        if status != "interrupted" and not stopped:
+            hint = "it is still running" if status in ("queued", "running") else f"it is {status}"
+            if job.error == CANCELLED:
+                hint = "it was cancelled"
+            raise IngestError(
+                f"job {job_id} cannot be resumed: {hint} (interrupted jobs and jobs stopped by an error are)"
+            )
+        if job.kind != "ingest":
+            raise IngestError(f"job {job_id} is a {job.kind} job: run `histoquery reembed` again instead of resuming")
+        request, book = (job.sources or [{}])[0], ledger(job)
+        cache: dict[str, int] = {}
+
+        def resolve(name: str) -> int:
+            if name not in cache:
+                cache[name] = get_or_create_dataset(name, session=session).id
+            return cache[name]
+
+        plan = plan_ingest(
+            request.get("inputs") or [],
+            session=session,
+            dataset_id=int(job.dataset_id or 0),
+            resolve_dataset=resolve,
+            batch_size=settings.ingest_batch_size,
+            labels_from_folders=bool(request.get("labels_from_folders")),
+            manifest=request.get("manifest"),
+            tiling=TilingOptions(**(request.get("tiling") or {})),
+            roots=Roots(request["roots"]) if request.get("roots") else None,
+            budget=process_budget(settings.decode_memory_mb * 1024 * 1024),
+        )
+        if len(plan.batches) != int(book["batches"]):
+            raise IngestError(
+                f"job {job_id}: its inputs changed since it was planned ({len(plan.batches)} batches now, "
+                f"{book['batches']} then): start a new ingestion instead (stored images are skipped)"
+            )
+        missing = [i for i in range(len(plan.batches)) if str(i) not in book["completed"]]
+        job.status, job.error, job.finished_at = "running", None, None
+        session.commit()
+    logger.info("job %d: resuming %d of %d batches", job_id, len(missing), len(plan.batches))
+    _dispatch(
+        job_id, [plan.batches[i] for i in missing], settings=settings, store=store, progress=progress, indices=missing
+    )
+    return len(missing)
+
+
+def job_batches(job: Any) -> int:
+    """How many batches a job was planned with."""
+    from ingest.jobs import ledger
+
+    return int(ledger(job)["batches"])
+
+
+def cancel(job_id: int, *, settings: Settings) -> None:
+    """Cancel a queued, running or interrupted job (its remaining batches are dropped).
+
+    Raises:
+        JobNotFoundError: no such job. IngestError: it already finished.
+    """
+    from ingest.jobs import cancel_job
+
+    with _session(settings) as session:
+        cancel_job(job_id, session=session)
+
+
 def job_status(job_id: int, *, settings: Settings, max_failures: int = 50) -> JobStatus:
     """Status and counters of one job, with its first ``max_failures`` failures."""
     with _session(settings) as session:
@@ -316,25 +435,67 @@ def wait_for_job(
         engine.dispose()
 
 
-def image_pixels(image: Image, *, verify: bool = False, max_pixels: int | None = None) -> PILImage.Image:
+def _check_stored(image: Image, roots: Sequence[str | Path]) -> None:
+    """Refuse to re-read a stored path outside the allowed roots (thumbnails, re-embedding)."""
+    from ingest.paths import REFUSED, Roots, display_path
+
+    if roots and not Roots(roots).contains(image.source_path):
+        raise BadImageError(display_path(image.source_path), REFUSED, "read")
+
+
+def image_pixels(
+    image: Image,
+    *,
+    verify: bool = False,
+    max_pixels: int | None = None,
+    roots: Sequence[str | Path] = (),
+    budget: DecodeBudget | None = None,
+) -> PILImage.Image:
     """The pixels of a stored image: its file decoded, or its tile re-read from the slide.
 
     Args:
         image: an ``images`` row.
         verify: check that a file's bytes still have the stored content hash.
         max_pixels: decompression-bomb limit for files.
+        roots: allowed roots (``Settings.allowed_roots``): a stored path outside them is not read.
+        budget: decode memory budget (default: the process's).
 
     Raises:
-        BadImageError: the file is gone, unreadable or changed. SlideError: the slide cannot be read.
+        BadImageError: outside the roots, the file is gone, unreadable or changed. SlideError: unreadable slide.
     """
-    from ingest.decode import DEFAULT_MAX_PIXELS, content_hash, decode_bytes, read_bytes
+    from ingest.decode import DEFAULT_MAX_PIXELS, file_hash, load_image
     from ingest.slides import read_tile
 
+    _check_stored(image, roots)
     if image.slide_id is not None:
         assert image.level is not None and image.x is not None and image.y is not None
         assert image.tile_size is not None
         return read_tile(image.source_path, image.level, image.x, image.y, image.tile_size, out_size=image.width)
-    data = read_bytes(image.source_path)
-    if verify and content_hash(data) != image.content_hash:
+    if verify and file_hash(image.source_path) != image.content_hash:
         raise BadImageError(image.source_path, "file changed since it was ingested (content hash differs)", "read")
-    return decode_bytes(data, image.source_path, max_pixels=max_pixels or DEFAULT_MAX_PIXELS)
+    return load_image(image.source_path, max_pixels=max_pixels or DEFAULT_MAX_PIXELS, budget=budget)
+
+
+def image_model_input(
+    image: Image,
+    preprocess: Callable[[PILImage.Image], np.ndarray],
+    *,
+    settings: Settings,
+    budget: DecodeBudget | None = None,
+) -> tuple[np.ndarray, tuple[int, int]]:
+    """A stored image's model input for re-embedding: ``(preprocess(pixels), (width, height))``.
+
+    The file's content hash is verified and its decode stays inside the decode memory budget.
+
+    Raises:
+        BadImageError / SlideError: as :func:`image_pixels`.
+    """
+    from ingest.decode import file_hash, model_input
+
+    if image.slide_id is not None:
+        rgb = image_pixels(image, roots=settings.allowed_roots)
+        return preprocess(rgb), rgb.size
+    _check_stored(image, settings.allowed_roots)
+    if file_hash(image.source_path) != image.content_hash:
+        raise BadImageError(image.source_path, "file changed since it was ingested (content hash differs)", "read")
+    return model_input(image.source_path, preprocess, max_pixels=settings.max_image_pixels, budget=budget)

@@ -13,19 +13,25 @@ import logging
 import math
 import os
 import threading
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 from PIL import Image
 
 from ingest.errors import SlideError
 
+if TYPE_CHECKING:
+    from training.pixels import DecodeBudget
+
 logger = logging.getLogger(__name__)
 
 DEFAULT_MPP = 0.5
+UNSUPPORTED = (
+    "unsupported slide format: OpenSlide does not recognise it and it is not a plain image "
+    "(supported: SVS, NDPI, MRXS, SCN, VMS, BIF, DICOM, pyramidal TIFF, or plain TIFF/PNG/JPEG)"
+)
 MppSource = Literal["metadata", "default", "user"]
 
 
@@ -35,27 +41,17 @@ class PlainImageSlide:
     Mirrors the part of ``openslide.OpenSlide`` that ingest uses.
     """
 
-    def __init__(self, path: str | Path, max_pixels: int) -> None:
+    def __init__(self, path: str | Path, max_pixels: int, budget: DecodeBudget | None = None) -> None:
+        from training.pixels import PixelError, load_rgb
+
         self._path = str(path)
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-                image = Image.open(path)
-                if image.width * image.height > max_pixels:
-                    raise SlideError(
-                        path,
-                        f"{image.width}x{image.height} exceeds the pixel limit {max_pixels} of the plain-image "
-                        "fallback reader (convert it to a pyramidal TIFF, or raise HISTOQUERY_MAX_IMAGE_PIXELS)",
-                        stage="read",
-                    )
-                image.load()
-        except SlideError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - every decoder error means the same for the user
-            raise SlideError(path, f"cannot read as a plain image: {exc}", stage="read") from exc
-        from ingest.decode import to_rgb
-
-        self._image = to_rgb(image)
+            # the one decoder: pixel limit from the header and the decode memory budget before any pixel is decoded
+            self._image = load_rgb(path, max_pixels=max_pixels, min_side=1, budget=budget)
+        except PixelError as exc:
+            if exc.stage == "decode" and "not a recognised image format" in exc.reason:
+                raise SlideError(path, UNSUPPORTED, stage="read") from exc
+            raise SlideError(path, f"{exc.reason} (plain-image fallback reader)", stage="read") from exc
         self.properties: dict[str, str] = {"openslide.vendor": "plain-image"}
         self.level_count = 1
         self.dimensions = self._image.size
@@ -78,12 +74,13 @@ class PlainImageSlide:
         self._image.close()
 
 
-def open_slide(path: str | Path, *, max_pixels: int = 40_000 * 40_000) -> Any:
+def open_slide(path: str | Path, *, max_pixels: int = 40_000 * 40_000, budget: DecodeBudget | None = None) -> Any:
     """Open a whole-slide image with OpenSlide, or a plain large image with the fallback reader.
 
     Args:
         path: slide file (SVS, NDPI, MRXS, pyramidal TIFF, ... or a plain TIFF / PNG / JPEG).
         max_pixels: limit for the in-memory fallback reader.
+        budget: decode memory budget of the fallback reader (default: the process's).
 
     Returns:
         An ``openslide.OpenSlide`` or :class:`PlainImageSlide`.
@@ -107,17 +104,7 @@ def open_slide(path: str | Path, *, max_pixels: int = 40_000 * 40_000) -> Any:
             return openslide.OpenSlide(str(p))
         except openslide.OpenSlideError as exc:
             raise SlideError(p, f"OpenSlide cannot open this {fmt} slide: {exc}", stage="read") from exc
-    try:
-        with Image.open(p) as probe:
-            probe.verify()
-    except Exception as exc:  # noqa: BLE001
-        raise SlideError(
-            p,
-            "unsupported slide format: OpenSlide does not recognise it and it is not a plain image "
-            "(supported: SVS, NDPI, MRXS, SCN, VMS, BIF, DICOM, pyramidal TIFF, or plain TIFF/PNG/JPEG)",
-            stage="read",
-        ) from exc
-    return PlainImageSlide(p, max_pixels)
+    return PlainImageSlide(p, max_pixels, budget)
 
 
 @dataclass(frozen=True)
@@ -344,11 +331,10 @@ def read_region_rgb(reader: Any, level: int, x: int, y: int, size: int, out_size
     """Read a level-0 square ``(x, y, size)`` from ``level`` as RGB (transparent parts white), resized to out_size."""
     downsample = float(reader.level_downsamples[level])
     side = max(1, round(size / downsample))
+    from training.pixels import to_rgb
+
     region = reader.read_region((int(x), int(y)), int(level), (side, side))
-    if region.mode == "RGBA":
-        background = Image.new("RGBA", region.size, (255, 255, 255, 255))
-        region = Image.alpha_composite(background, region)
-    rgb = region.convert("RGB")
+    rgb = to_rgb(region)  # the one decoder's mode normalisation (alpha on white)
     if out_size is not None and rgb.size != (out_size, out_size):
         rgb = rgb.resize((out_size, out_size), Image.Resampling.BILINEAR)
     return rgb

@@ -1,9 +1,13 @@
 """Enumerate what to ingest: folders (recursive), single files, a manifest CSV, labelled class folders.
 
-Enumeration only looks at names and file sizes (plus a header peek for very large files and TIFFs), never at
-pixels: it runs in the submitting process and must stay fast for large folders. Per-file problems found here
-(a path that does not exist, an unreadable folder, a bad manifest row) become :class:`EnumFailure` entries that the
-job records; a manifest without a ``path`` column raises :class:`~ingest.errors.ManifestError`.
+Enumeration only looks at names and image headers (a bounded read of each file), never at pixels: it runs in the
+submitting process and must stay fast for large folders. Every stored path is in its one canonical form
+(:func:`retrieval.paths.normalise_path`). With allowed roots (:class:`~ingest.paths.Roots`), every folder entry
+(symlinks included) and manifest row is checked before anything is opened; a refused file gets
+:data:`~ingest.paths.REFUSED`. A file name that is not valid UTF-8 is refused by itself (the rest goes on).
+Per-file problems found here (a path that does not exist, an unreadable folder, a bad manifest row) become
+:class:`EnumFailure` entries that the job records; a manifest without a ``path`` column raises
+:class:`~ingest.errors.ManifestError`.
 """
 
 from __future__ import annotations
@@ -18,7 +22,11 @@ from typing import Literal
 
 from ingest.decode import IMAGE_EXTENSIONS
 from ingest.errors import ManifestError
+from ingest.paths import REFUSED, Roots, display_path
+from retrieval.errors import RetrievalError
 from retrieval.groups import manifest_group
+from retrieval.names import check_label
+from retrieval.paths import PathError, normalise_path
 
 logger = logging.getLogger(__name__)
 
@@ -28,7 +36,7 @@ SLIDE_EXTENSIONS = frozenset(
 )
 #: Plain images larger than this many pixels are tiled like a slide (fallback reader) instead of embedded whole.
 SLIDE_MIN_PIXELS = 4096 * 4096
-#: Files smaller than this are never large enough to be a slide: no header peek needed.
+#: TIFFs at least this large that OpenSlide recognises are slides without looking at their pixel count.
 _PEEK_MIN_BYTES = 4 * 1024 * 1024
 
 MANIFEST_KNOWN = ("path", "label", "slide", "dataset", "group")
@@ -41,7 +49,7 @@ class SourceItem:
     """One input file.
 
     Attributes:
-        path: absolute path (not resolved through symlinks; may not exist: the worker reports that).
+        path: canonical path (:func:`retrieval.paths.normalise_path`; may not exist: the worker reports that).
         kind: 'image' (embedded whole) or 'slide' (tiled).
         label: class label (manifest column or class folder), or None.
         dataset: per-item dataset name from a manifest (overrides the job's dataset), or None.
@@ -80,8 +88,9 @@ def classify(path: str | Path, *, peek: bool = False) -> Kind:
     """Decide whether a file is a whole slide (tiled) or an image (embedded whole), from its name and header.
 
     Slide-only extensions are slides; TIFFs that OpenSlide recognises (tiled / pyramidal) and plain images over
-    :data:`SLIDE_MIN_PIXELS` are slides too; everything else is an image. Inside folders only files of at least
-    4 MiB get their header read (fast enumeration); ``peek=True`` (files named explicitly) always reads it.
+    :data:`SLIDE_MIN_PIXELS` are slides too; everything else is an image. Every file's header is read (a bounded
+    read): a small file can hold a huge image (a 20 KB 1-bit PNG of 13000 x 13000), which must be tiled, not decoded
+    whole. ``peek`` is kept for callers; the header is always read.
     """
     p = Path(path)
     ext = p.suffix.lower()
@@ -98,26 +107,22 @@ def classify(path: str | Path, *, peek: bool = False) -> Kind:
 
         if openslide.OpenSlide.detect_format(str(p)) is not None:
             return "slide" if size >= _PEEK_MIN_BYTES or _pixels(p) >= SLIDE_MIN_PIXELS else "image"
-    if (peek or size >= _PEEK_MIN_BYTES) and _pixels(p) >= SLIDE_MIN_PIXELS:
+    if _pixels(p) >= SLIDE_MIN_PIXELS:
         return "slide"
     return "image"
 
 
 def _pixels(path: Path) -> int:
     """Pixel count from the header only (0 when the header cannot be read: the worker reports it)."""
-    import warnings
-
     from PIL import Image
 
+    from training.pixels import header_size
+
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            with Image.open(path) as image:
-                return int(image.width) * int(image.height)
+        size = header_size(path)
     except Image.DecompressionBombError:
         return 2**62
-    except Exception:  # noqa: BLE001 - any unreadable header: classify as image, the decoder names the reason
-        return 0
+    return 0 if size is None else size[0] * size[1]
 
 
 def _is_candidate(name: str) -> bool:
@@ -131,7 +136,8 @@ def walk_folder(root: Path, failures: list[EnumFailure]) -> Iterator[Path]:
     """Yield image / slide files under ``root`` recursively, in sorted order; unreadable folders are recorded."""
 
     def onerror(exc: OSError) -> None:
-        failures.append(EnumFailure(str(exc.filename or root), "read", f"cannot list folder: {exc.strerror or exc}"))
+        where = display_path(exc.filename or root)
+        failures.append(EnumFailure(where, "read", f"cannot list folder: {exc.strerror or exc}"))
 
     for dirpath, dirnames, filenames in os.walk(root, onerror=onerror):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
@@ -140,12 +146,50 @@ def walk_folder(root: Path, failures: list[EnumFailure]) -> Iterator[Path]:
                 yield Path(dirpath) / name
 
 
-def read_manifest(path: str | Path) -> Enumeration:
+def _admit(path: str | Path, roots: Roots | None, failures: list[EnumFailure], source: str | None = None) -> str | None:
+    """The canonical path of a file to ingest, or None after recording why it is refused.
+
+    Refused, each by itself: outside the allowed roots (checked before the file is touched, one reason whatever
+    exists there), a NUL byte, a file name that is not valid UTF-8 (stored paths are UTF-8 text).
+    """
+    where = source or display_path(path)
+    if roots is not None and not roots.contains(path):
+        failures.append(EnumFailure(where, "read", REFUSED))
+        return None
+    text = os.fspath(path)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        failures.append(
+            EnumFailure(where, "read", "file name is not valid UTF-8: rename the file (paths are stored as UTF-8)")
+        )
+        return None
+    try:
+        return normalise_path(text)
+    except PathError:
+        failures.append(EnumFailure(where, "read", "not a valid path (it contains a NUL byte)"))
+        return None
+
+
+def _folder_label(path: Path, labels_from_folders: bool, failures: list[EnumFailure]) -> str | None | bool:
+    """The folder label of a file (None without labels), or False after recording why it cannot be stored."""
+    if not labels_from_folders:
+        return None
+    try:
+        return check_label(path.parent.name)
+    except RetrievalError as exc:
+        failures.append(EnumFailure(display_path(path), "read", f"its folder name cannot be a label: {exc}"))
+        return False
+
+
+def read_manifest(path: str | Path, *, roots: Roots | None = None) -> Enumeration:
     """Parse a manifest CSV: ``path`` (required), ``label``, ``slide``, ``dataset``, ``group``, any extra columns.
 
     The item's group is the first non-empty of ``group``, ``patient``, ``case``, ``slide``.
 
-    Relative paths are relative to the manifest's folder. Extra columns are kept per item as metadata.
+    Relative paths are relative to the manifest's folder. Extra columns are kept per item as metadata. With
+    ``roots``, a row whose file resolves outside them (absolute, ``../``, through a symlink) is refused with
+    :data:`~ingest.paths.REFUSED` before it is opened.
 
     Raises:
         ManifestError: the file cannot be read, is empty, has no ``path`` column or duplicate column names.
@@ -189,12 +233,20 @@ def read_manifest(path: str | Path) -> Enumeration:
         file_path = Path(values["path"]).expanduser()
         if not file_path.is_absolute():
             file_path = manifest.parent / file_path
+        admitted = _admit(file_path, roots, out.failures, source=f"{where} ({display_path(values['path'])})")
+        if admitted is None:
+            continue
+        try:
+            label = check_label(values.get("label"))
+        except RetrievalError as exc:
+            out.failures.append(EnumFailure(where, "read", f"manifest row {lineno}: {exc}"))
+            continue
         extra = {k: v for k, v in values.items() if k not in MANIFEST_KNOWN and v != ""}
         out.items.append(
             SourceItem(
-                path=str(file_path.absolute()),
-                kind=classify(file_path),
-                label=values.get("label") or None,
+                path=admitted,
+                kind=classify(admitted),
+                label=label,
                 dataset=values.get("dataset") or None,
                 slide=values.get("slide") or None,
                 extra=extra,
@@ -205,7 +257,11 @@ def read_manifest(path: str | Path) -> Enumeration:
 
 
 def enumerate_sources(
-    paths: Sequence[str | Path], *, labels_from_folders: bool = False, manifest: str | Path | None = None
+    paths: Sequence[str | Path],
+    *,
+    labels_from_folders: bool = False,
+    manifest: str | Path | None = None,
+    roots: Roots | None = None,
 ) -> Enumeration:
     """Enumerate files from folders / files and an optional manifest.
 
@@ -213,6 +269,7 @@ def enumerate_sources(
         paths: folders (walked recursively) and single files.
         labels_from_folders: label each image with the name of the folder it sits in (class folders).
         manifest: a manifest CSV (see :func:`read_manifest`).
+        roots: allowed roots; every input, folder entry, the manifest and its rows must lie inside them.
 
     Returns:
         Items in a deterministic order (duplicates of the same path removed) and enumeration failures.
@@ -227,21 +284,30 @@ def enumerate_sources(
 
     for raw in paths:
         p = Path(raw).expanduser().absolute()
+        if _admit(p, roots, out.failures) is None:
+            continue
         if p.is_dir():
             found = 0
             for f in walk_folder(p, out.failures):
                 found += 1
-                add(SourceItem(str(f), classify(f), f.parent.name if labels_from_folders else None))
+                admitted = _admit(f, roots, out.failures)
+                label = _folder_label(f, labels_from_folders, out.failures)
+                if admitted is not None and label is not False:
+                    add(SourceItem(admitted, classify(admitted), label if isinstance(label, str) else None))
             if found == 0:
                 logger.warning(
                     "%s: no image or slide files found (extensions: %s)", p, ", ".join(sorted(IMAGE_EXTENSIONS))
                 )
         elif p.exists() or p.is_symlink():
-            add(SourceItem(str(p), classify(p, peek=True), p.parent.name if labels_from_folders else None))
+            admitted = normalise_path(p)
+            add(SourceItem(admitted, classify(admitted, peek=True), p.parent.name if labels_from_folders else None))
         else:
-            out.failures.append(EnumFailure(str(p), "read", "path does not exist (check the path)"))
+            out.failures.append(EnumFailure(display_path(p), "read", "path does not exist (check the path)"))
     if manifest is not None:
-        parsed = read_manifest(manifest)
+        if roots is not None and not roots.contains(manifest):
+            out.failures.append(EnumFailure(display_path(manifest), "read", REFUSED))
+            return out
+        parsed = read_manifest(manifest, roots=roots)
         for item in parsed.items:
             add(item)
         out.failures.extend(parsed.failures)

@@ -109,7 +109,11 @@ def group_by_slide(neighbours: Sequence[Neighbour]) -> dict[int | None, list[Nei
 
 
 def load_encoder(
-    checkpoint_path: str | Path, *, device: str | None = None, expected_sha256: str | None = None
+    checkpoint_path: str | Path,
+    *,
+    device: str | None = None,
+    expected_sha256: str | None = None,
+    expected_dim: int | None = None,
 ) -> Encoder:
     """The encoder of an encoder version's checkpoint (for callers that may not import ``training`` directly).
 
@@ -118,9 +122,10 @@ def load_encoder(
         device: torch device (None = auto).
         expected_sha256: the sha256 the version was registered with; a file that differs is refused, as ingestion
             refuses it (its vectors would not be comparable with the stored ones).
+        expected_dim: the version's vector size; a checkpoint giving another size is refused.
 
     Raises:
-        CheckpointChangedError: the file's sha256 is not ``expected_sha256``.
+        CheckpointChangedError: the file's sha256 is not ``expected_sha256``, or its dimension not ``expected_dim``.
     """
     from training.encoder import Encoder
 
@@ -131,6 +136,10 @@ def load_encoder(
             f"{encoder.checkpoint_sha256[:12]}... instead of {expected_sha256[:12]}...): its vectors would not match "
             "the stored ones. Put the original file back, or register the new file as a new version "
             "(`histoquery reembed --checkpoint CKPT --name NEW --activate`)"
+        )
+    if expected_dim is not None and encoder.dim != expected_dim:
+        raise CheckpointChangedError(
+            f"checkpoint {checkpoint_path} gives {encoder.dim}-d vectors, its encoder version stores {expected_dim}-d"
         )
     return encoder
 
@@ -205,7 +214,10 @@ class Retrieval:
         """The version's encoder, loaded on first use (only needed for queries that are not stored images)."""
         if self._encoder is None:
             self._encoder = load_encoder(
-                self.version.checkpoint_path, device=self._device, expected_sha256=self.version.checkpoint_sha256
+                self.version.checkpoint_path,
+                device=self._device,
+                expected_sha256=self.version.checkpoint_sha256,
+                expected_dim=self.version.dim,
             )
         return self._encoder
 

@@ -33,10 +33,14 @@ def collection_name(version_name: str) -> str:
 
 
 def get_or_create_dataset(name: str, *, session: Session) -> Dataset:
-    """Return the dataset called ``name``, creating it if needed (safe under concurrent callers)."""
-    name = name.strip()
-    if not name:
-        raise RetrievalError("dataset name is empty: pass --dataset NAME")
+    """Return the dataset called ``name``, creating it if needed (safe under concurrent callers).
+
+    Raises:
+        RetrievalError: an empty or too long name (:func:`retrieval.names.check_dataset_name`).
+    """
+    from retrieval.names import check_dataset_name
+
+    name = check_dataset_name(name)
     found = session.scalar(select(Dataset).where(Dataset.name == name))
     if found is not None:
         return found
@@ -73,8 +77,12 @@ def register_encoder_version(
     Idempotent: a version with the same name and checkpoint hash is returned as it is (activated if asked).
 
     Raises:
-        RetrievalError: The name is taken by a different checkpoint.
+        RetrievalError: The name is not allowed (:func:`retrieval.names.check_version_name`), or it is taken by a
+            different checkpoint.
     """
+    from retrieval.names import check_version_name
+
+    check_version_name(name)
     version = session.scalar(select(EncoderVersion).where(EncoderVersion.name == name))
     if version is not None and version.checkpoint_sha256 != checkpoint_sha256:
         raise RetrievalError(
@@ -119,8 +127,11 @@ def register_encoder(
     Returns:
         The (new or existing) :class:`EncoderVersion`.
     """
+    from retrieval.names import check_version_name
     from training.encoder import Encoder  # heavy import (torch), only here
 
+    if name is not None:
+        check_version_name(name)  # before the checkpoint is loaded or anything is written
     path = Path(checkpoint).expanduser().resolve()
     if not path.is_file():
         raise RetrievalError(f"checkpoint {path} does not exist: train one with `histoquery train` first")

@@ -53,6 +53,10 @@ class VectorStoreError(RetrievalError):
     """The vector store refused an operation (missing collection, dimension mismatch, backend failure)."""
 
 
+class StoreBusyError(VectorStoreError):
+    """The embedded vector store is held by another process (temporary: ingestion waits and retries)."""
+
+
 class EvaluationError(RetrievalError):
     """Evaluation / calibration cannot run (too few pairs, one class only, no threshold to evaluate)."""
 

@@ -93,6 +93,12 @@ def read_pairs_csv(path: str | Path, *, require_labels: bool = False) -> PairsFi
     for line, cells in enumerate(table[1:], start=2):
         if not any(c.strip() for c in cells):
             continue
+        if len(cells) > len(header):
+            errors.append(
+                RowError(line, cells[ia] if ia < len(cells) else "", cells[ib] if ib < len(cells) else "",
+                         f"{len(cells)} fields but the header has {len(header)}: quote values that hold commas")
+            )  # fmt: skip
+            continue
         a_text = cells[ia].strip() if ia < len(cells) else ""
         b_text = cells[ib].strip() if ib < len(cells) else ""
         try:
@@ -124,10 +130,29 @@ def answer_pairs(
     return retrieval.pair_batch([(r.a, r.b) for r in pairs.rows], threshold=threshold, threshold_d=threshold_d)
 
 
-def write_decisions_csv(path: str | Path, pairs: PairsFile, results: Sequence[PairResult]) -> int:
-    """Write one decision line per input row (in input order, bad rows with their error). Returns rows written."""
+def check_output_file(path: str | Path) -> Path:
+    """Check that a decisions CSV can be written at ``path`` (a file, not a folder); creates its folder.
+
+    Raises:
+        PairsFileError: ``path`` is a folder, or its folder cannot be created.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.is_dir():
+        raise PairsFileError(f"{path} is a folder: give a file name for the decisions, e.g. {path / 'decisions.csv'}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise PairsFileError(f"cannot create the folder of {path}: {exc.strerror or exc}") from exc
+    return path
+
+
+def write_decisions_csv(path: str | Path, pairs: PairsFile, results: Sequence[PairResult]) -> int:
+    """Write one decision line per input row (in input order, bad rows with their error). Returns rows written.
+
+    Raises:
+        PairsFileError: ``path`` is a folder or cannot be written.
+    """
+    path = check_output_file(path)
     lines: list[tuple[int, list[str]]] = []
     for row, res in zip(pairs.rows, results, strict=True):
         ok = res.error is None and not math.isnan(res.cos)
@@ -151,8 +176,11 @@ def write_decisions_csv(path: str | Path, pairs: PairsFile, results: Sequence[Pa
     for err in pairs.errors:
         lines.append((err.line, [str(err.line), err.a_text, err.b_text, "", "", "", "", "", "", err.message]))
     lines.sort(key=lambda t: t[0])
-    with path.open("w", newline="", encoding="utf-8") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(DECISION_COLUMNS)
-        writer.writerows(cells for _, cells in lines)
+    try:
+        with path.open("w", newline="", encoding="utf-8") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(DECISION_COLUMNS)
+            writer.writerows(cells for _, cells in lines)
+    except OSError as exc:
+        raise PairsFileError(f"cannot write the decisions to {path}: {exc.strerror or exc}") from exc
     return len(lines)

@@ -6,7 +6,6 @@ else is embedded on the fly with the version's encoder, all in batches.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from retrieval.errors import NotEmbeddedError, QueryImageError, RetrievalError, UnknownImageError, VectorStoreError
 from retrieval.models import Embedding, EncoderVersion, Image
+from retrieval.paths import PathError, legacy_path, normalise_path
 from retrieval.store.base import VectorStore
 
 if TYPE_CHECKING:
@@ -74,20 +74,17 @@ def describe(query: QueryInput) -> str:
 
 
 def load_query_image(path: Path, max_pixels: int | None = None) -> PILImage.Image:
-    """Open an image file as RGB (raises :class:`QueryImageError` naming the file and the reason)."""
-    if not path.is_file():
-        raise QueryImageError(f"query image {path} does not exist (or is not a file)")
-    previous = PILImage.MAX_IMAGE_PIXELS
+    """Decode a query image file with the one decoder (:func:`training.pixels.load_rgb`), as ingestion does.
+
+    Raises:
+        QueryImageError: naming the file and the reason (missing, not an image, over ``max_pixels``, ...).
+    """
+    from training.pixels import DEFAULT_MAX_PIXELS, PixelError, load_rgb
+
     try:
-        if max_pixels is not None:
-            PILImage.MAX_IMAGE_PIXELS = max_pixels
-        with PILImage.open(path) as img:
-            img.load()
-            return img.convert("RGB")
-    except (OSError, ValueError, PILImage.DecompressionBombError) as exc:
-        raise QueryImageError(f"cannot read query image {path}: {exc}") from exc
-    finally:
-        PILImage.MAX_IMAGE_PIXELS = previous
+        return load_rgb(path, max_pixels=max_pixels or DEFAULT_MAX_PIXELS)
+    except PixelError as exc:
+        raise QueryImageError(f"cannot read query image {path}: {exc.reason}") from exc
 
 
 def stored_vectors(
@@ -140,9 +137,13 @@ def missing_image_errors(
 
 
 def query_path(query: str | Path) -> str:
-    """The normalised form of a query file path, as compared with ``images.source_path``: ``~`` expanded, absolute,
-    symlinks and ``..`` resolved (``Path(query).expanduser().resolve()``, without pathlib's per-call cost)."""
-    return os.path.realpath(os.path.expanduser(os.fspath(query)))
+    """The normalised form of a query file path, as compared with ``images.source_path`` (the one normaliser,
+    :func:`retrieval.paths.normalise_path`: ``~`` expanded, absolute, symlinks and ``..`` resolved).
+
+    Raises:
+        PathError: the path contains a NUL byte.
+    """
+    return normalise_path(query)
 
 
 def stored_ids_by_path(
@@ -151,18 +152,20 @@ def stored_ids_by_path(
     """Image ids of files already embedded under ``version`` (not slide tiles), in the order of ``paths``.
 
     Each distinct path is normalised once (:func:`query_path`) and looked up with the others in indexed ``IN``
-    queries on ``images.source_path`` (``chunk`` paths per query).
+    queries on ``images.source_path`` (``chunk`` paths per query); the unresolved form older versions stored
+    (:func:`retrieval.paths.legacy_path`) is looked up too.
 
     Returns:
         One image id per path, None for paths that are not stored under ``version``.
     """
     normal: dict[str | Path, str | None] = {}
+    legacy: dict[str | Path, str] = {}
     for p in dict.fromkeys(paths):
         try:
-            normal[p] = query_path(p)
+            normal[p], legacy[p] = query_path(p), legacy_path(p)
         except (OSError, ValueError):  # e.g. a NUL byte: not stored; resolve_queries reports it for that query
             normal[p] = None
-    wanted = sorted({v for v in normal.values() if v is not None})
+    wanted = sorted({v for v in normal.values() if v is not None} | set(legacy.values()))
     by_path: dict[str, int] = {}
     for start in range(0, len(wanted), chunk):
         stmt = (
@@ -171,7 +174,7 @@ def stored_ids_by_path(
             .where(Image.source_path.in_(wanted[start : start + chunk]), Image.slide_id.is_(None))
         )
         by_path.update({str(sp): int(iid) for sp, iid in session.execute(stmt)})
-    return [None if normal[p] is None else by_path.get(normal[p] or "") for p in paths]
+    return [None if normal[p] is None else by_path.get(normal[p] or "", by_path.get(legacy.get(p, ""))) for p in paths]
 
 
 def resolve_queries(
@@ -191,9 +194,19 @@ def resolve_queries(
     slide_ids: list[int | None] = [None] * n
     errors: dict[int, RetrievalError] = {}
 
-    # Files that are stored images under this version are read from the store, not embedded again.
-    path_at = [i for i, q in enumerate(queries) if isinstance(q, str | Path)]
-    files = [q for q in queries if isinstance(q, str | Path)]  # the queries at path_at, typed
+    # Files that are stored images under this version are read from the store, not embedded again. Stored paths
+    # are in the one canonical form (retrieval.paths); rows of older versions stored the unresolved form.
+    path_at: list[int] = []
+    for i, q in enumerate(queries):
+        if isinstance(q, str | Path):
+            try:
+                normalise_path(q)
+            except PathError as exc:
+                errors[i] = QueryImageError(f"query {i}: {exc}")
+            else:
+                path_at.append(i)
+    at = set(path_at)
+    files = [q for i, q in enumerate(queries) if i in at and isinstance(q, str | Path)]
     stored = stored_ids_by_path(files, version, session=session) if files else []
     id_of: dict[int, int] = {i: iid for i, iid in zip(path_at, stored, strict=True) if iid is not None}
     for i, q in enumerate(queries):
@@ -211,7 +224,7 @@ def resolve_queries(
     # Everything else is pixels (or a ready vector) to embed.
     to_embed: list[tuple[int, PILImage.Image]] = []
     for i, q in enumerate(queries):
-        if i in id_of:
+        if i in id_of or i in errors:
             continue
         try:
             item = _as_pixels_or_vector(q, i, _file_of(q), version.dim, max_pixels)
@@ -248,7 +261,9 @@ def _as_pixels_or_vector(
     if path is not None:
         return load_query_image(path, max_pixels)
     if isinstance(q, PILImage.Image):
-        return q.convert("RGB")
+        from training.pixels import to_rgb
+
+        return to_rgb(q)  # alpha on white, 16-bit scaled: as the decoder does for files
     if isinstance(q, np.ndarray):
         arr = np.asarray(q)
         if arr.ndim == 1:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -48,14 +48,33 @@ class Settings(BaseSettings):
         default=600, ge=10, description="Seconds before an unacknowledged batch (killed worker) is re-delivered."
     )
     max_image_pixels: int = Field(default=20_000 * 20_000, description="Decompression-bomb limit for images.")
+    decode_memory_mb: int = Field(
+        default=512,
+        ge=16,
+        description="Decoded pixels one process may hold at once (all decode threads together); an image whose "
+        "decode alone needs more is refused with its size.",
+    )
 
     # Models
     device: str = Field(default="auto", description="'auto', 'cpu', 'cuda', 'cuda:1' ...")
     active_encoder: str | None = Field(default=None, description="Encoder version name; default the active one.")
 
     # Dashboard
+    auth: Literal["none", "oidc"] = Field(
+        default="none",
+        description="'oidc': the dashboard requires Streamlit's OpenID Connect sign-in ([auth] in "
+        ".streamlit/secrets.toml; the compose default). 'none': open (embedded demo on localhost).",
+    )
     allowed_roots: list[Path] = Field(default_factory=list, description="Server-side folders ingestable from UI.")
     max_upload_mb: int = 20
+
+    @field_validator("allowed_roots", mode="before")
+    @classmethod
+    def _no_empty_roots(cls, value: object) -> object:
+        # Path("") is Path("."): an empty root would silently allow the whole current directory.
+        if isinstance(value, list | tuple) and any(not str(v).strip() for v in value):
+            raise ValueError("allowed_roots: an empty root is not allowed (it would mean the current directory)")
+        return value
 
     @model_validator(mode="after")
     def _fill_defaults(self) -> Settings:

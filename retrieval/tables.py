@@ -8,12 +8,25 @@ from collections.abc import Sequence
 from typing import Any
 
 
+def printable(value: Any) -> str:
+    """``str(value)`` safe for a terminal: control characters (ANSI escapes, newlines, C1) shown as ``\\x1b``.
+
+    Labels, file names and reasons come from users' files: printed raw, an escape sequence could rewrite the
+    terminal (hide rows, fake output).
+    """
+    text = str(value)
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
+
+
 def fmt(value: Any, digits: int = 4) -> str:
+    """A table cell: ``-`` for None, fixed digits for floats, :func:`printable` text otherwise."""
     if value is None:
         return "-"
     if isinstance(value, float):
         return "nan" if math.isnan(value) else f"{value:.{digits}f}"
-    return str(value)
+    return printable(value)
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:

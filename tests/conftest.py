@@ -55,8 +55,9 @@ def postgres_url(postgres: PostgresServer | str) -> str:
         from sqlalchemy.engine import make_url
 
         base = make_url(postgres)
-        with psycopg.connect(host=base.host, port=base.port, user=base.username, dbname=base.database,
-                             autocommit=True) as conn:
+        with psycopg.connect(
+            host=base.host, port=base.port, user=base.username, dbname=base.database, autocommit=True
+        ) as conn:
             conn.execute(f'CREATE DATABASE "{name}"')
         return base.set(database=name).render_as_string(hide_password=False)
     return postgres.create_database(name)

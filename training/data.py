@@ -14,11 +14,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 from torch.utils.data import Dataset, Sampler
 
 from training.errors import DataError
-from training.preprocess import resize_center_crop
+from training.pixels import PixelError, model_pixels
 
 logger = logging.getLogger(__name__)
 
@@ -63,7 +62,7 @@ def fingerprint(files: Sequence[Path], root: str | Path) -> str:
 
 
 class ImageFiles(Dataset[tuple[torch.Tensor, int, str]]):
-    """Decodes one file to a ``uint8`` tensor ``(3, S, S)`` (shorter side resized, centre crop).
+    """Decodes one file to a ``uint8`` tensor ``(3, S, S)`` with :func:`training.pixels.model_pixels`.
 
     Items are ``(image, index, error)``; on failure ``image`` is zeros and ``error`` says why (else ``""``).
     """
@@ -78,11 +77,9 @@ class ImageFiles(Dataset[tuple[torch.Tensor, int, str]]):
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int, str]:
         path = self.files[index]
         try:
-            with Image.open(path) as im:
-                im.load()
-                arr = resize_center_crop(im, self.size)
-        except Exception as exc:  # Pillow raises OSError, ValueError, SyntaxError, DecompressionBombError ...
-            return torch.zeros(3, self.size, self.size, dtype=torch.uint8), index, f"{type(exc).__name__}: {exc}"
+            arr, _ = model_pixels(path, self.size)  # the one decoder: same pixels as ingestion and queries
+        except PixelError as exc:
+            return torch.zeros(3, self.size, self.size, dtype=torch.uint8), index, f"{exc.stage}: {exc.reason}"
         return torch.from_numpy(arr), index, ""
 
 

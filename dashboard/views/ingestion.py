@@ -52,6 +52,13 @@ def _start_form(svc: Services) -> None:
         from ingest.service import submit_ingest
 
         kind = KINDS[kind_label]
+        # inside the roots, saying what is missing reveals nothing: refuse before a job exists, as the CLI does
+        if kind == "folder" and not resolved.is_dir():
+            st.error(f"`{path.strip()}` is not a folder under the allowed roots: check the path.")
+            return
+        if kind != "folder" and not resolved.is_file():
+            st.error(f"`{path.strip()}` is not a file under the allowed roots: check the path.")
+            return
         embedded = svc.settings.broker_url is None
         bar = st.progress(0.0, text=f"Submitting {resolved} ...")
 
@@ -70,6 +77,7 @@ def _start_form(svc: Services) -> None:
             manifest=resolved if kind == "manifest" else None,
             store=svc.store if embedded else None,  # the embedded store allows one opener per process
             progress=progress if embedded else None,
+            roots=roots,  # every file the job opens (folder entries, manifest rows, slides) is checked again
         )
         bar.progress(1.0, text="Submitted" if not embedded else "Finished")
         st.cache_data.clear()  # counts, galleries and maps now include the new images

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import qdrant_edge as qe
 
-from retrieval.errors import VectorStoreError
+from retrieval.errors import StoreBusyError, VectorStoreError
 from retrieval.store.base import (
     PAYLOAD_INDEXES,
     CollectionConfig,
@@ -64,7 +64,7 @@ def _open_shard(path: Path) -> qe.EdgeShard:
         return qe.EdgeShard.load(str(path))
     except Exception as exc:  # the bindings raise a bare Exception
         if "WouldBlock" in str(exc) or "lock" in str(exc).lower():
-            raise VectorStoreError(
+            raise StoreBusyError(
                 f"the embedded vector store {path} is open in another process (dashboard, worker, CLI): qdrant-edge "
                 "allows one process per store. Stop that process, run the command inside it, or use the server "
                 "backend (HISTOQUERY_VECTOR_BACKEND=server)"

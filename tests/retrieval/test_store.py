@@ -1,8 +1,15 @@
 """Vector store backends: the embedded Qdrant Edge store on a temp dir, and the server backend (qdrant-client's
-local mode standing in for a server), including their congruence on the same data and queries."""
+local mode standing in for a server), including their congruence on the same data and queries.
+
+Contract test against a real Qdrant server: with ``HISTOQUERY_QDRANT_URL`` set (and ``HISTOQUERY_QDRANT_API_KEY``
+when it needs one), the same suite also runs on that server (``remote``); otherwise those cases are skipped. Use a
+throwaway server: the suite creates and drops collection ``c`` and refuses to start if it exists (docs/deploy.md).
+"""
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -39,16 +46,39 @@ def _data() -> tuple[list[str], np.ndarray, list[dict[str, object]]]:
     return ids, vecs, payloads
 
 
-@pytest.fixture(params=["edge", "server"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> EdgeVectorStore | ServerVectorStore:
-    s: EdgeVectorStore | ServerVectorStore
-    s = EdgeVectorStore(tmp_path / "q") if request.param == "edge" else ServerVectorStore(QdrantClient(":memory:"))
-    ids, vecs, payloads = _data()
-    s.ensure_collection("c", DIM)
-    s.upsert("c", ids, vecs, payloads)
-    s.optimize("c")
-    yield s
-    s.close()
+def _remote(config: object = None) -> ServerVectorStore:
+    """The server backend on ``HISTOQUERY_QDRANT_URL`` (skips when unset; refuses a server that has ``c``)."""
+    url = os.environ.get("HISTOQUERY_QDRANT_URL")
+    if not url:
+        pytest.skip("contract test: set HISTOQUERY_QDRANT_URL=http://HOST:6333 to run the store suite on a server")
+    s = ServerVectorStore.from_url(url, os.environ.get("HISTOQUERY_QDRANT_API_KEY"), config)  # type: ignore[arg-type]
+    if s.has_collection("c"):
+        s.close()
+        pytest.fail(f"{url} already has a collection 'c': run the contract test against a throwaway Qdrant server")
+    return s
+
+
+def _backend(kind: str, tmp_path: Path, config: object = None) -> EdgeVectorStore | ServerVectorStore:
+    if kind == "edge":
+        return EdgeVectorStore(tmp_path / "q", config)  # type: ignore[arg-type]
+    if kind == "server":
+        return ServerVectorStore(QdrantClient(":memory:"), config)  # type: ignore[arg-type]
+    return _remote(config)
+
+
+@pytest.fixture(params=["edge", "server", "remote"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[EdgeVectorStore | ServerVectorStore]:
+    s = _backend(request.param, tmp_path)
+    try:
+        ids, vecs, payloads = _data()
+        s.ensure_collection("c", DIM)
+        s.upsert("c", ids, vecs, payloads)
+        s.optimize("c")
+        yield s
+    finally:
+        if request.param == "remote":
+            s.drop_collection("c")
+        s.close()
 
 
 def test_upsert_is_idempotent(store: EdgeVectorStore | ServerVectorStore) -> None:
@@ -131,22 +161,25 @@ def test_edge_and_server_backends_agree(tmp_path: Path) -> None:
     server.close()
 
 
-@pytest.mark.parametrize("backend", ["edge", "server"])
+@pytest.mark.parametrize("backend", ["edge", "server", "remote"])
 def test_int8_quantisation_setting(backend: str, tmp_path: Path) -> None:
     """Scalar int8 quantisation (a setting) still finds the right neighbours after rescoring."""
     from retrieval.store.base import CollectionConfig
 
     config = CollectionConfig(quantization="int8", hnsw_m=8, hnsw_ef_construct=32)
-    s = (EdgeVectorStore(tmp_path / "q", config) if backend == "edge"
-         else ServerVectorStore(QdrantClient(":memory:"), config))  # fmt: skip
-    ids, vecs, payloads = _data()
-    s.ensure_collection("c", DIM)
-    s.upsert("c", ids, vecs, payloads)
-    s.optimize("c")
-    top = [s.search("c", vecs[i], 1)[0] for i in range(0, N, 40)]
-    assert [h.payload["image_id"] for h in top] == list(range(0, N, 40))
-    assert all(h.score == pytest.approx(1.0, abs=1e-3) for h in top)
-    s.close()
+    s = _backend(backend, tmp_path, config)
+    try:
+        ids, vecs, payloads = _data()
+        s.ensure_collection("c", DIM)
+        s.upsert("c", ids, vecs, payloads)
+        s.optimize("c")
+        top = [s.search("c", vecs[i], 1)[0] for i in range(0, N, 40)]
+        assert [h.payload["image_id"] for h in top] == list(range(0, N, 40))
+        assert all(h.score == pytest.approx(1.0, abs=1e-3) for h in top)
+    finally:
+        if backend == "remote":
+            s.drop_collection("c")
+        s.close()
 
 
 def test_vectors_by_image_ids(store: EdgeVectorStore | ServerVectorStore) -> None:

@@ -97,3 +97,25 @@ def make_unreadable(path: Path) -> Path | None:
     he_image(64, 11).save(path)
     path.chmod(0)
     return path
+
+
+def write_bilevel_png(path: Path, side: int) -> Path:
+    """A white 1-bit PNG of ``side`` x ``side`` written row by row (13000 px: about 20 KB on disk, 169 M pixels)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    row = b"\x00" + b"\xff" * ((side + 7) // 8)
+    packer = zlib.compressobj(9)
+    body = b"".join(packer.compress(row) for _ in range(side)) + packer.flush()
+    ihdr = struct.pack(">IIBBBBB", side, side, 1, 0, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", body) + chunk(b"IEND", b""))
+    return path
+
+
+def write_sparse_fake_image(path: Path, size: int, tag: bytes = b"") -> Path:
+    """A ``size``-byte file of zeros after ``tag`` (sparse: no disk used) with an image name: not an image at all."""
+    with path.open("wb") as fh:
+        fh.write(tag)
+        fh.truncate(size)
+    return path
