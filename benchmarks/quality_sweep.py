@@ -1,0 +1,221 @@
+"""Fast, in-memory exploration of CPU BYOL recipes on LC25000 (the rows "What was tried" in BENCHMARKS.md).
+
+Not the product's path (``benchmarks/quality.py`` is): it decodes LC25000 lung once into memory, splits it by
+``groups.csv`` group (seed 0), trains the product's ``BYOL`` with the product's ``ViewTransform`` and optimiser for a
+time budget, then embeds 600 side-A images (threshold on 2,000 balanced pairs) and 1,000 side-B images (accuracy /
+AUC on 3,000 balanced pairs, leave-one-out kNN-5), for the backbone features and the projection, raw, centred and
+standardised (means from side A). Pairs here may join two images of one source tile; ``quality.py``'s may not.
+
+    .venv/bin/python benchmarks/quality_sweep.py --untrained --name u18
+    .venv/bin/python benchmarks/quality_sweep.py --aug histo-nocj --crop 64 --minutes 6 --name r6
+    .venv/bin/python benchmarks/quality_sweep.py --aug histo --crop 32 --scale 0.02,0.1 --minutes 6 --name r3
+
+``--aug``: ``paper`` (the study's colour views), ``histo`` (+ vertical flips, 90° rotations, stain jitter),
+``histo-nocj`` (histo without colour jitter and grayscale), ``histo-light`` (histo with half-strength jitter).
+"""
+
+# ruff: noqa: E401, E402, E501, E701, E702, E731, SIM108
+import csv
+import dataclasses
+from pathlib import Path
+
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data" / "lc25000_lung"
+OUT = Path("/tmp/histoquery-sweep")
+
+
+def decoded_cache() -> Path:
+    """LC25000 lung decoded at 224 px once (uint8, with labels and groups) under /tmp/histoquery-sweep."""
+    import numpy as np
+
+    path = OUT / "lc.npz"
+    if path.exists():
+        return path
+    OUT.mkdir(parents=True, exist_ok=True)
+    rows = list(csv.DictReader((DATA / "groups.csv").open()))
+    imgs = np.zeros((len(rows), 3, 224, 224), np.uint8)
+    for i, r in enumerate(rows):
+        with Image.open(DATA / r["path"]) as im:
+            rgb = im.convert("RGB")
+            imgs[i] = np.asarray(rgb if rgb.size == (224, 224) else rgb.resize((224, 224))).transpose(2, 0, 1)
+    np.savez(
+        path,
+        imgs=imgs,
+        labels=np.array([r["label"] for r in rows]),
+        groups=np.array([r["lc25000_clean_group"] for r in rows]),
+    )
+    return path
+
+
+import argparse
+import json
+import sys
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(ROOT))
+from training.augment import ViewTransform
+from training.byol import BYOL, cosine_ema_rate
+from training.optim import build_optimizer, lr_at
+from training.preprocess import normalize_batch, uint8_to_float
+from training.probe import balanced_pairs, best_threshold, roc_auc
+
+p = argparse.ArgumentParser()
+p.add_argument("--backbone", default="resnet18")
+p.add_argument("--crop", type=int, default=64)
+p.add_argument("--scale", default="0.05,0.3")
+p.add_argument("--minutes", type=float, default=5)
+p.add_argument("--batch", type=int, default=64)
+p.add_argument("--lr", type=float, default=1e-3)
+p.add_argument("--opt", default="adamw")
+p.add_argument("--wd", type=float, default=1e-4)
+p.add_argument("--ema", type=float, default=0.99)
+p.add_argument("--ema-sched", default="constant")
+p.add_argument("--warmup", type=float, default=0.05)
+p.add_argument("--eval-size", type=int, default=224)
+p.add_argument("--aug", default="paper")
+p.add_argument("--proj", type=int, default=128)
+p.add_argument("--hidden", type=int, default=512)
+p.add_argument("--seed", type=int, default=0)
+p.add_argument("--untrained", action="store_true")
+p.add_argument("--evals", type=int, default=1)
+p.add_argument("--maxpool", type=int, default=1)
+p.add_argument("--name", default="run")
+a = p.parse_args()
+torch.set_num_threads(2)
+torch.manual_seed(a.seed)
+d = np.load(decoded_cache())
+imgs, labels, groups = d["imgs"], d["labels"], d["groups"]
+rng = np.random.default_rng(0)
+A, B = [], []
+for lab in sorted(set(labels)):
+    gs = sorted(set(groups[labels == lab]))
+    rng.shuffle(gs)
+    half = len(gs) // 2
+    ga = set(gs[:half])
+    for i in np.flatnonzero(labels == lab):
+        (A if groups[i] in ga else B).append(i)
+A, B = np.array(A), np.array(B)
+calA = rng.choice(A, 600, replace=False)
+evB = rng.choice(B, 1000, replace=False)
+train_x = torch.from_numpy(imgs[A])
+sc = tuple(float(x) for x in a.scale.split(","))
+extras = {}
+if a.aug in ("histo", "histo-nocj", "histo-light"):
+    extras = dict(vflip_prob=0.5, rot90_prob=1.0, stain_jitter_prob=0.5)
+v1 = ViewTransform(output_size=a.crop, crop_scale=sc, blur_prob=1.0, solarize_prob=0.0, **extras)
+v2 = ViewTransform(output_size=a.crop, crop_scale=sc, blur_prob=0.1, solarize_prob=0.2, **extras)
+if a.aug == "histo-nocj":
+    v1 = dataclasses.replace(v1, jitter_prob=0.0, grayscale_prob=0.0)
+    v2 = dataclasses.replace(v2, jitter_prob=0.0, grayscale_prob=0.0)
+if a.aug == "histo-light":
+    kw = dict(brightness=0.2, contrast=0.2, saturation=0.1, hue=0.02, grayscale_prob=0.1)
+    v1 = dataclasses.replace(v1, **kw)
+    v2 = dataclasses.replace(v2, **kw)
+model = BYOL(a.backbone, a.proj, a.hidden)
+if not a.maxpool:
+    model.online_encoder.maxpool = torch.nn.Identity()
+    model.target_encoder.maxpool = torch.nn.Identity()
+opt = build_optimizer(model.online_parameters(), a.opt, a.lr, 0.9, a.wd)
+
+
+def embed(idx, size):
+    model.eval()
+    out = []
+    with torch.inference_mode():
+        for s in range(0, len(idx), 100):
+            x = torch.from_numpy(imgs[idx[s : s + 100]])
+            x = normalize_batch(uint8_to_float(x))
+            if size != 224:
+                x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+            f = model.online_encoder(x).float()
+            out.append(torch.cat([f, model.online_projector(f).float()], 1))
+    model.train()
+    return torch.cat(out).numpy()
+
+
+def evaluate(tag):
+    t = time.time()
+    EA, EB = embed(calA, a.eval_size), embed(evB, a.eval_size)
+    np.savez(OUT / f"emb_{a.name}.npz", ea=EA, eb=EB, calA=calA, evB=evB)
+    res = {"tag": tag}
+    fd = model.feature_dim
+    for rep in ("bb", "pj"):
+        ea, eb = (EA[:, :fd], EB[:, :fd]) if rep == "bb" else (EA[:, fd:], EB[:, fd:])
+        evaluate_one(ea, eb, res, rep)
+    res["eval_s"] = round(time.time() - t, 1)
+    print(json.dumps(res), flush=True)
+    torch.save(model.state_dict(), OUT / f"model_{a.name}.pt")
+
+
+def evaluate_one(ea, eb, res, rep):
+    sd = ea.std(0) + 1e-6
+    for cname, mu, div in (("raw", 0, 1), ("ctr", ea.mean(0), 1), ("std", ea.mean(0), sd)):
+        xa, xb = (ea - mu) / div, (eb - mu) / div
+        xa /= np.linalg.norm(xa, axis=1, keepdims=True)
+        xb /= np.linalg.norm(xb, axis=1, keepdims=True)
+        i, j, s = balanced_pairs(labels[calA], 2000, 1)
+        _, thr = best_threshold((xa[i] * xa[j]).sum(1), s)
+        i, j, s = balanced_pairs(labels[evB], 3000, 2)
+        sim = (xb[i] * xb[j]).sum(1)
+        cname2 = rep + "_" + cname
+        res[cname2] = (round(float(((sim >= thr) == s).mean()), 3), round(roc_auc(sim, s), 3))
+        # kNN on B leave one out (5)
+        S = xb @ xb.T
+        np.fill_diagonal(S, -9)
+        nn = np.argsort(-S, 1)[:, :5]
+        lb = labels[evB]
+        pred = [max(set(lb[r]), key=list(lb[r]).count) for r in nn]
+        res[cname2 + "_knn"] = round(float(np.mean(np.array(pred) == lb)), 3)
+
+
+if a.untrained:
+    evaluate("untrained")
+    sys.exit()
+g = torch.Generator().manual_seed(a.seed)
+budget = a.minutes * 60
+# estimate steps: time 3 steps
+n = len(train_x)
+step = 0
+t0 = time.time()
+seen = 0
+total_steps = None
+next_eval = budget / a.evals
+train_time = 0.0
+while True:
+    perm = torch.randperm(n, generator=g)
+    for s in range(0, n - a.batch + 1, a.batch):
+        ts = time.time()
+        x = train_x[perm[s : s + a.batch]]
+        x1, x2 = v1(x, g), v2(x, g)
+        if total_steps is None and step == 3:
+            per = train_time / 3
+            total_steps = int(budget / per)
+            print("steps", total_steps, "per", round(per, 3), flush=True)
+        T = total_steps or 10**6
+        lr = lr_at(step, T, a.lr, "cosine", int(a.warmup * T) if total_steps else 10**9 if a.warmup > 0 else 0)
+        if total_steps is None and a.warmup > 0:
+            lr = a.lr * 0.01
+        for gr in opt.param_groups:
+            gr["lr"] = lr
+        loss, _, _ = model(x1, x2)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        ema = cosine_ema_rate(step, T, a.ema) if a.ema_sched == "cosine" else a.ema
+        model.update_target(ema)
+        step += 1
+        seen += a.batch
+        train_time += time.time() - ts
+        if step % 50 == 0:
+            print(f"step {step} loss {loss.item():.3f} t {train_time:.0f}", flush=True)
+        if train_time >= next_eval - 1e-9 or (total_steps and step >= total_steps):
+            evaluate(f"t={train_time:.0f}s step={step} img/s={seen / train_time:.1f}")
+            next_eval += budget / a.evals
+        if total_steps and step >= total_steps:
+            sys.exit()
