@@ -1,10 +1,11 @@
 """``histoquery demo``: the whole platform on the embedded default, in one command.
 
-Train (the ``fast-cpu`` preset, or the GPU preset when CUDA is present) on a labeled folder (default: the shipped
+Train (the ``cpu-crops`` preset, or the GPU preset when CUDA is present) on a labeled folder (default: the shipped
 Kather 2016 sample), register the checkpoint as the active encoder version, ingest the images (labels from folder
 names) and a slide into embedded Qdrant + SQLite, calibrate the same/different threshold on pairs from one half of
 the labeled images' groups (source images), evaluate it on pairs from the other half (held out: no image and no
-group on both sides), print a report, then start the dashboard (its Accuracy page opens on the held-out pairs).
+group on both sides), score the encoder's untrained twin (same seed, no training step) on the same pairs, print a
+report with both side by side, then start the dashboard (its Accuracy page opens on the held-out pairs).
 
 Every step reuses what a previous run left under ``--home``: the checkpoint, the ingested images (content hashes),
 the calibration. This module only composes the other packages' public APIs; it holds no pipeline logic.
@@ -44,7 +45,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--home", type=Path, default=None, help="where everything is stored (default HISTOQUERY_HOME)")
     p.add_argument("--steps", type=int, default=None, help="cap the training steps (quick runs, CI)")
     p.add_argument("--epochs", type=int, default=None, help="training epochs (default: the preset's)")
-    p.add_argument("--preset", default=None, help="training preset (default fast-cpu; GPU preset with CUDA)")
+    p.add_argument("--preset", default=None, help="training preset (default cpu-crops; GPU preset with CUDA)")
     p.add_argument("--pairs", type=int, default=200, help="labeled pairs per half (calibration / evaluation)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--retrain", action="store_true", help="train again even if a checkpoint exists")
@@ -84,7 +85,7 @@ def step(report: Report, index: int, total: int, name: str, title: str) -> Itera
 
 # ------------------------------------------------------------------------------------------------------ the steps
 def _choose_preset(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
-    """Preset name and overrides: fast-cpu on CPU; on CUDA the GPU preset shortened to the sample's size."""
+    """Preset name and overrides: cpu-crops on CPU; on CUDA the GPU preset shortened to the sample's size."""
     import torch
 
     if args.preset:
@@ -92,7 +93,7 @@ def _choose_preset(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
     elif torch.cuda.is_available():
         name, overrides = "recommended", {"epochs": 20, "batch_size": 32, "warmup_epochs": 2}
     else:
-        name, overrides = "fast-cpu", {}
+        name, overrides = "cpu-crops", {}
     if args.epochs is not None:
         overrides["epochs"] = args.epochs
     overrides["seed"] = args.seed
@@ -176,9 +177,11 @@ def run(args: argparse.Namespace) -> int:
     home = settings.home.resolve()
     demo_dir = home / "demo"
     demo_dir.mkdir(parents=True, exist_ok=True)
-    settings = get_settings(**{**overrides, "home": home, "allowed_roots": [data, *(s.parent for s in slides)]})
+    settings = get_settings(
+        **{**overrides, "home": home, "allowed_roots": [data, demo_dir, *(s.parent for s in slides)]}
+    )
     report = Report(facts={"home": str(home), "data": str(data), "slides": [str(s) for s in slides]})
-    total = 5 if args.no_dashboard else 6
+    total = 6 if args.no_dashboard else 7
     started = time.perf_counter()
     print(f"HistoQuery demo: data {data}, everything under {home}")
 
@@ -192,13 +195,15 @@ def run(args: argparse.Namespace) -> int:
         calibrate_step(settings, args, report)
     with step(report, 5, total, "evaluate", "evaluate on pairs from the other half"):
         evaluate_step(settings, args, report)
+    with step(report, 6, total, "twin", "the same on the untrained twin (same seed, no training step)"):
+        twin_step(settings, args, data, checkpoint, report)
     report.timings["total"] = round(time.perf_counter() - started, 2)
     print_report(report)
     (demo_dir / "report.json").write_text(json.dumps(report.to_json(), indent=2))
     print(f"report written to {demo_dir / 'report.json'}")
     if args.no_dashboard:
         return 0
-    print(f"[6/{total}] start the dashboard")
+    print(f"[7/{total}] start the dashboard")
     return dashboard_step(home, args.port)
 
 
@@ -224,6 +229,16 @@ def print_report(report: Report) -> None:
         auc = ev.get("auc")
         auc_txt = f", ROC AUC {auc:.3f}" if isinstance(auc, float) else ""
         print(f"accuracy     : {ev['accuracy']:.3f} on {ev['pairs']} held-out pairs{auc_txt}")
+    twin = f.get("untrained_twin", {})
+    if ev and twin:
+        auc, twin_auc = ev.get("auc"), twin.get("auc")
+        both_auc = isinstance(auc, float) and isinstance(twin_auc, float)
+        print(f"untrained    : {twin['accuracy']:.3f}" + (f", ROC AUC {twin_auc:.3f}" if both_auc else "")
+              + " (the same encoder before any training step, same pairs)")  # fmt: skip
+        gain = ev["accuracy"] - twin["accuracy"]
+        verdict = "training helped" if gain > 0 else "training did NOT beat the untrained twin here"
+        auc_gain = f", AUC {auc - twin_auc:+.3f}" if both_auc else ""
+        print(f"               {verdict}: accuracy {gain:+.3f}{auc_gain} (a few minutes on a small sample rarely do)")
     times = ", ".join(f"{k} {v:.1f}s" for k, v in report.timings.items())
     print(f"timings      : {times}")
     reused = [k for k, v in report.reused.items() if v]
@@ -424,6 +439,39 @@ def evaluate_step(settings: Any, args: argparse.Namespace, report: Report) -> No
         "topk": result.get("topk", {}),
     }
     print(f"      accuracy {result['accuracy']:.3f} on {result['n_pairs']} pairs")
+
+
+TWIN = "demo-untrained-twin"
+
+
+def twin_step(settings: Any, args: argparse.Namespace, data: Path, checkpoint: Path, report: Report) -> None:
+    """Score the trained encoder's untrained twin on the same held-out pairs, so the report shows what training
+    added (honestly, also when it loses). The twin is embedded into its own collection; the active encoder stays.
+    """
+    from ingest.service import submit_reembed
+    from retrieval.api import Retrieval
+    from retrieval.evaluation import calibrate, evaluate, score_dataset
+    from training.checkpoint import load_checkpoint
+    from training.config import TrainConfig
+    from training.trainer import write_untrained
+
+    twin_path = checkpoint.with_name("untrained-twin.pt")
+    if not twin_path.exists() or args.retrain:
+        config = TrainConfig.from_dict(load_checkpoint(checkpoint)["config"])
+        write_untrained(data, config.with_overrides({"device": "cpu"}), twin_path)
+    submit_reembed(settings=settings, checkpoint=twin_path, name=TWIN, activate=False)
+    with Retrieval.from_settings(settings, encoder_name=TWIN) as retrieval:
+        cal = score_dataset(retrieval, CALIBRATION_SET, n_pairs=args.pairs, seed=args.seed)
+        calibrate(retrieval, cal, pair_set_name=f"{CALIBRATION_SET}-{TWIN}")
+        held = score_dataset(retrieval, EVALUATION_SET, n_pairs=args.pairs, seed=args.seed + 1)
+        result = evaluate(retrieval, held, pair_set_name=f"{EVALUATION_SET}-{TWIN}-{args.seed}")
+    report.facts["untrained_twin"] = {
+        "accuracy": float(result["accuracy"]),
+        "accuracy_ci95": result.get("accuracy_ci95"),
+        "auc": result.get("roc_auc"),
+        "pairs": int(result["n_pairs"]),
+    }
+    print(f"      untrained twin: accuracy {result['accuracy']:.3f} on {result['n_pairs']} pairs")
 
 
 def dashboard_step(home: Path, port: int, timeout: float = 120.0) -> int:
