@@ -224,8 +224,6 @@ def submit_reembed(
         activate: switch the active encoder when complete.
         store: an open vector store to reuse (embedded mode).
         progress: embedded-mode progress callback.
-        groups_csv: CSV ``path,group`` giving each file its group (patient / case / slide).
-        group_from: regex on file names whose first capture group (or whole match) is the group.
 
     Returns:
         The job id.
