@@ -461,8 +461,10 @@ def twin_step(settings: Any, args: argparse.Namespace, data: Path, checkpoint: P
         write_untrained(data, config.with_overrides({"device": "cpu"}), twin_path)
     submit_reembed(settings=settings, checkpoint=twin_path, name=TWIN, activate=False)
     with Retrieval.from_settings(settings, encoder_name=TWIN) as retrieval:
-        cal = score_dataset(retrieval, CALIBRATION_SET, n_pairs=args.pairs, seed=args.seed)
-        calibrate(retrieval, cal, pair_set_name=f"{CALIBRATION_SET}-{TWIN}")
+        stored = retrieval.version.calibration or {}
+        if retrieval.version.threshold_cos is None or stored.get("source") != f"dataset:{CALIBRATION_SET}":
+            cal = score_dataset(retrieval, CALIBRATION_SET, n_pairs=args.pairs, seed=args.seed)
+            calibrate(retrieval, cal, pair_set_name=f"{CALIBRATION_SET}-{TWIN}")
         held = score_dataset(retrieval, EVALUATION_SET, n_pairs=args.pairs, seed=args.seed + 1)
         result = evaluate(retrieval, held, pair_set_name=f"{EVALUATION_SET}-{TWIN}-{args.seed}")
     report.facts["untrained_twin"] = {

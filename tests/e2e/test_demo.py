@@ -31,8 +31,8 @@ def demo_runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, str]
 
 def test_first_run_prints_every_step_and_a_report(demo_runs: tuple[Path, str, str], sample_dir: Path) -> None:
     _, first, _ = demo_runs
-    for i, word in enumerate(("train", "register", "ingest", "calibrate", "evaluate"), start=1):
-        assert re.search(rf"\[{i}/5\] .*{word}", first), f"step {i} ({word}) not announced:\n{first}"
+    for i, word in enumerate(("train", "register", "ingest", "calibrate", "evaluate", "untrained twin"), start=1):
+        assert re.search(rf"\[{i}/6\] .*{word}", first), f"step {i} ({word}) not announced:\n{first}"
     assert "==== HistoQuery demo report ====" in first
     n_images = sum(1 for p in sample_dir.rglob("*") if p.is_file())
     match = re.search(r"ingested\s+: (\d+) images, (\d+) slide tiles, (\d+) failed", first)
@@ -47,6 +47,12 @@ def test_first_run_prints_every_step_and_a_report(demo_runs: tuple[Path, str, st
     acc = re.search(r"accuracy\s+: ([\d.]+) on (\d+) held-out pairs", first)
     assert acc and 0.0 <= float(acc.group(1)) <= 1.0 and int(acc.group(2)) > 0, first
     assert "reused" not in first.split("==== HistoQuery demo report ====")[1]
+    # the untrained twin on the same held-out pairs, and a verdict that agrees with the two numbers
+    twin = re.search(r"untrained\s+: ([\d.]+)", first)
+    assert twin, first
+    gain = float(acc.group(1)) - float(twin.group(1))
+    verdict = "training helped" if gain > 0 else "training did NOT beat the untrained twin here"
+    assert f"{verdict}: accuracy {gain:+.3f}" in first, first
 
 
 def test_second_run_reuses_everything(demo_runs: tuple[Path, str, str]) -> None:
@@ -72,19 +78,33 @@ def test_files_left_behind(demo_runs: tuple[Path, str, str]) -> None:
     assert report["reused"]["train"] and report["reused"]["ingest"]
     assert set(report["timings_s"]) >= {"train", "ingest", "calibrate", "evaluate", "total"}
     with sqlite3.connect(home / "histoquery.db") as db:
-        active = db.execute("SELECT name, threshold_cos FROM encoder_versions WHERE is_active").fetchall()
+        active = db.execute("SELECT id, name, threshold_cos FROM encoder_versions WHERE is_active").fetchall()
+        twin = db.execute(
+            "SELECT id, threshold_cos FROM encoder_versions WHERE name = 'demo-untrained-twin' AND NOT is_active"
+        ).fetchall()
         images = db.execute("SELECT count(*) FROM images WHERE status = 'done'").fetchone()[0]
-        embedded = db.execute("SELECT count(*) FROM embeddings").fetchone()[0]
-        runs = dict(db.execute("SELECT kind, count(*) FROM eval_runs GROUP BY kind").fetchall())
+        per_version = dict(db.execute("SELECT encoder_version_id, count(*) FROM embeddings GROUP BY 1").fetchall())
+        runs = dict(
+            db.execute(
+                "SELECT kind, count(*) FROM eval_runs WHERE encoder_version_id = ? GROUP BY kind", (active[0][0],)
+            )
+        )
+        twin_runs = dict(
+            db.execute("SELECT kind, count(*) FROM eval_runs WHERE encoder_version_id = ? GROUP BY kind", (twin[0][0],))
+        )
         sides = [
             {g for (g,) in db.execute(
                 'SELECT DISTINCT i."group" FROM images i JOIN datasets d ON d.id = i.dataset_id '
                 'WHERE d.name = ? AND i."group" IS NOT NULL', (name,))}
             for name in ("demo-calibration", "demo-evaluation")
         ]  # fmt: skip
-    assert len(active) == 1 and active[0][1] == pytest.approx(report["calibration"]["threshold_cos"])
-    assert images == embedded == report["ingest"]["images"] + report["ingest"]["tiles"]
+    assert len(active) == 1 and active[0][2] == pytest.approx(report["calibration"]["threshold_cos"])
+    # the twin: every stored image embedded in its own collection, calibrated once, evaluated per run
+    assert len(twin) == 1 and twin[0][1] is not None
+    assert images == per_version[active[0][0]] == per_version[twin[0][0]]
+    assert images == report["ingest"]["images"] + report["ingest"]["tiles"]
     assert runs.get("calibrate") == 1 and runs.get("evaluate", 0) >= 2  # calibrated once, evaluated per run
+    assert twin_runs.get("calibrate") == 1 and twin_runs.get("evaluate", 0) >= 2
     # held out by group: no source image has tiles on both sides, and the evaluation is not in-sample
     assert sides[0] and sides[1] and not sides[0] & sides[1]
     assert report["evaluation"]["in_sample"] is False and report["evaluation"]["groups"] == len(sides[1])
