@@ -142,7 +142,7 @@ def test_third_run_starts_the_dashboard_and_prints_its_url(demo_runs: tuple[Path
             if line.startswith("dashboard: http://"):
                 break
         assert lines and lines[-1].startswith(f"dashboard: http://localhost:{port}"), "".join(lines)
-        assert "[6/6] start the dashboard" in "".join(lines)
+        assert "[7/7] start the dashboard" in "".join(lines)
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=10) as resp:
             assert resp.status == 200
     finally:
