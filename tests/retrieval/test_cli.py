@@ -161,7 +161,7 @@ def test_query_pairs_csv_of_stored_files_with_bad_rows_in_the_middle(
     assert "4/6 pairs answered" in captured.out and "line 4" in captured.err and "line 5" in captured.err
     got = list(csv.DictReader(out.open()))
     assert [r["line"] for r in got] == ["2", "3", "4", "5", "6", "7"]
-    assert got[2]["error"] == f"query image {missing} does not exist (or is not a file)"
+    assert got[2]["error"] == f"cannot read query image {missing}: file does not exist (check the path)"
     assert got[3]["error"] == "unknown image id 424242: no such image in the database"
     for (a, b), row in zip(rows, got, strict=True):
         if row["error"]:
