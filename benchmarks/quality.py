@@ -41,10 +41,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from gpu_quality import histogram_embed  # noqa: E402  (the joint 8x8x8 RGB histogram floor, one implementation)
 
 from retrieval import metrics as M  # noqa: E402
 from retrieval.pairgen import generate_pairs  # noqa: E402
@@ -159,17 +161,6 @@ def prepare(
 
 
 # ------------------------------------------------------------------------------------------------------- floors
-def histogram(files: list[Path]) -> np.ndarray:
-    """Joint RGB histogram, 8 bins per channel (512-d), L2-normalised."""
-    out = np.zeros((len(files), 512), dtype=np.float32)
-    for i, f in enumerate(files):
-        with Image.open(f) as im:
-            arr = np.asarray(im.convert("RGB"), dtype=np.uint8) // 32
-        idx = arr[..., 0].astype(np.int64) * 64 + arr[..., 1] * 8 + arr[..., 2]
-        out[i] = np.bincount(idx.ravel(), minlength=512)
-    return out / np.linalg.norm(out, axis=1, keepdims=True)
-
-
 def pairs_across_groups(items: list[Item]) -> bool:
     """Pairs never join two images of one group, unless a label has a single group on this side (then they must)."""
     by_label: dict[str, set[str]] = defaultdict(set)
@@ -203,7 +194,7 @@ def knn_accuracy(vectors: np.ndarray, items: list[Item], k: int = 5) -> float:
 
 def histogram_row(eval_a: list[Item], eval_b: list[Item], args: argparse.Namespace) -> dict[str, Any]:
     t = time.perf_counter()
-    va, vb = histogram([i.path for i in eval_a]), histogram([i.path for i in eval_b])
+    va, vb = histogram_embed([i.path for i in eval_a]), histogram_embed([i.path for i in eval_b])
     sa, ya = score_vectors(va, eval_a, args.calib_pairs, args.seed)
     thr = M.best_accuracy_threshold(sa, ya)
     sb, yb = score_vectors(vb, eval_b, args.eval_pairs, args.seed + 1)

@@ -19,7 +19,15 @@ import numpy as np
 from PIL import Image
 
 from ingest.errors import BadImageError
-from training.pixels import DEFAULT_MAX_PIXELS, DEFAULT_MIN_SIDE, DecodeBudget, PixelError, decode_with, to_rgb
+from training.pixels import (
+    DEFAULT_MAX_PIXELS,
+    DEFAULT_MIN_SIDE,
+    DecodeBudget,
+    PixelError,
+    decode_with,
+    read_failure,
+    to_rgb,
+)
 
 __all__ = [
     "DEFAULT_MAX_PIXELS",
@@ -72,14 +80,8 @@ def read_bytes(path: str | Path) -> bytes:
     p = Path(path)
     try:
         data = p.read_bytes()
-    except FileNotFoundError as exc:
-        raise BadImageError(p, "file does not exist (check the path)", stage="read") from exc
-    except IsADirectoryError as exc:
-        raise BadImageError(p, "is a directory, not an image file", stage="read") from exc
-    except PermissionError as exc:
-        raise BadImageError(p, "permission denied: make the file readable by the ingest worker", stage="read") from exc
-    except OSError as exc:
-        raise BadImageError(p, f"cannot read file: {exc.strerror or exc}", stage="read") from exc
+    except (OSError, ValueError) as exc:
+        raise BadImageError(p, read_failure(exc), stage="read") from exc
     if not data:
         raise BadImageError(p, "zero-byte file (empty)", stage="read")
     return data
@@ -109,16 +111,8 @@ def file_hash(path: str | Path) -> str:
             return hashlib.file_digest(fh, "sha256").hexdigest()
     except BadImageError:
         raise
-    except FileNotFoundError as exc:
-        raise BadImageError(p, "file does not exist (check the path)", stage="read") from exc
-    except IsADirectoryError as exc:
-        raise BadImageError(p, "is a directory, not an image file", stage="read") from exc
-    except PermissionError as exc:
-        raise BadImageError(p, "permission denied: make the file readable by the ingest worker", stage="read") from exc
-    except ValueError as exc:
-        raise BadImageError(p, f"not a valid file path ({exc})", stage="read") from exc
-    except OSError as exc:
-        raise BadImageError(p, f"cannot read file: {exc.strerror or exc}", stage="read") from exc
+    except (OSError, ValueError) as exc:
+        raise BadImageError(p, read_failure(exc), stage="read") from exc
 
 
 def _decode(

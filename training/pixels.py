@@ -105,6 +105,19 @@ _PROCESS_BUDGETS: dict[int, DecodeBudget] = {}
 _PROCESS_BUDGETS_LOCK = threading.Lock()
 
 
+def read_failure(exc: OSError | ValueError) -> str:
+    """Why a file could not be opened or read, in the user's words (one text for every reader of files)."""
+    if isinstance(exc, FileNotFoundError):
+        return "file does not exist (check the path)"
+    if isinstance(exc, IsADirectoryError):
+        return "is a directory, not an image file"
+    if isinstance(exc, PermissionError):
+        return "permission denied: make the file readable by the process that ingests or queries it"
+    if isinstance(exc, ValueError):
+        return f"not a valid file path ({exc})"
+    return f"cannot read file: {exc.strerror or exc}"
+
+
 def process_budget(max_bytes: int = DEFAULT_BUDGET_BYTES) -> DecodeBudget:
     """The process's shared :class:`DecodeBudget` of ``max_bytes`` (one per size, created on first use)."""
     with _PROCESS_BUDGETS_LOCK:
@@ -158,16 +171,8 @@ def _open_binary(source: Source, name: object) -> BinaryIO:
         return source
     try:
         fh = open(source, "rb")  # noqa: SIM115 - closed by the caller
-    except FileNotFoundError as exc:
-        raise PixelError(name, "file does not exist (check the path)", stage="read") from exc
-    except IsADirectoryError as exc:
-        raise PixelError(name, "is a directory, not an image file", stage="read") from exc
-    except PermissionError as exc:
-        raise PixelError(name, "permission denied: make the file readable", stage="read") from exc
-    except ValueError as exc:  # embedded NUL byte
-        raise PixelError(name, f"not a valid file path ({exc})", stage="read") from exc
-    except OSError as exc:
-        raise PixelError(name, f"cannot read file: {exc.strerror or exc}", stage="read") from exc
+    except (OSError, ValueError) as exc:  # ValueError: an embedded NUL byte
+        raise PixelError(name, read_failure(exc), stage="read") from exc
     st = os.fstat(fh.fileno())
     if not _is_regular(st.st_mode):
         fh.close()
