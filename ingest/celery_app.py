@@ -22,7 +22,6 @@ if TYPE_CHECKING:
     from retrieval.settings import Settings
 
 QUEUE = "histoquery.ingest"
-TASK_NAME = "histoquery.ingest_batch"
 
 
 def create_app(settings: Settings) -> Celery:

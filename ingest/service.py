@@ -73,7 +73,8 @@ def _dispatch(
         return
     numbers = list(indices) if indices is not None else list(range(len(batches)))
     if settings.broker_url:
-        from ingest.celery_app import TASK_NAME, create_app
+        from ingest.celery_app import create_app
+        from ingest.tasks import TASK_NAME
 
         app = create_app(settings)
         try:

@@ -13,10 +13,12 @@ from typing import Any
 
 from celery import Task, shared_task
 
-from ingest.celery_app import TASK_NAME
 from ingest.runner import TRANSIENT
 
 logger = logging.getLogger(__name__)
+
+#: The batch task's registered name (celery_app registers this module; the data flows tasks -> celery_app).
+TASK_NAME = "histoquery.ingest_batch"
 
 _CONTEXT: Any = None
 _CONTEXT_LOCK = threading.Lock()
