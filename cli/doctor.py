@@ -81,7 +81,7 @@ def _reembed(version_name: str, image_ids: list[int], session: Any, store: Any, 
     from sqlalchemy import select
 
     from ingest.errors import IngestError
-    from ingest.service import image_pixels
+    from ingest.stored import image_pixels
     from retrieval.catalog import active_encoder_version, store_embeddings
     from retrieval.models import Image
     from training.encoder import Encoder

@@ -143,7 +143,7 @@ def image_infos(key: str, ids: tuple[int, ...]) -> dict[int, data.ImageInfo]:
 
 
 def _pixels(key: str, image_id: int) -> PILImage.Image:
-    from ingest.service import image_pixels
+    from ingest.stored import image_pixels
     from retrieval.models import Image
 
     svc = _services(key)

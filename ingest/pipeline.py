@@ -172,7 +172,7 @@ def _candidates(
             }
             out.append(Candidate(f"{path}@{level}:{x},{y}+{size}", int(payload["dataset_id"]), digest, load, values))
     elif kind == "reembed":
-        from ingest.service import image_model_input
+        from ingest.stored import image_model_input
 
         rows = session.scalars(select(Image).where(Image.id.in_(payload["image_ids"]))).all()
         for row in rows:

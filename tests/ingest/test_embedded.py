@@ -9,7 +9,8 @@ import pytest
 from PIL import Image
 
 from ingest.errors import IngestError
-from ingest.service import image_pixels, job_status, submit_ingest, submit_reembed
+from ingest.service import job_status, submit_ingest, submit_reembed
+from ingest.stored import image_pixels
 from retrieval.settings import Settings
 from tests.support.ingest_checks import stored
 from tests.support.ingest_inputs import he_image, make_bad_inputs, make_odd_mode_images

@@ -9,8 +9,9 @@ from pydantic import ValidationError
 
 from ingest.errors import BadImageError, PathNotAllowedError
 from ingest.paths import REFUSED, Roots, check_allowed
-from ingest.service import image_pixels, job_status, submit_ingest
+from ingest.service import job_status, submit_ingest
 from ingest.sources import enumerate_sources
+from ingest.stored import image_pixels
 from retrieval.settings import Settings, get_settings
 from tests.support.ingest_checks import stored
 from tests.support.ingest_inputs import he_image
