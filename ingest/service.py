@@ -294,6 +294,7 @@ def resume_job(
     from ingest.jobs import CANCELLED, effective_status, ledger
     from ingest.paths import Roots
     from retrieval.catalog import get_or_create_dataset
+    from retrieval.groups import GroupRules
     from retrieval.models import IngestJob
     from training.pixels import process_budget
 
@@ -329,6 +330,7 @@ def resume_job(
             labels_from_folders=bool(request.get("labels_from_folders")),
             manifest=request.get("manifest"),
             tiling=TilingOptions(**(request.get("tiling") or {})),
+            groups=GroupRules.build(groups_csv=request.get("groups_csv"), group_from=request.get("group_from")),
             roots=Roots(request["roots"]) if request.get("roots") else None,
             budget=process_budget(settings.decode_memory_mb * 1024 * 1024),
         )
