@@ -225,7 +225,8 @@ def product_row(
 
     home = work / f"home-{method}"
     settings = get_settings(
-        home=home, broker_url=None, database_url=None, vector_backend="edge", allowed_roots=[args.data.resolve()]
+        home=home, broker_url=None, database_url=None, vector_backend="edge",
+        allowed_roots=[args.data.resolve(), work.resolve()],  # the images, and the manifest written in the work folder
     )
     migrate(settings.db_url)
     engine = make_engine(settings.db_url)
