@@ -1,0 +1,42 @@
+"""benchmarks/quality.py runs end to end through the product's path on the shipped sample (a smoke run of the
+quality benchmark, so that a change elsewhere cannot silently break the number BENCHMARKS.md is built on).
+
+Planted: allowing only the data folder as a root (the manifest, written in the work folder, is then refused, which is
+how #12's allowed roots broke this script unnoticed) makes the untrained method stop with an EvaluationError.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+import quality  # noqa: E402
+
+
+@pytest.mark.slow
+def test_quality_benchmark_runs_the_product_path_on_the_sample(tmp_path: Path) -> None:
+    data = ROOT / "samples" / "kather2016"
+    groups = tmp_path / "groups.csv"  # the sample's patients span several labels: each image is its own group here
+    files = sorted(p.relative_to(data).as_posix() for p in data.rglob("*") if p.is_file() and p.suffix != ".md")
+    groups.write_text("path,group\n" + "".join(f"{f},g{i}\n" for i, f in enumerate(files)))
+    out = tmp_path / "q.json"
+    rc = quality.main([
+        "--data", str(data), "--groups", str(groups),
+        "--methods", "histogram,untrained", "--probe-images", "0", "--calib-pairs", "200", "--eval-pairs", "200",
+        "--knn-queries", "16", "--work", str(tmp_path / "work"), "--json", str(out), "--device", "cpu",
+    ])  # fmt: skip
+    assert rc == 0
+    report = json.loads(out.read_text())
+    rows = {row["method"].split(" ")[0]: row for row in report["rows"]}
+    assert set(rows) == {"colour", "untrained"}
+    untrained = rows["untrained"]
+    assert untrained["n_eval_pairs"] > 0 and 0.0 <= untrained["accuracy"] <= 1.0
+    assert untrained["eval_size"] == 224  # cpu-crops embeds whole tiles, not its 64 px training crops
+    meta = report["meta"]
+    assert meta["side_a"] + meta["side_b"] == 64 and meta["groups_a"] > 0 and meta["groups_b"] > 0
