@@ -19,6 +19,9 @@
     .venv/bin/python benchmarks/quality.py --data ../shared/data/lc25000_lung --preset cpu-crops
     .venv/bin/python benchmarks/quality.py --data DIR --group-regex '_(CRC-[^_]+)_' --methods histogram,untrained,ours
 
+Cross-set confirmation: ``--checkpoint untrained=A.pt --checkpoint ours=B.pt`` evaluates encoders trained on another
+set (kept with ``--work``) on this one, without training; side A then only serves to calibrate the threshold.
+
 Prints a markdown table and writes ``--json``. Performance and quality numbers belong in BENCHMARKS.md, never in
 tests.
 """
@@ -225,7 +228,10 @@ def product_row(
 
     home = work / f"home-{method}"
     settings = get_settings(
-        home=home, broker_url=None, database_url=None, vector_backend="edge",
+        home=home,
+        broker_url=None,
+        database_url=None,
+        vector_backend="edge",
         allowed_roots=[args.data.resolve(), work.resolve()],  # the images, and the manifest written in the work folder
     )
     migrate(settings.db_url)
@@ -316,6 +322,17 @@ def train_method(
     return ckpt, facts
 
 
+def checkpoint_facts(checkpoint: Path) -> dict[str, Any]:
+    """What the report says about an encoder trained elsewhere (``--checkpoint``): its recipe, read from the file."""
+    from training.checkpoint import load_checkpoint
+
+    payload = load_checkpoint(checkpoint)
+    config = payload["config"]
+    return {"preset": f"{config.get('preset')} from {checkpoint.name}", "backbone": config["backbone"],
+            "image_size": config["image_size"], "eval_size": config.get("embed_size") or config["image_size"],
+            "epochs": payload.get("epoch")}  # fmt: skip
+
+
 # ------------------------------------------------------------------------------------------------------- report
 def fmt(v: Any, nd: int = 3) -> str:
     return "–" if v is None else f"{v:.{nd}f}" if isinstance(v, float) else str(v)
@@ -366,6 +383,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="training time budget of ours and paper (default: ours runs its epochs, paper gets that time)",
     )
     p.add_argument("--methods", default="histogram,untrained,ours,paper")
+    p.add_argument(
+        "--checkpoint",
+        dest="checkpoints",
+        action="append",
+        default=[],
+        metavar="METHOD=PATH",
+        type=lambda s: tuple(s.split("=", 1)),
+        help="evaluate this checkpoint for METHOD instead of training it (a set it was not trained on)",
+    )
     p.add_argument("--train-fraction", type=float, default=0.5)
     p.add_argument("--eval-images", type=int, default=None, help="at most this many images per side are ingested")
     p.add_argument("--probe-images", type=int, default=300, help="held-out images for the per-epoch curve (0: none)")
@@ -388,6 +414,10 @@ def main(argv: list[str] | None = None) -> int:
     if not args.data.is_dir():
         raise SystemExit(f"error: --data {args.data} is not a folder")
     args.data = args.data.resolve()  # the manifest holds absolute paths
+    given = {m: Path(path).resolve() for m, path in args.checkpoints}
+    for m, path in given.items():
+        if m not in methods or m == "histogram" or not path.is_file():
+            raise SystemExit(f"error: --checkpoint {m}={path}: needs a trained method in --methods and a file")
     load_start = os.getloadavg()[0]
     items = load_items(args.data, args.groups, args.group_column, args.group_regex)
     a, b = split_by_group(items, args.train_fraction, args.seed)
@@ -409,6 +439,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"== {method}", flush=True)
             if method == "histogram":
                 rows.append(histogram_row(eval_a, eval_b, args))
+            elif method in given:
+                ckpt, facts = given[method], checkpoint_facts(given[method])
             else:
                 ckpt, facts = train_method(method, work, args, ours_s if method == "paper" else None)
                 if method == "ours":
