@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -51,6 +51,21 @@ def _session(settings: Settings, migrate: bool = False) -> Any:
         engine.dispose()
 
 
+@contextmanager
+def _store_scope(settings: Settings, store: VectorStore | None) -> Iterator[VectorStore]:
+    """``store`` when the caller holds one open (it stays open), else one opened from settings for this scope."""
+    from retrieval.store import open_vector_store
+
+    if store is not None:
+        yield store
+        return
+    own = open_vector_store(settings)
+    try:
+        yield own
+    finally:
+        own.close()
+
+
 def _dispatch(
     job_id: int,
     batches: Sequence[dict[str, Any]],
@@ -84,12 +99,13 @@ def _dispatch(
             ) from exc
         return
     from ingest.context import IngestContext
-    from ingest.runner import TRANSIENT, run_embedded
+    from ingest.errors import transient_errors
+    from ingest.runner import run_embedded
 
     ctx = IngestContext(settings, store=store, hold_store=True)
     try:
         run_embedded(ctx, job_id, batches, progress=progress, indices=numbers, max_attempts=EMBEDDED_ATTEMPTS)
-    except TRANSIENT as exc:
+    except transient_errors() as exc:
         # retried with back-off and still unavailable (e.g. the embedded store held by another process): the job
         # fails as a whole with one message, its items are not marked failed one by one
         message = f"stopped after {EMBEDDED_ATTEMPTS} attempts: {exc}"
@@ -231,15 +247,8 @@ def submit_reembed(
         raise IngestError("give exactly one of --encoder VERSION or --checkpoint FILE")
     with _session(settings, migrate=True) as session:
         if checkpoint is not None:
-            from retrieval.store import open_vector_store
-
-            own = store is None
-            st = store or open_vector_store(settings)
-            try:
+            with _store_scope(settings, store) as st:
                 version = register_encoder(Path(checkpoint), session=session, store=st, name=name)
-            finally:
-                if own:
-                    st.close()
         else:
             version = active_encoder_version(session=session, name=encoder)
         ids = list(session.scalars(select(Image.id).where(Image.status == "done").order_by(Image.id)).all())
@@ -258,19 +267,8 @@ def submit_reembed(
         if not batches and activate:
             from ingest.runner import finish_reembed
 
-            class _Ctx:  # the finish step only needs a store
-                @contextmanager
-                def store(self) -> Any:
-                    from retrieval.store import open_vector_store
-
-                    st = store or open_vector_store(settings)
-                    try:
-                        yield st
-                    finally:
-                        if store is None:
-                            st.close()
-
-            finish_reembed(job, session, _Ctx())  # type: ignore[arg-type]
+            # nothing to embed: the job is complete now, so switch the alias here (a batch would do it otherwise)
+            finish_reembed(job, session=session, open_store=lambda: _store_scope(settings, store))
             session.commit()
     _dispatch(job_id, batches, settings=settings, store=store, progress=progress)
     return job_id

@@ -13,7 +13,7 @@ from typing import Any
 
 from celery import Task, shared_task
 
-from ingest.runner import TRANSIENT
+from ingest.errors import transient_errors
 
 logger = logging.getLogger(__name__)
 
@@ -48,7 +48,7 @@ def worker_context(app: Any) -> Any:
     name=TASK_NAME,
     acks_late=True,
     reject_on_worker_lost=True,
-    autoretry_for=TRANSIENT,
+    autoretry_for=transient_errors(),
     retry_backoff=1,
     retry_backoff_max=30,
     retry_jitter=True,
