@@ -21,9 +21,10 @@ from ingest.jobs import Failure, JobStatus, create_job, fail_job
 from ingest.jobs import job_status as _job_status
 from ingest.jobs import list_jobs as _list_jobs
 from ingest.paths import display_path
-from ingest.planning import TilingOptions, plan_ingest
+from ingest.planning import Plan, TilingOptions, plan_ingest
 
 if TYPE_CHECKING:
+    from ingest.paths import Roots
     from retrieval.settings import Settings
     from retrieval.store.base import VectorStore
 
@@ -116,6 +117,51 @@ def _dispatch(
         ctx.close()
 
 
+def _plan(
+    paths: Sequence[str | Path],
+    *,
+    session: Session,
+    settings: Settings,
+    dataset_id: int,
+    labels_from_folders: bool,
+    manifest: str | Path | None,
+    tiling: TilingOptions,
+    groups_csv: str | Path | None,
+    group_from: str | None,
+    roots: Roots | None,
+) -> Plan:
+    """Plan an ingestion job: the one planning call of :func:`submit_ingest` and :func:`resume_job`.
+
+    A resumed job must be planned exactly as it was submitted (same batches, same groups), so both go through
+    here, and every option is a required keyword: a caller cannot silently leave one out (``resume_job`` once
+    dropped the ``--groups`` / ``--group-from`` rules, and its images lost their group).
+    """
+    from retrieval.catalog import get_or_create_dataset
+    from retrieval.groups import GroupRules
+    from training.pixels import process_budget
+
+    cache: dict[str, int] = {}
+
+    def resolve(name: str) -> int:
+        if name not in cache:
+            cache[name] = get_or_create_dataset(name, session=session).id
+        return cache[name]
+
+    return plan_ingest(
+        paths,
+        session=session,
+        dataset_id=dataset_id,
+        resolve_dataset=resolve,
+        batch_size=settings.ingest_batch_size,
+        labels_from_folders=labels_from_folders,
+        manifest=manifest,
+        tiling=tiling,
+        groups=GroupRules.build(groups_csv=groups_csv, group_from=group_from),
+        roots=roots,
+        budget=process_budget(settings.decode_memory_mb * 1024 * 1024),
+    )
+
+
 def submit_ingest(
     paths: Sequence[str | Path],
     *,
@@ -157,36 +203,25 @@ def submit_ingest(
     """
     from ingest.paths import Roots
     from retrieval.catalog import active_encoder_version, get_or_create_dataset
-    from retrieval.groups import GroupRules
-    from training.pixels import process_budget
 
     if not paths and manifest is None:
         raise IngestError("nothing to ingest: give at least one PATH or --manifest")
-    rules = GroupRules.build(groups_csv=groups_csv, group_from=group_from)
     wanted_roots = list(settings.allowed_roots if roots is None else roots)
     allowed = Roots(wanted_roots) if wanted_roots else None
     with _session(settings, migrate=True) as session:
         version = active_encoder_version(session=session, name=settings.active_encoder)
         ds = get_or_create_dataset(dataset, session=session)
-        cache: dict[str, int] = {}
-
-        def resolve(name: str) -> int:
-            if name not in cache:
-                cache[name] = get_or_create_dataset(name, session=session).id
-            return cache[name]
-
-        plan = plan_ingest(
+        plan = _plan(
             paths,
             session=session,
+            settings=settings,
             dataset_id=ds.id,
-            resolve_dataset=resolve,
-            batch_size=settings.ingest_batch_size,
             labels_from_folders=labels_from_folders,
             manifest=manifest,
-            tiling=tiling,
-            groups=rules,
+            tiling=tiling or TilingOptions(),
+            groups_csv=groups_csv,
+            group_from=group_from,
             roots=allowed,
-            budget=process_budget(settings.decode_memory_mb * 1024 * 1024),
         )
         request = {
             "inputs": [display_path(Path(p).expanduser().absolute()) for p in paths],
@@ -291,10 +326,7 @@ def resume_job(
     """
     from ingest.jobs import CANCELLED, effective_status, ledger
     from ingest.paths import Roots
-    from retrieval.catalog import get_or_create_dataset
-    from retrieval.groups import GroupRules
     from retrieval.models import IngestJob
-    from training.pixels import process_budget
 
     with _session(settings) as session:
         job = session.get(IngestJob, job_id)
@@ -312,25 +344,17 @@ def resume_job(
         if job.kind != "ingest":
             raise IngestError(f"job {job_id} is a {job.kind} job: run `histoquery reembed` again instead of resuming")
         request, book = (job.sources or [{}])[0], ledger(job)
-        cache: dict[str, int] = {}
-
-        def resolve(name: str) -> int:
-            if name not in cache:
-                cache[name] = get_or_create_dataset(name, session=session).id
-            return cache[name]
-
-        plan = plan_ingest(
+        plan = _plan(
             request.get("inputs") or [],
             session=session,
+            settings=settings,
             dataset_id=int(job.dataset_id or 0),
-            resolve_dataset=resolve,
-            batch_size=settings.ingest_batch_size,
             labels_from_folders=bool(request.get("labels_from_folders")),
             manifest=request.get("manifest"),
             tiling=TilingOptions(**(request.get("tiling") or {})),
-            groups=GroupRules.build(groups_csv=request.get("groups_csv"), group_from=request.get("group_from")),
+            groups_csv=request.get("groups_csv"),
+            group_from=request.get("group_from"),
             roots=Roots(request["roots"]) if request.get("roots") else None,
-            budget=process_budget(settings.decode_memory_mb * 1024 * 1024),
         )
         if len(plan.batches) != int(book["batches"]):
             raise IngestError(
