@@ -50,7 +50,7 @@ from gpu_quality import histogram_embed  # noqa: E402  (the joint 8x8x8 RGB hist
 
 from retrieval import metrics as M  # noqa: E402
 from retrieval.pairgen import generate_pairs  # noqa: E402
-from training.data import IMAGE_SUFFIXES  # noqa: E402
+from training.pixels import IMAGE_SUFFIXES  # noqa: E402
 
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "lc25000_lung"
 SIDE_A, SIDE_B = "quality-train-side", "quality-held-out"

@@ -281,9 +281,6 @@ def register_step(settings: Any, checkpoint: Path, report: Report) -> None:
     print(f"      active encoder version {version.name}")
 
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
-
-
 #: The source image a Kather 2016 tile was cut from (its file name says so): the group of the demo's split.
 SOURCE_IMAGE = r"(CRC-Prim-HE-\d+)"
 
@@ -300,6 +297,7 @@ def write_manifest(data: Path, out: Path, seed: int = 0) -> dict[str, int]:
     import re
 
     from retrieval.groups import split_groups
+    from training.pixels import IMAGE_SUFFIXES
 
     labels = sorted(p for p in data.iterdir() if p.is_dir() and not p.name.startswith("."))
     if len(labels) < 2:

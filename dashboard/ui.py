@@ -15,9 +15,10 @@ from typing import Any
 import streamlit as st
 from PIL import Image as PILImage
 
+from ingest.decode import IMAGE_TYPES as UPLOAD_TYPES
+
 logger = logging.getLogger(__name__)
 
-UPLOAD_TYPES = ("png", "jpg", "jpeg", "tif", "tiff", "bmp", "webp")
 THUMB_PX = 160
 
 

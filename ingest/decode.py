@@ -22,6 +22,8 @@ from ingest.errors import BadImageError
 from training.pixels import (
     DEFAULT_MAX_PIXELS,
     DEFAULT_MIN_SIDE,
+    IMAGE_SUFFIXES,
+    IMAGE_TYPES,
     DecodeBudget,
     PixelError,
     decode_with,
@@ -32,7 +34,8 @@ from training.pixels import (
 __all__ = [
     "DEFAULT_MAX_PIXELS",
     "DEFAULT_MIN_SIDE",
-    "IMAGE_EXTENSIONS",
+    "IMAGE_SUFFIXES",
+    "IMAGE_TYPES",
     "DecodedImage",
     "content_hash",
     "decode_bytes",
@@ -195,8 +198,5 @@ def load_and_hash(
 
 
 def is_probably_image(path: str | Path) -> bool:
-    """Whether a file's extension is one the folder walker picks up (see :data:`IMAGE_EXTENSIONS`)."""
-    return os.path.splitext(str(path))[1].lower() in IMAGE_EXTENSIONS
-
-
-IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".gif", ".webp", ".jp2", ".ppm"})
+    """Whether a file's extension is one the folder walker picks up (see :data:`training.pixels.IMAGE_SUFFIXES`)."""
+    return os.path.splitext(str(path))[1].lower() in IMAGE_SUFFIXES

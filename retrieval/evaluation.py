@@ -30,10 +30,10 @@ from retrieval.pairs_io import PairsFile
 from retrieval.resolve import QueryInput
 from retrieval.store.base import SearchFilter
 from retrieval.thresholds import cos_to_d
+from training.pixels import IMAGE_SUFFIXES
 
 log = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp"}
 Method = Literal["accuracy", "youden"]
 
 

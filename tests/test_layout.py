@@ -128,3 +128,16 @@ def test_the_graph_sees_imports_inside_functions(tmp_path: Path, monkeypatch: py
 def test_the_cycle_finder_finds_a_circle() -> None:
     assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
     assert find_cycle({"a": {"b"}, "b": set()}) is None
+
+
+def test_one_list_of_image_suffixes() -> None:
+    """The image suffixes live in ``training.pixels`` only; every other module imports them (a file one part accepts
+    must not be ignored by another). Planted bug: a local ``(".png", ".jpg", ".jpeg", ...)`` in ``cli/demo.py`` fails.
+    """
+    copies = [
+        str(path.relative_to(ROOT))
+        for package in (*PACKAGES, "benchmarks")
+        for path in sorted((ROOT / package).rglob("*.py"))
+        if '".jpeg"' in path.read_text() and path != ROOT / "training" / "pixels.py"
+    ]
+    assert copies == []
