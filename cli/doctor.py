@@ -25,12 +25,13 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from cli.tables import table
     from retrieval.db import current_revision, head_revision, make_engine, migrate, require_schema, session_factory
     from retrieval.doctor import check
     from retrieval.errors import MigrationError
+    from retrieval.jsonable import dumps
     from retrieval.settings import get_settings
     from retrieval.store import open_vector_store
-    from retrieval.tables import dumps, table
 
     settings = get_settings()
     if args.migrate:

@@ -78,9 +78,9 @@ def run(args: argparse.Namespace) -> int:
         score_folder,
         score_pairs_file,
     )
+    from retrieval.jsonable import dumps
     from retrieval.pairs_io import read_pairs_csv
     from retrieval.settings import get_settings
-    from retrieval.tables import dumps
 
     if (args.calibrate or args.split) and (args.threshold is not None or args.threshold_d is not None):
         raise EvaluationError("--calibrate / --split choose the threshold themselves: drop --threshold / --threshold-d")
@@ -122,7 +122,7 @@ def run(args: argparse.Namespace) -> int:
 def render(report: dict[str, Any]) -> str:
     """The report as text: an in-sample mark first, summary, groups and seed, the sweep table, thresholds, top-k
     metrics, then the calibration side of a ``--split`` run."""
-    from retrieval.tables import fmt, table
+    from cli.tables import fmt, table
 
     lines = []
     if report.get("in_sample"):

@@ -36,17 +36,9 @@ def configure_logging(verbosity: int) -> None:
 
 def _user_errors() -> tuple[type[BaseException], ...]:
     """Exceptions that are the user's to fix: shown as one clear line, no traceback."""
-    errors: list[type[BaseException]] = [CLIError]
-    for module_name, class_name in (
-        ("training.errors", "TrainingError"),
-        ("retrieval.errors", "RetrievalError"),
-        ("ingest.errors", "IngestError"),
-    ):
-        try:
-            errors.append(getattr(importlib.import_module(module_name), class_name))
-        except (ImportError, AttributeError):
-            continue
-    return tuple(errors)
+    from ingest.errors import USER_ERRORS
+
+    return (CLIError, *USER_ERRORS)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -63,8 +63,9 @@ def _open(args: argparse.Namespace) -> Any:
 
 
 def run_pair(args: argparse.Namespace) -> int:
+    from cli.tables import table
+    from retrieval.jsonable import dumps
     from retrieval.resolve import parse_query
-    from retrieval.tables import dumps, table
 
     with _open(args) as r:
         res = r.pair(parse_query(args.a), parse_query(args.b), threshold=args.threshold, threshold_d=args.threshold_d)
@@ -80,10 +81,11 @@ def run_pair(args: argparse.Namespace) -> int:
 
 
 def run_topk(args: argparse.Namespace) -> int:
+    from cli.tables import table
     from retrieval.api import group_by_slide
+    from retrieval.jsonable import dumps
     from retrieval.resolve import parse_query
     from retrieval.store.base import SearchFilter
-    from retrieval.tables import dumps, table
 
     flt = SearchFilter(dataset=args.dataset, label=args.label, slide_id=args.slide)
     with _open(args) as r:
@@ -114,8 +116,9 @@ def run_topk(args: argparse.Namespace) -> int:
 def run_pairs(args: argparse.Namespace) -> int:
     import sys
 
+    from cli.tables import printable
+    from retrieval.jsonable import dumps
     from retrieval.pairs_io import answer_pairs, check_output_file, read_pairs_csv, write_decisions_csv
-    from retrieval.tables import dumps, printable
 
     check_output_file(args.output)  # before any work: a folder or an unwritable place is said at once
     pairs = read_pairs_csv(args.csv)

@@ -27,15 +27,9 @@ class UploadError(Exception):
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
-    errors: list[type[BaseException]] = [UploadError]
-    for module, name in (
-        ("retrieval.errors", "RetrievalError"),
-        ("ingest.errors", "IngestError"),
-        ("training.errors", "TrainingError"),
-    ):
-        with contextlib.suppress(ImportError, AttributeError):
-            errors.append(getattr(__import__(module, fromlist=[name]), name))
-    return tuple(errors)
+    from ingest.errors import USER_ERRORS
+
+    return (UploadError, *USER_ERRORS)
 
 
 @contextlib.contextmanager

@@ -8,9 +8,18 @@ from __future__ import annotations
 
 import functools
 
+from retrieval.errors import RetrievalError
+from training.errors import TrainingError
+
 
 class IngestError(Exception):
     """Base class of every ingest error (user-facing: printed without a traceback)."""
+
+
+#: The error hierarchies whose messages are the user's to fix (each says how): the CLI prints them as one line
+#: (exit code 2) and the dashboard as one message, never a traceback. Their one list: each front end adds its own
+#: (``cli.main.CLIError``, ``dashboard.ui.UploadError``). Here because ingest may import the two packages below it.
+USER_ERRORS: tuple[type[Exception], ...] = (TrainingError, RetrievalError, IngestError)
 
 
 class PathNotAllowedError(IngestError):

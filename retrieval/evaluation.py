@@ -24,6 +24,7 @@ from retrieval import metrics as M
 from retrieval.api import Retrieval
 from retrieval.errors import EvaluationError, RetrievalError
 from retrieval.groups import count_groups, slide_group, split_groups
+from retrieval.jsonable import json_safe
 from retrieval.models import Dataset, EvalRun, Image, LabeledPair, PairSet, utcnow
 from retrieval.pairgen import available_pairs, generate_pairs
 from retrieval.pairs_io import PairsFile
@@ -475,7 +476,9 @@ def _record(
             )
         pair_set_id = pair_set.id
         report["pair_set"] = name
-    run = EvalRun(encoder_version_id=retrieval.version.id, pair_set_id=pair_set_id, kind=kind, metrics=_json(report))
+    run = EvalRun(
+        encoder_version_id=retrieval.version.id, pair_set_id=pair_set_id, kind=kind, metrics=json_safe(report)
+    )
     session.add(run)
     session.commit()
     report["eval_run_id"] = run.id
@@ -486,16 +489,3 @@ def _group(img: Image) -> str | None:
     if img.group is not None:
         return img.group
     return slide_group(img.slide_id) if img.slide_id is not None else None
-
-
-def _json(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _json(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_json(v) for v in value]
-    if isinstance(value, float | np.floating):
-        f = float(value)
-        return f if np.isfinite(f) else None
-    if isinstance(value, np.integer):
-        return int(value)
-    return value
