@@ -158,7 +158,7 @@ def train_step(args: argparse.Namespace, data: Path, out: Path, report: Report) 
 
 
 def run(args: argparse.Namespace) -> int:
-    from cli.main import CLIError
+    from cli.errors import CLIError
     from retrieval.settings import get_settings
 
     if not args.quiet and args.verbose <= 1:
@@ -301,7 +301,7 @@ def write_manifest(data: Path, out: Path, seed: int = 0) -> dict[str, int]:
 
     labels = sorted(p for p in data.iterdir() if p.is_dir() and not p.name.startswith("."))
     if len(labels) < 2:
-        from cli.main import CLIError
+        from cli.errors import CLIError
 
         raise CLIError(
             f"--data {data}: needs at least two class sub-folders (folder name = label), found {len(labels)}"

@@ -17,7 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ingest.errors import IngestError, JobNotFoundError
-from ingest.jobs import Failure, JobStatus, create_job, fail_job
+from ingest.jobs import JobStatus, create_job, fail_job
 from ingest.jobs import job_status as _job_status
 from ingest.jobs import list_jobs as _list_jobs
 from ingest.paths import display_path
@@ -400,14 +400,6 @@ def list_jobs(*, settings: Settings, limit: int = 50) -> list[JobStatus]:
     """The newest jobs, newest first."""
     with _session(settings) as session:
         return _list_jobs(session=session, limit=limit)
-
-
-def job_failures(job_id: int, *, session: Session) -> list[Failure]:
-    """Every failure of a job."""
-    from retrieval.models import IngestFailure
-
-    rows = session.scalars(select(IngestFailure).where(IngestFailure.job_id == job_id).order_by(IngestFailure.id))
-    return [Failure(f.source_path, f.stage, f.reason) for f in rows]
 
 
 def wait_for_job(
