@@ -175,7 +175,7 @@ def score_vectors(vectors: np.ndarray, items: list[Item], n_pairs: int, seed: in
         [it.label for it in items],
         n_pairs,
         groups=[it.group for it in items],
-        never_same_group=pairs_across_groups(items),
+        exclude_same_group=pairs_across_groups(items),
         seed=seed,
     )
     s = np.einsum("ij,ij->i", vectors[[p.a for p in pairs]], vectors[[p.b for p in pairs]])
@@ -245,11 +245,11 @@ def product_row(
     with Retrieval.from_settings(settings) as r:
         across_a, across_b = pairs_across_groups(eval_a), pairs_across_groups(eval_b)
         cal = score_dataset(
-            r, SIDE_A, n_pairs=args.calib_pairs, seed=args.seed, never_same_group=across_a, topk_queries=0
+            r, SIDE_A, n_pairs=args.calib_pairs, seed=args.seed, exclude_same_group=across_a, topk_queries=0
         )
         calibration = calibrate(r, cal)
         held = score_dataset(
-            r, SIDE_B, n_pairs=args.eval_pairs, seed=args.seed + 1, never_same_group=across_b,
+            r, SIDE_B, n_pairs=args.eval_pairs, seed=args.seed + 1, exclude_same_group=across_b,
             topk_queries=args.knn_queries,
         )  # fmt: skip
         report = evaluate(r, held)

@@ -7,7 +7,7 @@ Example::
 
     with Retrieval.from_settings(get_settings()) as r:
         print(r.pair(12, "query.png"))            # PairResult(cos=..., d=..., same=..., threshold_cos=...)
-        for n in r.top_k(12, k=5, exclude_same_slide=True):
+        for n in r.top_k(12, k=5, exclude_same_group=True):
             print(n.image_id, n.score, n.label)
 """
 
@@ -348,7 +348,9 @@ class Retrieval:
             query: stored image id, image file, PIL image or array.
             k: number of results (1..1000).
             filter: restrict by dataset / label / slide.
-            exclude_same_slide: never return tiles of the query's own slide (stored tile queries).
+            exclude_same_slide: never return tiles of the query's own slide (stored tile queries); narrower than
+                ``exclude_same_group``, which is what the CLI and evaluation use (a tile's group is its slide unless
+                group rules gave it one).
             exclude_self: never return the query image itself (stored queries).
             exclude_same_group: never return images of the query's group (patient / case / slide; stored queries).
 

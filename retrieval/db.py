@@ -11,7 +11,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from retrieval.errors import ConfigError, MigrationError
+from retrieval.errors import MigrationError, SettingsError
 
 log = logging.getLogger(__name__)
 
@@ -38,12 +38,13 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         **kwargs: Passed to :func:`sqlalchemy.create_engine`.
 
     Raises:
-        ConfigError: The URL cannot be parsed or names an unsupported driver.
+        SettingsError: The URL cannot be parsed or names an unsupported driver.
     """
     try:
         parsed = make_url(url)
     except ArgumentError as exc:
-        raise ConfigError(f"bad database URL {url!r}: {exc}. Example: sqlite:///histoquery-data/histoquery.db") from exc
+        example = "sqlite:///histoquery-data/histoquery.db"
+        raise SettingsError(f"bad database URL {url!r}: {exc}. Example: {example}") from exc
     if parsed.drivername in ("postgresql", "postgres"):
         parsed = parsed.set(drivername="postgresql+psycopg")
     if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
@@ -52,7 +53,7 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     try:
         engine = create_engine(parsed, **kwargs)
     except (ArgumentError, ImportError) as exc:
-        raise ConfigError(f"cannot use database URL {url!r}: {exc}") from exc
+        raise SettingsError(f"cannot use database URL {url!r}: {exc}") from exc
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
     return engine
