@@ -249,17 +249,15 @@ def print_report(report: Report) -> None:
 @contextmanager
 def _catalog(settings: Any) -> Iterator[tuple[Any, Any]]:
     """A SQL session and the vector store, closed on exit (the embedded store is one process's at a time)."""
-    from retrieval.db import make_engine, session_factory
+    from retrieval.db import engine_for, session_factory
     from retrieval.store import open_vector_store
 
-    engine = make_engine(settings.db_url)
     store = open_vector_store(settings)
     try:
-        with session_factory(engine)() as session:
+        with session_factory(engine_for(settings.db_url))() as session:
             yield session, store
     finally:
         store.close()
-        engine.dispose()
 
 
 def register_step(settings: Any, checkpoint: Path, report: Report) -> None:

@@ -37,19 +37,17 @@ EMBEDDED_ATTEMPTS = 8
 
 
 @contextmanager
-def _session(settings: Settings, migrate: bool = False) -> Any:
-    from retrieval.db import make_engine, require_schema, session_factory
+def _session(settings: Settings, migrate: bool = False) -> Iterator[Session]:
+    """A session on the process's one engine for ``settings.db_url`` (:func:`retrieval.db.engine_for`)."""
+    from retrieval.db import engine_for, require_schema, session_factory
     from retrieval.db import migrate as run_migrations
 
     if migrate:
         run_migrations(settings.db_url)
-    engine = make_engine(settings.db_url)
-    try:
-        require_schema(engine)
-        with session_factory(engine)() as session:
-            yield session
-    finally:
-        engine.dispose()
+    engine = engine_for(settings.db_url)
+    require_schema(engine)
+    with session_factory(engine)() as session:
+        yield session
 
 
 @contextmanager
@@ -415,31 +413,27 @@ def wait_for_job(
     Raises:
         IngestError: ``timeout_s`` passed first.
     """
-    from retrieval.db import make_engine, session_factory
+    from retrieval.db import engine_for, session_factory
 
-    engine = make_engine(settings.db_url)
     start = time.monotonic()
-    try:
-        sessions = session_factory(engine)
-        while True:
-            try:
-                with sessions() as session:
-                    status = _job_status(job_id, session=session, max_failures=0)
-            except Exception as exc:  # noqa: BLE001 - the database may be briefly unavailable: keep waiting
-                from sqlalchemy.exc import OperationalError
+    sessions = session_factory(engine_for(settings.db_url))
+    while True:
+        try:
+            with sessions() as session:
+                status = _job_status(job_id, session=session, max_failures=0)
+        except Exception as exc:  # noqa: BLE001 - the database may be briefly unavailable: keep waiting
+            from sqlalchemy.exc import OperationalError
 
-                if not isinstance(exc, OperationalError):
-                    raise
-                logger.warning("job %d: database unavailable (%s); still waiting", job_id, exc.orig)
-                time.sleep(poll_s)
-                continue
-            if progress is not None:
-                progress(status)
-            if status.finished:
-                with sessions() as session:
-                    return _job_status(job_id, session=session)
-            if timeout_s is not None and time.monotonic() - start > timeout_s:
-                raise IngestError(f"job {job_id} did not finish within {timeout_s:.0f}s (is a worker running?)")
+            if not isinstance(exc, OperationalError):
+                raise
+            logger.warning("job %d: database unavailable (%s); still waiting", job_id, exc.orig)
             time.sleep(poll_s)
-    finally:
-        engine.dispose()
+            continue
+        if progress is not None:
+            progress(status)
+        if status.finished:
+            with sessions() as session:
+                return _job_status(job_id, session=session)
+        if timeout_s is not None and time.monotonic() - start > timeout_s:
+            raise IngestError(f"job {job_id} did not finish within {timeout_s:.0f}s (is a worker running?)")
+        time.sleep(poll_s)

@@ -172,10 +172,10 @@ class Retrieval:
     @classmethod
     def from_settings(cls, settings: Settings, *, encoder_name: str | None = None) -> Retrieval:
         """Open the database and vector store named by ``settings`` and select the encoder version."""
-        from retrieval.db import make_engine, require_schema, session_factory
+        from retrieval.db import engine_for, require_schema, session_factory
         from retrieval.store import open_vector_store
 
-        engine: Engine = make_engine(settings.db_url)
+        engine: Engine = engine_for(settings.db_url)  # the process's one engine for this database (shared)
         require_schema(engine)
         session = session_factory(engine)()
         store = open_vector_store(settings)
@@ -184,7 +184,6 @@ class Retrieval:
         except RetrievalError:
             session.close()
             store.close()
-            engine.dispose()
             raise
         obj = cls(
             session=session,
@@ -193,13 +192,13 @@ class Retrieval:
             device=None if settings.device == "auto" else settings.device,
             max_image_pixels=settings.max_image_pixels,
         )
-        obj._owned = [session, store, engine]
+        obj._owned = [session, store]
         return obj
 
     def close(self) -> None:
         """Release what :meth:`from_settings` opened."""
         for thing in self._owned:
-            (thing.dispose if isinstance(thing, Engine) else thing.close)()
+            thing.close()
         self._owned = []
 
     def __enter__(self) -> Retrieval:

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import logging
+import os
+import threading
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +62,38 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     return engine
 
 
+#: The process's engines, one per database URL (most recently used last). Bounded: a process that opens many
+#: databases in turn (a test run) disposes the oldest instead of keeping its idle connections open.
+_ENGINES: OrderedDict[tuple[str, int], Engine] = OrderedDict()
+_ENGINES_LOCK = threading.Lock()
+_MAX_ENGINES = 4
+
+
+def engine_for(url: str) -> Engine:
+    """The one engine of this process for ``url``: built on first use, then shared (its connection pool too).
+
+    Every product code path (CLI, ingest service and workers, queries, dashboard, doctor, migrations) gets its
+    engine here instead of building one per call: one pool per process and database, no engine built and disposed
+    around each small query. Keyed on the process id as well, so a forked worker never uses connections it
+    inherited from its parent. Do not ``dispose()`` it: it is shared.
+
+    Raises:
+        SettingsError: the URL cannot be parsed or names an unsupported driver (see :func:`make_engine`).
+    """
+    key = (url, os.getpid())
+    with _ENGINES_LOCK:
+        engine = _ENGINES.get(key)
+        if engine is not None:
+            _ENGINES.move_to_end(key)
+            return engine
+        engine = _ENGINES[key] = make_engine(url)
+        while len(_ENGINES) > _MAX_ENGINES:
+            (_, old_pid), old = _ENGINES.popitem(last=False)
+            if old_pid == os.getpid():
+                old.dispose()  # connections in use stay valid until returned; the engine itself stays usable
+        return engine
+
+
 def session_factory(engine: Engine) -> sessionmaker[Session]:
     """A session factory bound to ``engine`` (objects stay usable after commit)."""
     return sessionmaker(bind=engine, expire_on_commit=False)
@@ -84,9 +119,8 @@ def migrate(url: str, revision: str = "head") -> None:
     """
     from alembic import command
 
-    engine = make_engine(url)
     try:
-        with engine.begin() as conn:
+        with engine_for(url).begin() as conn:
             cfg = alembic_config(url)
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, revision)
@@ -94,8 +128,6 @@ def migrate(url: str, revision: str = "head") -> None:
         raise MigrationError(f"cannot reach database {_safe(url)}: {exc.orig}. Is the server running?") from exc
     except SQLAlchemyError as exc:
         raise MigrationError(f"migrating {_safe(url)} to {revision} failed: {exc}") from exc
-    finally:
-        engine.dispose()
     log.info("database %s at revision %s", _safe(url), revision)
 
 
@@ -103,12 +135,8 @@ def current_revision(url: str) -> str | None:
     """The Alembic revision the database at ``url`` is at (None for an empty database)."""
     from alembic.runtime.migration import MigrationContext
 
-    engine = make_engine(url)
-    try:
-        with engine.connect() as conn:
-            return MigrationContext.configure(conn).get_current_revision()
-    finally:
-        engine.dispose()
+    with engine_for(url).connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
 
 
 def head_revision() -> str:
