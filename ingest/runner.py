@@ -15,7 +15,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from sqlalchemy.orm import Session
 
@@ -30,9 +30,11 @@ from ingest.jobs import (
     claim_job,
     complete_batch,
     heartbeat,
+    job_request,
     job_status,
     mark_running,
 )
+from ingest.payloads import BatchPayload
 from retrieval.models import EncoderVersion, IngestJob
 
 if TYPE_CHECKING:
@@ -41,15 +43,14 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 
-def _items_of(payload: dict[str, Any]) -> list[str]:
-    kind = payload.get("kind")
-    if kind == "images":
+def _items_of(payload: BatchPayload) -> list[str]:
+    if payload["kind"] == "images":
         return [str(i["path"]) for i in payload["items"]]
-    if kind == "tiles":
+    if payload["kind"] == "tiles":
         return [f"{payload['slide_path']}@{t[0]}:{t[1]},{t[2]}+{t[3]}" for t in payload["tiles"]]
-    if kind == "reembed":
+    if payload["kind"] == "reembed":
         return [f"image {i}" for i in payload["image_ids"]]
-    return [f"batch of kind {kind!r}"]
+    return [f"batch of kind {payload.get('kind')!r}"]  # a message from another version: never crash on it
 
 
 def finish_reembed(
@@ -69,8 +70,7 @@ def finish_reembed(
 
     if job.kind != "reembed":
         return
-    request = (job.sources or [{}])[0]
-    if not request.get("activate", True):
+    if not job_request(job).get("activate", True):
         return
     if job.failed:
         job.status = "failed"
@@ -84,7 +84,7 @@ def finish_reembed(
     logger.info("re-embedding job %d complete: encoder %s is now active", job.id, version.name)
 
 
-def execute_batch(ctx: IngestContext, job_id: int, batch_index: int, payload: dict[str, Any]) -> BatchOutcome:
+def execute_batch(ctx: IngestContext, job_id: int, batch_index: int, payload: BatchPayload) -> BatchOutcome:
     """Run one batch and record it in the job exactly once.
 
     Raises:
@@ -138,7 +138,7 @@ def backoff(attempt: int, base: float = 0.5, cap: float = 30.0) -> float:
 
 
 def _execute_with_retries(
-    ctx: IngestContext, job_id: int, index: int, payload: dict[str, Any], max_attempts: int
+    ctx: IngestContext, job_id: int, index: int, payload: BatchPayload, max_attempts: int
 ) -> None:
     for attempt in range(max_attempts):
         try:
@@ -155,7 +155,7 @@ def _execute_with_retries(
 def run_embedded(
     ctx: IngestContext,
     job_id: int,
-    batches: Sequence[dict[str, Any]],
+    batches: Sequence[BatchPayload],
     *,
     progress: Callable[[JobStatus], None] | None = None,
     max_attempts: int = 8,
@@ -212,7 +212,7 @@ def run_embedded(
 def _run_batches(
     ctx: IngestContext,
     job_id: int,
-    batches: Sequence[dict[str, Any]],
+    batches: Sequence[BatchPayload],
     indices: list[int] | None,
     report: Callable[[], None],
     max_attempts: int,

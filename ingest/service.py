@@ -21,6 +21,7 @@ from ingest.jobs import JobStatus, create_job, fail_job
 from ingest.jobs import job_status as _job_status
 from ingest.jobs import list_jobs as _list_jobs
 from ingest.paths import display_path
+from ingest.payloads import BatchPayload, JobRequest, ReembedBatch
 from ingest.planning import Plan, TilingOptions, plan_ingest
 
 if TYPE_CHECKING:
@@ -67,7 +68,7 @@ def _store_scope(settings: Settings, store: VectorStore | None) -> Iterator[Vect
 
 def _dispatch(
     job_id: int,
-    batches: Sequence[dict[str, Any]],
+    batches: Sequence[BatchPayload],
     *,
     settings: Settings,
     store: VectorStore | None,
@@ -221,15 +222,15 @@ def submit_ingest(
             group_from=group_from,
             roots=allowed,
         )
-        request = {
-            "inputs": [display_path(Path(p).expanduser().absolute()) for p in paths],
-            "manifest": display_path(manifest) if manifest else None,
-            "labels_from_folders": labels_from_folders,
-            "groups_csv": str(groups_csv) if groups_csv else None,
-            "group_from": group_from,
-            "tiling": (tiling or TilingOptions()).__dict__,
-            "roots": allowed.as_strings() if allowed else None,
-        }
+        request = JobRequest(
+            inputs=[display_path(Path(p).expanduser().absolute()) for p in paths],
+            manifest=display_path(manifest) if manifest else None,
+            labels_from_folders=labels_from_folders,
+            groups_csv=str(groups_csv) if groups_csv else None,
+            group_from=group_from,
+            tiling=(tiling or TilingOptions()).__dict__,
+            roots=allowed.as_strings() if allowed else None,
+        )
         job = create_job(
             session=session,
             kind="ingest",
@@ -286,11 +287,11 @@ def submit_reembed(
             version = active_encoder_version(session=session, name=encoder)
         ids = list(session.scalars(select(Image.id).where(Image.status == "done").order_by(Image.id)).all())
         size = settings.ingest_batch_size
-        batches = [{"kind": "reembed", "image_ids": ids[i : i + size]} for i in range(0, len(ids), size)]
+        batches = [ReembedBatch(kind="reembed", image_ids=ids[i : i + size]) for i in range(0, len(ids), size)]
         job = create_job(
             session=session,
             kind="reembed",
-            request={"encoder": version.name, "activate": activate},
+            request=JobRequest(encoder=version.name, activate=activate),
             batches=len(batches),
             total=len(ids),
             dataset_id=None,
@@ -322,7 +323,7 @@ def resume_job(
         JobNotFoundError: no such job. IngestError: not an interrupted ingestion job, or its inputs changed since
             it was planned (another batch count).
     """
-    from ingest.jobs import CANCELLED, effective_status, ledger
+    from ingest.jobs import CANCELLED, effective_status, job_request, ledger
     from ingest.paths import Roots
     from retrieval.models import IngestJob
 
@@ -341,7 +342,7 @@ def resume_job(
             )
         if job.kind != "ingest":
             raise IngestError(f"job {job_id} is a {job.kind} job: run `histoquery reembed` again instead of resuming")
-        request, book = (job.sources or [{}])[0], ledger(job)
+        request, book = job_request(job), ledger(job)
         plan = _plan(
             request.get("inputs") or [],
             session=session,
@@ -352,7 +353,7 @@ def resume_job(
             tiling=TilingOptions(**(request.get("tiling") or {})),
             groups_csv=request.get("groups_csv"),
             group_from=request.get("group_from"),
-            roots=Roots(request["roots"]) if request.get("roots") else None,
+            roots=Roots(saved_roots) if (saved_roots := request.get("roots")) else None,
         )
         if len(plan.batches) != int(book["batches"]):
             raise IngestError(

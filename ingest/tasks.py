@@ -14,6 +14,7 @@ from typing import Any
 from celery import Task, shared_task
 
 from ingest.errors import transient_errors
+from ingest.payloads import BatchPayload
 
 logger = logging.getLogger(__name__)
 
@@ -54,7 +55,7 @@ def worker_context(app: Any) -> Any:
     retry_jitter=True,
     max_retries=50,
 )
-def ingest_batch(self: Task, job_id: int, batch_index: int, payload: dict[str, Any]) -> dict[str, int]:
+def ingest_batch(self: Task, job_id: int, batch_index: int, payload: BatchPayload) -> dict[str, int]:
     """Process batch ``batch_index`` of job ``job_id`` (payload: see :mod:`ingest.pipeline`)."""
     from ingest.runner import execute_batch
 
