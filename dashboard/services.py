@@ -51,11 +51,11 @@ def current_settings() -> Settings:
 
 @st.cache_resource(show_spinner="Opening the database and the vector store ...")
 def _services(key: str) -> Services:
-    from retrieval.db import engine_for, migrate, session_factory
+    from retrieval.db import engine_for, ensure_schema, session_factory
     from retrieval.store import open_vector_store
 
     settings = Settings.model_validate_json(key)
-    migrate(settings.db_url)  # idempotent: an up-to-date database is left as it is
+    ensure_schema(settings.db_url)  # an empty database is created; one behind the code is refused with the fix
     engine = engine_for(settings.db_url)
     store = open_vector_store(settings)
     logger.info("dashboard services ready: %s, %s backend", engine.url.get_backend_name(), settings.vector_backend)

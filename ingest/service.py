@@ -38,13 +38,16 @@ EMBEDDED_ATTEMPTS = 8
 
 
 @contextmanager
-def _session(settings: Settings, migrate: bool = False) -> Iterator[Session]:
-    """A session on the process's one engine for ``settings.db_url`` (:func:`retrieval.db.engine_for`)."""
-    from retrieval.db import engine_for, require_schema, session_factory
-    from retrieval.db import migrate as run_migrations
+def _session(settings: Settings, writes: bool = False) -> Iterator[Session]:
+    """A session on the process's one engine for ``settings.db_url`` (:func:`retrieval.db.engine_for`).
 
-    if migrate:
-        run_migrations(settings.db_url)
+    ``writes``: a submission about to create rows first lets :func:`retrieval.db.ensure_schema` decide (an empty
+    database is created; one behind the code is refused with the fix, never upgraded here).
+    """
+    from retrieval.db import engine_for, ensure_schema, require_schema, session_factory
+
+    if writes:
+        ensure_schema(settings.db_url)
     engine = engine_for(settings.db_url)
     require_schema(engine)
     with session_factory(engine)() as session:
@@ -207,7 +210,7 @@ def submit_ingest(
         raise IngestError("nothing to ingest: give at least one PATH or --manifest")
     wanted_roots = list(settings.allowed_roots if roots is None else roots)
     allowed = Roots(wanted_roots) if wanted_roots else None
-    with _session(settings, migrate=True) as session:
+    with _session(settings, writes=True) as session:
         version = active_encoder_version(session=session, name=settings.active_encoder)
         ds = get_or_create_dataset(dataset, session=session)
         plan = _plan(
@@ -279,7 +282,7 @@ def submit_reembed(
 
     if (encoder is None) == (checkpoint is None):
         raise IngestError("give exactly one of --encoder VERSION or --checkpoint FILE")
-    with _session(settings, migrate=True) as session:
+    with _session(settings, writes=True) as session:
         if checkpoint is not None:
             with _store_scope(settings, store) as st:
                 version = register_encoder(Path(checkpoint), session=session, store=st, name=name)

@@ -148,6 +148,53 @@ def head_revision() -> str:
     return head
 
 
+def ensure_schema(url: str) -> None:
+    """The one decision on the schema before a command writes (ingest, re-embed, the dashboard's start).
+
+    - at the code's revision: nothing to do;
+    - an empty database (the first run of the embedded default, a fresh server database): created at the newest
+      revision, which is safe: there is nothing to change;
+    - at an older revision: refused with the fix (``histoquery doctor --migrate``), never upgraded implicitly. An
+      upgrade of a shared database is an operator's step (back up, stop the workers, migrate once), not a side
+      effect of whichever worker or dashboard starts first;
+    - at a revision this code does not know (a newer release wrote it): refused, upgrade HistoQuery instead.
+
+    ``histoquery doctor --migrate`` (:func:`migrate`) and the demo's first-run setup are the places that upgrade.
+
+    Raises:
+        MigrationError: the schema is behind or ahead of this code (the message names the fix), or the database
+            cannot be reached.
+    """
+    from alembic.script import ScriptDirectory
+
+    try:
+        current = current_revision(url)
+    except OperationalError as exc:
+        raise MigrationError(f"cannot reach database {_safe(url)}: {exc.orig}. Is the server running?") from exc
+    head = head_revision()
+    if current == head:
+        return
+    if current is None:
+        if inspect(engine_for(url)).has_table("encoder_versions"):
+            raise MigrationError(
+                f"database {_safe(url)} has HistoQuery tables but no schema revision: it was not created by "
+                "`histoquery doctor --migrate`; point HISTOQUERY_DATABASE_URL at a fresh database"
+            )
+        log.info("database %s is empty: creating the schema (first run)", _safe(url))
+        migrate(url)
+        return
+    known = {rev.revision for rev in ScriptDirectory.from_config(alembic_config(url)).walk_revisions()}
+    if current in known:
+        raise MigrationError(
+            f"database {_safe(url)} is at schema revision {current}, this version of HistoQuery needs {head}: "
+            "back it up, stop the workers, then run `histoquery doctor --migrate` once"
+        )
+    raise MigrationError(
+        f"database {_safe(url)} is at schema revision {current}, which this version of HistoQuery does not know "
+        f"(it needs {head}): a newer release wrote it; upgrade HistoQuery"
+    )
+
+
 def require_schema(engine: Engine) -> None:
     """Raise a :class:`MigrationError` with the fix when the database has no HistoQuery schema."""
     if not inspect(engine).has_table("encoder_versions"):

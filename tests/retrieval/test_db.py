@@ -42,3 +42,33 @@ def test_ingest_and_queries_share_the_process_engine(tmp_path: Path) -> None:
         ctx.close()
     with db.engine_for(settings.db_url).connect() as conn:  # closing the context left the shared engine working
         assert conn.execute(text("select count(*) from encoder_versions")).scalar() == 0
+
+
+def test_ensure_schema_creates_an_empty_database_and_refuses_one_behind(tmp_path: Path) -> None:
+    """One place decides (``ensure_schema``): an empty database is created, one behind the code is refused with the
+    fix and left as it is (upgrades are ``histoquery doctor --migrate``'s), an unknown revision is refused.
+
+    Planted bug: ``ensure_schema`` calling ``migrate`` for a database behind the code (the old implicit upgrade)
+    fails this test.
+    """
+    import pytest
+
+    from retrieval.errors import MigrationError
+
+    fresh = f"sqlite:///{tmp_path / 'fresh.db'}"
+    db.ensure_schema(fresh)
+    assert db.current_revision(fresh) == db.head_revision()
+    db.ensure_schema(fresh)  # up to date: nothing to do
+
+    old = f"sqlite:///{tmp_path / 'old.db'}"
+    db.migrate(old, revision="0003")
+    with pytest.raises(MigrationError, match=r"revision 0003, .* needs 0004: .*`histoquery doctor --migrate`"):
+        db.ensure_schema(old)
+    assert db.current_revision(old) == "0003"
+
+    ahead = f"sqlite:///{tmp_path / 'ahead.db'}"
+    db.migrate(ahead)
+    with db.engine_for(ahead).begin() as conn:
+        conn.execute(text("UPDATE alembic_version SET version_num = '9999'"))
+    with pytest.raises(MigrationError, match="does not know .* upgrade HistoQuery"):
+        db.ensure_schema(ahead)
