@@ -144,9 +144,11 @@ def run_ours(paths: list[Path], ckpt: Path, batch: int, device: str, threads: in
 
 
 def run_naive(paths: list[Path], ckpt: Path, device: str) -> tuple[float, int]:
+    import hashlib
+
     from sqlalchemy import select
 
-    from ingest.decode import content_hash, decode_bytes, read_bytes
+    from ingest.decode import decode_bytes
     from retrieval.catalog import active_encoder_version, get_or_create_dataset, store_embeddings
     from retrieval.db import make_engine, session_factory
     from retrieval.models import Image
@@ -165,8 +167,8 @@ def run_naive(paths: list[Path], ckpt: Path, device: str) -> tuple[float, int]:
         start = time.perf_counter()
         done = 0
         for path in paths:
-            data = read_bytes(path)
-            digest = content_hash(data)
+            data = Path(path).read_bytes()
+            digest = hashlib.sha256(data).hexdigest()
             if session.scalar(select(Image.id).where(Image.dataset_id == ds.id, Image.content_hash == digest)):
                 continue
             image = decode_bytes(data, path)
@@ -185,12 +187,12 @@ def run_naive(paths: list[Path], ckpt: Path, device: str) -> tuple[float, int]:
 
 def breakdown(paths: list[Path], ckpt: Path, device: str, batch: int, threads: int) -> dict[str, float]:
     """Stage ceilings in images/s: decode+preprocess (thread pool), embed only (batches), read bytes only."""
-    from ingest.decode import decode_bytes, read_bytes
+    from ingest.decode import decode_bytes
     from training.encoder import Encoder
 
     encoder = Encoder.from_checkpoint(ckpt, device=device)
     t = time.perf_counter()
-    blobs = [read_bytes(p) for p in paths]
+    blobs = [Path(p).read_bytes() for p in paths]
     read_s = time.perf_counter() - t
 
     def prep(i: int) -> np.ndarray:

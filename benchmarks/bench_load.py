@@ -244,10 +244,10 @@ def _expected(base_files: list[Path], load_files: list[Path]) -> dict[str, int]:
     to other files: ingestion must skip them (same content in the same dataset), and store content present in both
     datasets once in each.
     """
-    from ingest.decode import content_hash
+    from ingest.decode import file_hash
 
-    base = {content_hash(p.read_bytes()) for p in base_files}
-    load = {content_hash(p.read_bytes()) for p in load_files}
+    base = {file_hash(p) for p in base_files}
+    load = {file_hash(p) for p in load_files}
     return {"rows": len(base) + len(load), "distinct": len(base | load), "load_duplicates": len(load_files) - len(load)}
 
 

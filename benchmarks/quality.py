@@ -53,7 +53,7 @@ from gpu_quality import histogram_embed  # noqa: E402  (the joint 8x8x8 RGB hist
 
 from retrieval import metrics as M  # noqa: E402
 from retrieval.pairgen import generate_pairs  # noqa: E402
-from training.data import IMAGE_SUFFIXES  # noqa: E402
+from training.pixels import IMAGE_SUFFIXES  # noqa: E402
 
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "lc25000_lung"
 SIDE_A, SIDE_B = "quality-train-side", "quality-held-out"
@@ -178,7 +178,7 @@ def score_vectors(vectors: np.ndarray, items: list[Item], n_pairs: int, seed: in
         [it.label for it in items],
         n_pairs,
         groups=[it.group for it in items],
-        never_same_group=pairs_across_groups(items),
+        exclude_same_group=pairs_across_groups(items),
         seed=seed,
     )
     s = np.einsum("ij,ij->i", vectors[[p.a for p in pairs]], vectors[[p.b for p in pairs]])
@@ -252,11 +252,11 @@ def product_row(
     with Retrieval.from_settings(settings) as r:
         across_a, across_b = pairs_across_groups(eval_a), pairs_across_groups(eval_b)
         cal = score_dataset(
-            r, SIDE_A, n_pairs=args.calib_pairs, seed=args.seed, never_same_group=across_a, topk_queries=0
+            r, SIDE_A, n_pairs=args.calib_pairs, seed=args.seed, exclude_same_group=across_a, topk_queries=0
         )
         calibration = calibrate(r, cal)
         held = score_dataset(
-            r, SIDE_B, n_pairs=args.eval_pairs, seed=args.seed + 1, never_same_group=across_b,
+            r, SIDE_B, n_pairs=args.eval_pairs, seed=args.seed + 1, exclude_same_group=across_b,
             topk_queries=args.knn_queries,
         )  # fmt: skip
         report = evaluate(r, held)

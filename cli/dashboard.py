@@ -40,7 +40,7 @@ def streamlit_command(port: int, host: str, headless: bool) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cli.main import CLIError
+    from cli.errors import CLIError
 
     if not 1 <= args.port <= 65535:
         raise CLIError(f"--port {args.port} is not a TCP port: use 1-65535")

@@ -158,7 +158,7 @@ def train_step(args: argparse.Namespace, data: Path, out: Path, report: Report) 
 
 
 def run(args: argparse.Namespace) -> int:
-    from cli.main import CLIError
+    from cli.errors import CLIError
     from retrieval.settings import get_settings
 
     if not args.quiet and args.verbose <= 1:
@@ -249,17 +249,15 @@ def print_report(report: Report) -> None:
 @contextmanager
 def _catalog(settings: Any) -> Iterator[tuple[Any, Any]]:
     """A SQL session and the vector store, closed on exit (the embedded store is one process's at a time)."""
-    from retrieval.db import make_engine, session_factory
+    from retrieval.db import engine_for, session_factory
     from retrieval.store import open_vector_store
 
-    engine = make_engine(settings.db_url)
     store = open_vector_store(settings)
     try:
-        with session_factory(engine)() as session:
+        with session_factory(engine_for(settings.db_url))() as session:
             yield session, store
     finally:
         store.close()
-        engine.dispose()
 
 
 def register_step(settings: Any, checkpoint: Path, report: Report) -> None:
@@ -281,9 +279,6 @@ def register_step(settings: Any, checkpoint: Path, report: Report) -> None:
     print(f"      active encoder version {version.name}")
 
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
-
-
 #: The source image a Kather 2016 tile was cut from (its file name says so): the group of the demo's split.
 SOURCE_IMAGE = r"(CRC-Prim-HE-\d+)"
 
@@ -300,10 +295,11 @@ def write_manifest(data: Path, out: Path, seed: int = 0) -> dict[str, int]:
     import re
 
     from retrieval.groups import split_groups
+    from training.pixels import IMAGE_SUFFIXES
 
     labels = sorted(p for p in data.iterdir() if p.is_dir() and not p.name.startswith("."))
     if len(labels) < 2:
-        from cli.main import CLIError
+        from cli.errors import CLIError
 
         raise CLIError(
             f"--data {data}: needs at least two class sub-folders (folder name = label), found {len(labels)}"

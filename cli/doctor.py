@@ -25,12 +25,13 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from retrieval.db import current_revision, head_revision, make_engine, migrate, require_schema, session_factory
+    from cli.tables import table
+    from retrieval.db import current_revision, engine_for, head_revision, migrate, require_schema, session_factory
     from retrieval.doctor import check
     from retrieval.errors import MigrationError
+    from retrieval.jsonable import dumps
     from retrieval.settings import get_settings
     from retrieval.store import open_vector_store
-    from retrieval.tables import dumps, table
 
     settings = get_settings()
     if args.migrate:
@@ -40,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
         raise MigrationError(
             f"database is at revision {rev}, the code expects {head}: run `histoquery doctor --migrate`"
         )
-    engine = make_engine(settings.db_url)
+    engine = engine_for(settings.db_url)
     require_schema(engine)
     store = open_vector_store(settings)
     try:
@@ -53,7 +54,6 @@ def run(args: argparse.Namespace) -> int:
                         reembedded[rep.version] = _reembed(rep.version, rep.missing_image_ids, session, store, settings)
     finally:
         store.close()
-        engine.dispose()
     ok = all(r.ok for r in reports)
     if args.json:
         print(dumps({"schema_revision": rev, "ok": ok, "versions": [r.as_dict() for r in reports],

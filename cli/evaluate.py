@@ -51,10 +51,12 @@ def register(subparsers: Any) -> None:
     )
     grp = p.add_mutually_exclusive_group()
     grp.add_argument(
-        "--never-same-slide",
+        "--exclude-same-group",
         action="store_true",
         help="force group-disjoint pairs and top-k (the default whenever the dataset has groups)",
     )
+    # the flag's old name: a hidden alias, so nothing a user types breaks
+    grp.add_argument("--never-same-slide", dest="exclude_same_group", action="store_true", help=argparse.SUPPRESS)
     grp.add_argument(
         "--allow-same-group",
         action="store_true",
@@ -78,15 +80,15 @@ def run(args: argparse.Namespace) -> int:
         score_folder,
         score_pairs_file,
     )
+    from retrieval.jsonable import dumps
     from retrieval.pairs_io import read_pairs_csv
     from retrieval.settings import get_settings
-    from retrieval.tables import dumps
 
     if (args.calibrate or args.split) and (args.threshold is not None or args.threshold_d is not None):
         raise EvaluationError("--calibrate / --split choose the threshold themselves: drop --threshold / --threshold-d")
     if args.split and args.labeled is None:
         raise EvaluationError("--split group splits a stored dataset's groups: use it with --labeled DATASET")
-    never_same = True if args.never_same_slide else (False if args.allow_same_group else None)
+    exclude_same = True if args.exclude_same_group else (False if args.allow_same_group else None)
     with Retrieval.from_settings(get_settings(), encoder_name=args.encoder) as r:
         if args.split:
             cal, held = score_dataset_split(r, args.labeled, n_pairs=args.n_pairs, seed=args.seed,
@@ -101,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
                 scored = score_pairs_file(r, read_pairs_csv(args.pairs, require_labels=True))
             elif args.labeled is not None:
                 scored = score_dataset(r, args.labeled, n_pairs=args.n_pairs, seed=args.seed,
-                                       never_same_group=never_same)  # fmt: skip
+                                       exclude_same_group=exclude_same)  # fmt: skip
             else:
                 scored = score_folder(r, args.labeled_folder, n_pairs=args.n_pairs, seed=args.seed)
             if args.calibrate:
@@ -122,7 +124,7 @@ def run(args: argparse.Namespace) -> int:
 def render(report: dict[str, Any]) -> str:
     """The report as text: an in-sample mark first, summary, groups and seed, the sweep table, thresholds, top-k
     metrics, then the calibration side of a ``--split`` run."""
-    from retrieval.tables import fmt, table
+    from cli.tables import fmt, table
 
     lines = []
     if report.get("in_sample"):

@@ -73,7 +73,7 @@ def report(status: Any, max_failures: int = 20) -> int:
         f"job {status.id} {status.status}: {status.done} stored, {status.skipped} skipped (already stored), "
         f"{status.failed} failed, of {status.total}"
     )
-    from retrieval.tables import printable
+    from cli.tables import printable
 
     if status.error:
         print(f"error: {printable(status.error)}", file=sys.stderr)

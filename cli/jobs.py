@@ -38,9 +38,9 @@ def _resume(job_id: int, settings: Any) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    from cli.tables import printable
     from ingest.service import job_status, list_jobs
     from retrieval.settings import get_settings
-    from retrieval.tables import printable
 
     settings = get_settings()
     if args.cancel is not None:

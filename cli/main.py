@@ -1,27 +1,38 @@
 """Entry point of the ``histoquery`` console script.
 
 Each subcommand lives in its own module under ``cli/`` and exposes ``register(subparsers)``; the module imports
-its heavy dependencies inside the handler so that ``histoquery --help`` stays fast. Handlers return an exit code.
+its heavy dependencies inside the handler so that ``histoquery --help`` stays fast. Handlers return an exit code;
+a user-facing problem is a :class:`cli.errors.CLIError`.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import logging
 import sys
 from collections.abc import Sequence
 
-# Subcommand modules, in the order they appear in --help. A module missing here is simply not offered.
-SUBCOMMANDS = ("train", "ingest", "worker", "jobs", "query", "evaluate", "doctor", "reembed", "dashboard", "demo")
+from cli import dashboard as dashboard_cmd
+from cli import demo as demo_cmd
+from cli import doctor as doctor_cmd
+from cli import evaluate as evaluate_cmd
+from cli import ingest as ingest_cmd
+from cli import jobs as jobs_cmd
+from cli import query as query_cmd
+from cli import reembed as reembed_cmd
+from cli import train as train_cmd
+from cli import worker as worker_cmd
+from cli.errors import CLIError
 
+# Subcommand modules, in the order they appear in --help. Imported plainly: a missing module is an install error
+# to see at once, not a subcommand silently left out of --help.
+_MODULES = (
+    train_cmd, ingest_cmd, worker_cmd, jobs_cmd, query_cmd, evaluate_cmd, doctor_cmd, reembed_cmd, dashboard_cmd,
+    demo_cmd,
+)  # fmt: skip
+SUBCOMMANDS = tuple(module.__name__.rpartition(".")[2] for module in _MODULES)
 
-class CLIError(Exception):
-    """A user-facing error: printed without a traceback, exit code 2 unless given."""
-
-    def __init__(self, message: str, exit_code: int = 2) -> None:
-        super().__init__(message)
-        self.exit_code = exit_code
+__all__ = ["SUBCOMMANDS", "CLIError", "build_parser", "main"]
 
 
 def configure_logging(verbosity: int) -> None:
@@ -36,17 +47,9 @@ def configure_logging(verbosity: int) -> None:
 
 def _user_errors() -> tuple[type[BaseException], ...]:
     """Exceptions that are the user's to fix: shown as one clear line, no traceback."""
-    errors: list[type[BaseException]] = [CLIError]
-    for module_name, class_name in (
-        ("training.errors", "TrainingError"),
-        ("retrieval.errors", "RetrievalError"),
-        ("ingest.errors", "IngestError"),
-    ):
-        try:
-            errors.append(getattr(importlib.import_module(module_name), class_name))
-        except (ImportError, AttributeError):
-            continue
-    return tuple(errors)
+    from ingest.errors import USER_ERRORS
+
+    return (CLIError, *USER_ERRORS)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -54,13 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="count", default=1, help="more log output (-vv for debug)")
     parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in SUBCOMMANDS:
-        try:
-            module = importlib.import_module(f"cli.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"cli.{name}":
-                continue
-            raise
+    for module in _MODULES:
         module.register(sub)
     return parser
 

@@ -1,7 +1,7 @@
 """``histoquery query``: pair decisions and top-k neighbours from the command line.
 
   histoquery query pair A B [--threshold COS | --threshold-d D]
-  histoquery query topk IMG -k 10 [--dataset NAME] [--label L] [--slide ID] [--exclude-same-slide]
+  histoquery query topk IMG -k 10 [--dataset NAME] [--label L] [--slide ID] [--exclude-same-group]
   histoquery query pairs pairs.csv -o decisions.csv
 
 A and B (and IMG) are stored image ids (digits) or image files (embedded on the fly with the active encoder).
@@ -11,6 +11,7 @@ Tables by default, ``--json`` for programs.
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +42,14 @@ def register(subparsers: Any) -> None:
     pt.add_argument("--dataset", default=None, help="only this dataset")
     pt.add_argument("--label", default=None, help="only this label")
     pt.add_argument("--slide", type=int, default=None, help="only tiles of this slide id")
-    pt.add_argument("--exclude-same-slide", action="store_true", help="no tiles of the query's own slide")
+    pt.add_argument(
+        "--exclude-same-group",
+        action="store_true",
+        help="no images of the query's group (patient / case / source image; a tile's group is its slide unless "
+        "--groups, --group-from or a manifest gave it one)",
+    )
+    # the flag's old name (before groups were first-class): a hidden alias, so nothing a user types breaks
+    pt.add_argument("--exclude-same-slide", dest="old_exclude_same_slide", action="store_true", help=argparse.SUPPRESS)
     pt.add_argument("--include-self", action="store_true", help="let a stored query image appear in its results")
     pt.add_argument("--group-by-slide", action="store_true", help="group the table by slide")
     pt.add_argument("--json", action="store_true", help="print JSON")
@@ -63,8 +71,9 @@ def _open(args: argparse.Namespace) -> Any:
 
 
 def run_pair(args: argparse.Namespace) -> int:
+    from cli.tables import table
+    from retrieval.jsonable import dumps
     from retrieval.resolve import parse_query
-    from retrieval.tables import dumps, table
 
     with _open(args) as r:
         res = r.pair(parse_query(args.a), parse_query(args.b), threshold=args.threshold, threshold_d=args.threshold_d)
@@ -80,14 +89,18 @@ def run_pair(args: argparse.Namespace) -> int:
 
 
 def run_topk(args: argparse.Namespace) -> int:
+    from cli.tables import table
     from retrieval.api import group_by_slide
+    from retrieval.jsonable import dumps
     from retrieval.resolve import parse_query
     from retrieval.store.base import SearchFilter
-    from retrieval.tables import dumps, table
 
+    if args.old_exclude_same_slide:
+        print("note: --exclude-same-slide is now --exclude-same-group (a tile's group is its slide)", file=sys.stderr)
     flt = SearchFilter(dataset=args.dataset, label=args.label, slide_id=args.slide)
+    exclude_group = args.exclude_same_group or args.old_exclude_same_slide
     with _open(args) as r:
-        found = r.top_k(parse_query(args.image), k=args.k, filter=flt, exclude_same_slide=args.exclude_same_slide,
+        found = r.top_k(parse_query(args.image), k=args.k, filter=flt, exclude_same_group=exclude_group,
                         exclude_self=not args.include_self)  # fmt: skip
         version = r.version.name
     if args.json:
@@ -114,8 +127,9 @@ def run_topk(args: argparse.Namespace) -> int:
 def run_pairs(args: argparse.Namespace) -> int:
     import sys
 
+    from cli.tables import printable
+    from retrieval.jsonable import dumps
     from retrieval.pairs_io import answer_pairs, check_output_file, read_pairs_csv, write_decisions_csv
-    from retrieval.tables import dumps, printable
 
     check_output_file(args.output)  # before any work: a folder or an unwritable place is said at once
     pairs = read_pairs_csv(args.csv)

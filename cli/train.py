@@ -69,7 +69,7 @@ def register(subparsers: Any) -> None:
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
-    from cli.main import CLIError
+    from cli.errors import CLIError
 
     values: dict[str, Any] = {}
     for flag, field_name in _FLAG_FIELDS.items():

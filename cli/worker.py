@@ -22,7 +22,7 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cli.main import CLIError
+    from cli.errors import CLIError
     from retrieval.settings import get_settings
 
     settings = get_settings()

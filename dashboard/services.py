@@ -51,12 +51,12 @@ def current_settings() -> Settings:
 
 @st.cache_resource(show_spinner="Opening the database and the vector store ...")
 def _services(key: str) -> Services:
-    from retrieval.db import make_engine, migrate, session_factory
+    from retrieval.db import engine_for, ensure_schema, session_factory
     from retrieval.store import open_vector_store
 
     settings = Settings.model_validate_json(key)
-    migrate(settings.db_url)  # idempotent: an up-to-date database is left as it is
-    engine = make_engine(settings.db_url)
+    ensure_schema(settings.db_url)  # an empty database is created; one behind the code is refused with the fix
+    engine = engine_for(settings.db_url)
     store = open_vector_store(settings)
     logger.info("dashboard services ready: %s, %s backend", engine.url.get_backend_name(), settings.vector_backend)
     return Services(settings=settings, engine=engine, sessions=session_factory(engine), store=store, key=key)
@@ -114,8 +114,7 @@ def reset_store() -> None:
     key = settings_key(current_settings())
     try:
         svc = _services(key)
-        svc.store.close()
-        svc.engine.dispose()
+        svc.store.close()  # the engine is the process's one for this database (retrieval.db.engine_for): kept
     except Exception as exc:  # noqa: BLE001 - closing a broken store must not stop the reset
         logger.warning("closing the dashboard services failed (reopening anyway): %s", exc)
     _services.clear()

@@ -15,9 +15,10 @@ from typing import Any
 import streamlit as st
 from PIL import Image as PILImage
 
+from ingest.decode import IMAGE_TYPES as UPLOAD_TYPES
+
 logger = logging.getLogger(__name__)
 
-UPLOAD_TYPES = ("png", "jpg", "jpeg", "tif", "tiff", "bmp", "webp")
 THUMB_PX = 160
 
 
@@ -26,15 +27,9 @@ class UploadError(Exception):
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
-    errors: list[type[BaseException]] = [UploadError]
-    for module, name in (
-        ("retrieval.errors", "RetrievalError"),
-        ("ingest.errors", "IngestError"),
-        ("training.errors", "TrainingError"),
-    ):
-        with contextlib.suppress(ImportError, AttributeError):
-            errors.append(getattr(__import__(module, fromlist=[name]), name))
-    return tuple(errors)
+    from ingest.errors import USER_ERRORS
+
+    return (UploadError, *USER_ERRORS)
 
 
 @contextlib.contextmanager

@@ -57,10 +57,10 @@ class IngestContext:
         decode_threads: int | None = None,
         device: str | None = None,
     ) -> None:
-        from retrieval.db import make_engine, session_factory
+        from retrieval.db import engine_for, session_factory
 
         self.settings = settings
-        self.engine = make_engine(settings.db_url)
+        self.engine = engine_for(settings.db_url)  # the process's one engine for this database (shared)
         self.sessions: sessionmaker[Session] = session_factory(self.engine)
         self.device = device or settings.device
         self.pool = ThreadPoolExecutor(decode_threads or default_decode_threads(), thread_name_prefix="hq-decode")
@@ -123,12 +123,11 @@ class IngestContext:
                 fcntl.flock(fh, fcntl.LOCK_UN)
 
     def close(self) -> None:
-        """Release the thread pool, the store (if opened here) and the engine."""
+        """Release the thread pool and the store (if opened here); the engine is the process's, shared: kept."""
         self.pool.shutdown(wait=True)
         if self._store is not None and self._own_store:
             self._store.close()
         self._store = None
-        self.engine.dispose()
 
 
 def _open(factory: Any, settings: Settings) -> VectorStore:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
@@ -22,6 +21,8 @@ from ingest.errors import BadImageError
 from training.pixels import (
     DEFAULT_MAX_PIXELS,
     DEFAULT_MIN_SIDE,
+    IMAGE_SUFFIXES,
+    IMAGE_TYPES,
     DecodeBudget,
     PixelError,
     decode_with,
@@ -32,64 +33,20 @@ from training.pixels import (
 __all__ = [
     "DEFAULT_MAX_PIXELS",
     "DEFAULT_MIN_SIDE",
-    "IMAGE_EXTENSIONS",
-    "DecodedImage",
-    "content_hash",
+    "IMAGE_SUFFIXES",
+    "IMAGE_TYPES",
     "decode_bytes",
     "file_hash",
-    "load_and_hash",
     "load_image",
     "model_input",
-    "read_bytes",
     "to_rgb",
 ]
 
 T = TypeVar("T")
 
 
-@dataclass(frozen=True)
-class DecodedImage:
-    """A decoded, validated image with the hash of its file bytes.
-
-    Attributes:
-        image: 8-bit RGB image.
-        content_hash: sha256 hex digest of the file bytes (the identity used for exactly-once storage).
-        width: width after EXIF orientation.
-        height: height after EXIF orientation.
-    """
-
-    image: Image.Image
-    content_hash: str
-    width: int
-    height: int
-
-
 def _bad(exc: PixelError, path: str | Path) -> BadImageError:
     return BadImageError(path, exc.reason, stage=exc.stage)
-
-
-def read_bytes(path: str | Path) -> bytes:
-    """Read a (small) file's bytes, turning every OS error into a permanent :class:`BadImageError` (stage 'read').
-
-    Ingestion never calls this on the files it ingests (they are hashed in a stream and decoded from the file);
-    it is for tests and small inputs.
-
-    Raises:
-        BadImageError: missing, not a file, unreadable, or zero bytes.
-    """
-    p = Path(path)
-    try:
-        data = p.read_bytes()
-    except (OSError, ValueError) as exc:
-        raise BadImageError(p, read_failure(exc), stage="read") from exc
-    if not data:
-        raise BadImageError(p, "zero-byte file (empty)", stage="read")
-    return data
-
-
-def content_hash(data: bytes) -> str:
-    """sha256 hex digest of ``data``."""
-    return hashlib.sha256(data).hexdigest()
 
 
 def file_hash(path: str | Path) -> str:
@@ -183,20 +140,3 @@ def model_input(
         BadImageError: naming the file and the reason.
     """
     return _decode(path, path, lambda rgb: (preprocess(rgb), rgb.size), max_pixels, min_side, budget)
-
-
-def load_and_hash(
-    path: str | Path, *, max_pixels: int = DEFAULT_MAX_PIXELS, min_side: int = DEFAULT_MIN_SIDE
-) -> DecodedImage:
-    """Like :func:`load_image` but also returns the sha256 of the file bytes (hashed in a stream)."""
-    digest = file_hash(path)
-    image = load_image(path, max_pixels=max_pixels, min_side=min_side)
-    return DecodedImage(image=image, content_hash=digest, width=image.width, height=image.height)
-
-
-def is_probably_image(path: str | Path) -> bool:
-    """Whether a file's extension is one the folder walker picks up (see :data:`IMAGE_EXTENSIONS`)."""
-    return os.path.splitext(str(path))[1].lower() in IMAGE_EXTENSIONS
-
-
-IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".gif", ".webp", ".jp2", ".ppm"})

@@ -6,9 +6,20 @@ Every error names the file (or manifest row) it is about and says how to fix it.
 
 from __future__ import annotations
 
+import functools
+
+from retrieval.errors import RetrievalError
+from training.errors import TrainingError
+
 
 class IngestError(Exception):
     """Base class of every ingest error (user-facing: printed without a traceback)."""
+
+
+#: The error hierarchies whose messages are the user's to fix (each says how): the CLI prints them as one line
+#: (exit code 2) and the dashboard as one message, never a traceback. Their one list: each front end adds its own
+#: (``cli.main.CLIError``, ``dashboard.ui.UploadError``). Here because ingest may import the two packages below it.
+USER_ERRORS: tuple[type[Exception], ...] = (TrainingError, RetrievalError, IngestError)
 
 
 class PathNotAllowedError(IngestError):
@@ -61,3 +72,30 @@ class JobNotFoundError(IngestError):
 
 class TransientError(IngestError):
     """A temporary failure (broker, database or vector store unavailable): the task is retried with back-off."""
+
+
+@functools.cache
+def transient_errors() -> tuple[type[BaseException], ...]:
+    """The error types that mean "a service is unavailable right now": retry the batch with back-off.
+
+    Their one home, used by the runner (embedded retries), the Celery task (``autoretry_for``) and the service
+    (a job that stays unavailable fails as a whole). A function, not a constant, so that importing this module to
+    catch :class:`IngestError` (the CLI) does not import the database, broker and vector-store clients.
+    """
+    from qdrant_client.http.exceptions import ResponseHandlingException
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.exceptions import TimeoutError as RedisTimeoutError
+    from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
+
+    # redis and qdrant-client are hard dependencies: their connection errors are transient too.
+    return (
+        TransientError,
+        OperationalError,
+        InterfaceError,
+        DisconnectionError,
+        ConnectionError,
+        TimeoutError,
+        RedisConnectionError,
+        RedisTimeoutError,
+        ResponseHandlingException,
+    )

@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import cast
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
@@ -29,6 +29,7 @@ from sqlalchemy.orm.attributes import flag_modified
 
 from ingest.errors import JobNotFoundError
 from ingest.paths import display_path
+from ingest.payloads import JobRequest, Ledger, Owner
 from retrieval.models import FAILURE_STAGES, Dataset, EncoderVersion, IngestFailure, IngestJob, utcnow
 
 logger = logging.getLogger(__name__)
@@ -98,7 +99,7 @@ def create_job(
     *,
     session: Session,
     kind: str,
-    request: dict[str, Any],
+    request: JobRequest,
     batches: int,
     total: int,
     dataset_id: int | None,
@@ -111,7 +112,7 @@ def create_job(
         status="queued",
         dataset_id=dataset_id,
         encoder_version_id=encoder_version_id,
-        sources=[request, {"batches": batches, "completed": {}}],
+        sources=[request, Ledger(batches=batches, completed={})],
         total=total,
         failed=len(failures),
     )
@@ -149,12 +150,24 @@ def mark_running(job_id: int, *, session: Session) -> None:
     session.commit()
 
 
-def ledger(job: IngestJob) -> dict[str, Any]:
-    """The batch ledger of a job (see the module docstring)."""
+def job_request(job: IngestJob) -> JobRequest:
+    """What the job was asked (``sources[0]``, see the module docstring); ``{}`` for a row without one."""
+    sources = job.sources or []
+    return cast(JobRequest, sources[0]) if sources and isinstance(sources[0], dict) else JobRequest()
+
+
+def ledger(job: IngestJob) -> Ledger:
+    """The batch ledger of a job (``sources[1]``, see the module docstring)."""
     sources = job.sources or []
     if len(sources) >= 2 and isinstance(sources[1], dict):
-        return sources[1]
-    return {"batches": 0, "completed": {}}
+        return cast(Ledger, sources[1])
+    return Ledger(batches=0, completed={})
+
+
+def _save_ledger(job: IngestJob, book: Ledger) -> None:
+    """Write ``book`` back as the job's ledger (its request unchanged); the JSON column is marked changed."""
+    job.sources = [job_request(job), book]
+    flag_modified(job, "sources")
 
 
 def complete_batch(
@@ -200,8 +213,7 @@ def complete_batch(
     job.skipped += outcome.skipped
     job.failed += outcome.failed
     book["completed"][key] = [outcome.done, outcome.failed, outcome.skipped]
-    job.sources = [(job.sources or [{}])[0], book]
-    flag_modified(job, "sources")
+    _save_ledger(job, book)
     if job.status == "queued":
         job.status = "running"
         job.started_at = utcnow()
@@ -223,9 +235,9 @@ def _lock_job(job_id: int, session: Session) -> IngestJob:
     return job
 
 
-def this_owner() -> dict[str, Any]:
+def this_owner() -> Owner:
     """The owner record of this process (pid, host, heartbeat now)."""
-    return {"pid": os.getpid(), "host": socket.gethostname(), "heartbeat": time.time()}
+    return Owner(pid=os.getpid(), host=socket.gethostname(), heartbeat=time.time())
 
 
 def claim_job(job_id: int, *, session: Session) -> None:
@@ -233,8 +245,7 @@ def claim_job(job_id: int, *, session: Session) -> None:
     job = _lock_job(job_id, session)
     book = ledger(job)
     book["owner"] = this_owner()
-    job.sources = [(job.sources or [{}])[0], book]
-    flag_modified(job, "sources")
+    _save_ledger(job, book)
     session.commit()
 
 
@@ -242,17 +253,16 @@ def heartbeat(job_id: int, *, session: Session) -> None:
     """Refresh this process's heartbeat on a job it owns (no-op for a job owned by another process)."""
     job = _lock_job(job_id, session)
     book = ledger(job)
-    owner = book.get("owner") or {}
-    if owner.get("pid") == os.getpid() and owner.get("host") == socket.gethostname():
+    owner = book.get("owner")
+    if owner is not None and owner.get("pid") == os.getpid() and owner.get("host") == socket.gethostname():
         book["owner"] = this_owner()
-        job.sources = [(job.sources or [{}])[0], book]
-        flag_modified(job, "sources")
+        _save_ledger(job, book)
         session.commit()
     else:
         session.rollback()
 
 
-def owner_gone(owner: dict[str, Any] | None, now: float | None = None) -> bool:
+def owner_gone(owner: Owner | None, now: float | None = None) -> bool:
     """Whether a job's recorded owner process no longer runs (False when no owner is recorded: broker jobs)."""
     if not owner:
         return False

@@ -39,6 +39,7 @@ from ingest.decode import file_hash, model_input
 from ingest.errors import BadImageError, IngestError, PathNotAllowedError, SlideError, TransientError
 from ingest.jobs import BatchOutcome, Failure
 from ingest.paths import REFUSED, Roots, display_path
+from ingest.payloads import BatchPayload, ImageItem
 from retrieval.groups import slide_group
 from retrieval.models import Embedding, EncoderVersion, Image, IngestJob
 
@@ -68,11 +69,11 @@ def _failure(exc: Exception, source: str, stage: str) -> Failure:
     return Failure(source, stage, f"{type(exc).__name__}: {exc}")
 
 
-def _roots(ctx: IngestContext, payload: dict[str, Any]) -> list[Roots]:
+def _roots(ctx: IngestContext, payload: BatchPayload) -> list[Roots]:
     """The allowed roots a batch's files must lie in: its submitter's and this process's settings', if any."""
     found = []
-    if payload.get("roots"):
-        found.append(Roots(payload["roots"]))
+    if submitted := payload.get("roots"):
+        found.append(Roots(submitted))
     if ctx.settings.allowed_roots:
         found.append(Roots(ctx.settings.allowed_roots))
     return found
@@ -85,7 +86,7 @@ def _check_roots(path: str, roots: Sequence[Roots]) -> None:
 
 
 def _hash_file(
-    item: dict[str, Any], dataset_id: int, job_id: int, max_pixels: int, roots: Sequence[Roots], ctx: IngestContext
+    item: ImageItem, dataset_id: int, job_id: int, max_pixels: int, roots: Sequence[Roots], ctx: IngestContext
 ) -> Candidate | Failure:
     path = str(item["path"])
     try:
@@ -117,16 +118,15 @@ def _hash_file(
 
 
 def _candidates(
-    ctx: IngestContext, payload: dict[str, Any], job: IngestJob, session: Session
+    ctx: IngestContext, payload: BatchPayload, job: IngestJob, session: Session
 ) -> tuple[list[Candidate], list[Failure]]:
     """Turn a payload into candidates (hashing files on the thread pool) and failures."""
     from ingest.slides import cached_slide, read_region_rgb, tile_hash
 
-    kind = payload["kind"]
     failures: list[Failure] = []
     out: list[Candidate] = []
     roots = _roots(ctx, payload)
-    if kind == "images":
+    if payload["kind"] == "images":
         fn = partial(
             _hash_file,
             dataset_id=int(job.dataset_id or 0),
@@ -137,7 +137,7 @@ def _candidates(
         )
         for res in ctx.pool.map(fn, payload["items"]):
             (failures if isinstance(res, Failure) else out).append(res)  # type: ignore[arg-type]
-    elif kind == "tiles":
+    elif payload["kind"] == "tiles":
         path, out_size = str(payload["slide_path"]), int(payload["out_size"])
         try:
             _check_roots(path, roots)
@@ -171,7 +171,7 @@ def _candidates(
                 "job_id": job.id,
             }
             out.append(Candidate(f"{path}@{level}:{x},{y}+{size}", int(payload["dataset_id"]), digest, load, values))
-    elif kind == "reembed":
+    elif payload["kind"] == "reembed":
         from ingest.stored import image_model_input
 
         rows = session.scalars(select(Image).where(Image.id.in_(payload["image_ids"]))).all()
@@ -190,7 +190,7 @@ def _candidates(
         missing = set(payload["image_ids"]) - {r.id for r in rows}
         failures += [Failure(f"image {i}", "read", "image row was deleted before re-embedding") for i in missing]
     else:
-        raise IngestError(f"unknown batch kind {kind!r}")
+        raise IngestError(f"unknown batch kind {payload.get('kind')!r}")
     return out, failures
 
 
@@ -258,7 +258,7 @@ def _insert_rows(session: Session, cands: Sequence[Candidate], sizes: Sequence[t
     session.commit()
 
 
-def run_batch(ctx: IngestContext, job_id: int, payload: dict[str, Any]) -> BatchOutcome:
+def run_batch(ctx: IngestContext, job_id: int, payload: BatchPayload) -> BatchOutcome:
     """Process one batch: store every new valid item once, report skips and per-item failures.
 
     Raises:

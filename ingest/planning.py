@@ -19,11 +19,13 @@ from sqlalchemy.orm import Session
 from ingest.errors import SlideError
 from ingest.jobs import Failure
 from ingest.paths import Roots
+from ingest.payloads import BatchPayload, ImageItem, ImagesBatch, TilesBatch
 from ingest.sources import SourceItem, enumerate_sources
 from retrieval.groups import GroupRules, slide_group
 from retrieval.models import Slide
 
 if TYPE_CHECKING:
+    from ingest.slides import TilePlan
     from training.pixels import DecodeBudget
 
 logger = logging.getLogger(__name__)
@@ -46,7 +48,7 @@ class TilingOptions:
 class Plan:
     """Batches to run and failures found while planning; ``total`` counts every input item (tiles included)."""
 
-    batches: list[dict[str, Any]]
+    batches: list[BatchPayload]
     failures: list[Failure]
     total: int
 
@@ -55,7 +57,7 @@ def _chunks(seq: Sequence[Any], size: int) -> list[list[Any]]:
     return [list(seq[i : i + size]) for i in range(0, len(seq), size)]
 
 
-def _register_slide(session: Session, dataset_id: int, path: str, digest: str, plan: Any) -> int:
+def _register_slide(session: Session, dataset_id: int, path: str, digest: str, plan: TilePlan) -> int:
     info = plan.info
     values = {
         "dataset_id": dataset_id,
@@ -88,7 +90,7 @@ def plan_slide(
     session: Session,
     group: str | None = None,
     budget: DecodeBudget | None = None,
-) -> tuple[list[dict[str, Any]], int]:
+) -> tuple[list[TilesBatch], int]:
     """Register one slide and return its tile batches and tile count (the tiles' group: ``group``, else the slide).
 
     Raises:
@@ -108,19 +110,23 @@ def plan_slide(
         extra["slide_name"] = item.slide
     extra.update({"mpp": round(plan.target_mpp, 4), "mpp_source": plan.info.mpp_source})
     tiles = [[t.level, t.x, t.y, t.size, t.tissue] for t in plan.tiles]
-    base = {
-        "kind": "tiles",
-        "slide_id": slide_id,
-        "slide_path": item.path,
-        "slide_hash": digest,
-        "dataset_id": dataset_id,
-        "out_size": plan.out_size,
-        "label": item.label,
-        "group": group or slide_group(slide_id),
-        "extra": extra,
-    }
     logger.info("%s: %d tiles (%s mpp from %s)", item.path, len(tiles), plan.target_mpp, plan.info.mpp_source)
-    return [{**base, "tiles": chunk} for chunk in _chunks(tiles, batch_size)], len(tiles)
+    batches = [
+        TilesBatch(
+            kind="tiles",
+            slide_id=slide_id,
+            slide_path=item.path,
+            slide_hash=digest,
+            dataset_id=dataset_id,
+            out_size=plan.out_size,
+            label=item.label,
+            group=group or slide_group(slide_id),
+            extra=extra,
+            tiles=chunk,
+        )
+        for chunk in _chunks(tiles, batch_size)
+    ]
+    return batches, len(tiles)
 
 
 def plan_ingest(
@@ -163,19 +169,19 @@ def plan_ingest(
     failures = [Failure(f.source, f.stage, f.reason) for f in found.failures]
     images = [i for i in found.items if i.kind == "image"]
     slides = [i for i in found.items if i.kind == "slide"]
-    batches: list[dict[str, Any]] = []
+    batches: list[BatchPayload] = []
     total = len(images) + len(found.failures)
     entries = [
-        {
-            "path": i.path,
-            "label": i.label,
-            "dataset_id": resolve_dataset(i.dataset) if i.dataset else None,
-            "group": group_of(i),
-            "extra": ({**i.extra, "slide_name": i.slide} if i.slide else i.extra) or None,
-        }
+        ImageItem(
+            path=i.path,
+            label=i.label,
+            dataset_id=resolve_dataset(i.dataset) if i.dataset else None,
+            group=group_of(i),
+            extra=({**i.extra, "slide_name": i.slide} if i.slide else i.extra) or None,
+        )
         for i in images
     ]
-    batches += [{"kind": "images", "items": chunk} for chunk in _chunks(entries, batch_size)]
+    batches += [ImagesBatch(kind="images", items=chunk) for chunk in _chunks(entries, batch_size)]
     for slide in slides:
         ds = resolve_dataset(slide.dataset) if slide.dataset else dataset_id
         try:

@@ -2,7 +2,7 @@
 
 :func:`execute_batch` is what a task body calls: run the pipeline, turn a non-transient crash into per-item
 failures (so a bad batch never blocks the job nor loops forever), and complete the batch in the job's ledger.
-Transient errors (:data:`TRANSIENT`) propagate so the caller retries the whole batch with back-off.
+Transient errors (:func:`ingest.errors.transient_errors`) propagate so the caller retries the whole batch with back-off.
 :func:`run_embedded` runs a job's batches in the calling process with the same retry policy.
 """
 
@@ -14,12 +14,13 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any
+from contextlib import AbstractContextManager
+from typing import TYPE_CHECKING
 
 from sqlalchemy.orm import Session
 
 from ingest.context import IngestContext
-from ingest.errors import TransientError
+from ingest.errors import IngestError, transient_errors
 from ingest.jobs import (
     CANCELLED,
     HEARTBEAT_S,
@@ -29,74 +30,65 @@ from ingest.jobs import (
     claim_job,
     complete_batch,
     heartbeat,
+    job_request,
     job_status,
     mark_running,
 )
+from ingest.payloads import BatchPayload
 from retrieval.models import EncoderVersion, IngestJob
+
+if TYPE_CHECKING:
+    from retrieval.store.base import VectorStore
 
 logger = logging.getLogger(__name__)
 
 
-def _transient_types() -> tuple[type[BaseException], ...]:
-    from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
-
-    types: list[type[BaseException]] = [
-        TransientError,
-        OperationalError,
-        InterfaceError,
-        DisconnectionError,
-        ConnectionError,
-        TimeoutError,
-    ]
-    # redis and qdrant-client are hard dependencies: their connection errors are transient too.
-    from qdrant_client.http.exceptions import ResponseHandlingException
-    from redis.exceptions import ConnectionError as RedisConnectionError
-    from redis.exceptions import TimeoutError as RedisTimeoutError
-
-    types += [RedisConnectionError, RedisTimeoutError, ResponseHandlingException]
-    return tuple(types)
-
-
-#: Errors that mean "a service is unavailable right now": retry the batch with back-off.
-TRANSIENT: tuple[type[BaseException], ...] = _transient_types()
-
-
-def _items_of(payload: dict[str, Any]) -> list[str]:
-    kind = payload.get("kind")
-    if kind == "images":
+def _items_of(payload: BatchPayload) -> list[str]:
+    if payload["kind"] == "images":
         return [str(i["path"]) for i in payload["items"]]
-    if kind == "tiles":
+    if payload["kind"] == "tiles":
         return [f"{payload['slide_path']}@{t[0]}:{t[1]},{t[2]}+{t[3]}" for t in payload["tiles"]]
-    if kind == "reembed":
+    if payload["kind"] == "reembed":
         return [f"image {i}" for i in payload["image_ids"]]
-    return [f"batch of kind {kind!r}"]
+    return [f"batch of kind {payload.get('kind')!r}"]  # a message from another version: never crash on it
 
 
-def finish_reembed(job: IngestJob, session: Session, ctx: IngestContext) -> None:
-    """When a re-embedding completes without failures, make its encoder version the active one."""
+def finish_reembed(
+    job: IngestJob, *, session: Session, open_store: Callable[[], AbstractContextManager[VectorStore]]
+) -> None:
+    """When a re-embedding completes without failures, make its encoder version the active one.
+
+    Called when a job's last batch is recorded (by :func:`execute_batch`) and by the service for a re-embedding
+    with nothing to embed; both pass how they reach the vector store, which is opened only to switch the alias.
+
+    Args:
+        job: the job that just completed (any kind: only a re-embedding asking for activation does anything).
+        session: the open session, inside the transaction that records the completion.
+        open_store: opens the vector store for the switch (a context manager factory, e.g. ``ctx.store``).
+    """
     from retrieval.catalog import activate_encoder
 
     if job.kind != "reembed":
         return
-    request = (job.sources or [{}])[0]
-    if not request.get("activate", True):
+    if not job_request(job).get("activate", True):
         return
     if job.failed:
         job.status = "failed"
         job.error = f"{job.failed} image(s) could not be re-embedded: the active encoder was NOT switched"
         return
     version = session.get(EncoderVersion, job.encoder_version_id)
-    assert version is not None
-    with ctx.store() as store:
+    if version is None:
+        raise IngestError(f"job {job.id}: its encoder version {job.encoder_version_id} no longer exists")
+    with open_store() as store:
         activate_encoder(version, session=session, store=store)
     logger.info("re-embedding job %d complete: encoder %s is now active", job.id, version.name)
 
 
-def execute_batch(ctx: IngestContext, job_id: int, batch_index: int, payload: dict[str, Any]) -> BatchOutcome:
+def execute_batch(ctx: IngestContext, job_id: int, batch_index: int, payload: BatchPayload) -> BatchOutcome:
     """Run one batch and record it in the job exactly once.
 
     Raises:
-        any of :data:`TRANSIENT`: retry later (nothing was recorded in the ledger).
+        any of :func:`ingest.errors.transient_errors`: retry later (nothing was recorded in the ledger).
     """
     from ingest.pipeline import run_batch
 
@@ -112,18 +104,20 @@ def execute_batch(ctx: IngestContext, job_id: int, batch_index: int, payload: di
         mark_running(job_id, session=session)
     try:
         outcome = run_batch(ctx, job_id, payload)
-    except TRANSIENT:
+    except transient_errors():
         raise
     except Exception as exc:  # noqa: BLE001 - a permanent, unexpected error: fail the batch's items, go on
         logger.exception("job %d batch %d failed permanently", job_id, batch_index)
         reason = f"{type(exc).__name__}: {exc}"
         outcome = BatchOutcome(failures=[Failure(src, "embed", reason) for src in _items_of(payload)])
+
+    def on_finish(job: IngestJob, session: Session) -> None:
+        finish_reembed(job, session=session, open_store=ctx.store)
+
     try:
         with ctx.commit_lock, ctx.sessions() as session:
-            complete_batch(
-                job_id, batch_index, outcome, session=session, on_finish=lambda job, s: finish_reembed(job, s, ctx)
-            )
-    except TRANSIENT:
+            complete_batch(job_id, batch_index, outcome, session=session, on_finish=on_finish)
+    except transient_errors():
         raise
     except Exception as exc:  # noqa: BLE001 - recording must never leave the job hanging: record the counts alone
         logger.exception("job %d batch %d: its failures could not be recorded", job_id, batch_index)
@@ -134,9 +128,7 @@ def execute_batch(ctx: IngestContext, job_id: int, batch_index: int, payload: di
             failures=[Failure(f"batch {batch_index} item", "store", note)] * outcome.failed,
         )
         with ctx.commit_lock, ctx.sessions() as session:
-            complete_batch(
-                job_id, batch_index, outcome, session=session, on_finish=lambda job, s: finish_reembed(job, s, ctx)
-            )
+            complete_batch(job_id, batch_index, outcome, session=session, on_finish=on_finish)
     return outcome
 
 
@@ -146,13 +138,13 @@ def backoff(attempt: int, base: float = 0.5, cap: float = 30.0) -> float:
 
 
 def _execute_with_retries(
-    ctx: IngestContext, job_id: int, index: int, payload: dict[str, Any], max_attempts: int
+    ctx: IngestContext, job_id: int, index: int, payload: BatchPayload, max_attempts: int
 ) -> None:
     for attempt in range(max_attempts):
         try:
             execute_batch(ctx, job_id, index, payload)
             return
-        except TRANSIENT as exc:
+        except transient_errors() as exc:
             if attempt + 1 == max_attempts:
                 raise
             delay = backoff(attempt)
@@ -163,7 +155,7 @@ def _execute_with_retries(
 def run_embedded(
     ctx: IngestContext,
     job_id: int,
-    batches: Sequence[dict[str, Any]],
+    batches: Sequence[BatchPayload],
     *,
     progress: Callable[[JobStatus], None] | None = None,
     max_attempts: int = 8,
@@ -220,7 +212,7 @@ def run_embedded(
 def _run_batches(
     ctx: IngestContext,
     job_id: int,
-    batches: Sequence[dict[str, Any]],
+    batches: Sequence[BatchPayload],
     indices: list[int] | None,
     report: Callable[[], None],
     max_attempts: int,

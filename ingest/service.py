@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -17,13 +17,15 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ingest.errors import IngestError, JobNotFoundError
-from ingest.jobs import Failure, JobStatus, create_job, fail_job
+from ingest.jobs import JobStatus, create_job, fail_job
 from ingest.jobs import job_status as _job_status
 from ingest.jobs import list_jobs as _list_jobs
 from ingest.paths import display_path
-from ingest.planning import TilingOptions, plan_ingest
+from ingest.payloads import BatchPayload, JobRequest, ReembedBatch
+from ingest.planning import Plan, TilingOptions, plan_ingest
 
 if TYPE_CHECKING:
+    from ingest.paths import Roots
     from retrieval.settings import Settings
     from retrieval.store.base import VectorStore
 
@@ -36,24 +38,40 @@ EMBEDDED_ATTEMPTS = 8
 
 
 @contextmanager
-def _session(settings: Settings, migrate: bool = False) -> Any:
-    from retrieval.db import make_engine, require_schema, session_factory
-    from retrieval.db import migrate as run_migrations
+def _session(settings: Settings, writes: bool = False) -> Iterator[Session]:
+    """A session on the process's one engine for ``settings.db_url`` (:func:`retrieval.db.engine_for`).
 
-    if migrate:
-        run_migrations(settings.db_url)
-    engine = make_engine(settings.db_url)
+    ``writes``: a submission about to create rows first lets :func:`retrieval.db.ensure_schema` decide (an empty
+    database is created; one behind the code is refused with the fix, never upgraded here).
+    """
+    from retrieval.db import engine_for, ensure_schema, require_schema, session_factory
+
+    if writes:
+        ensure_schema(settings.db_url)
+    engine = engine_for(settings.db_url)
+    require_schema(engine)
+    with session_factory(engine)() as session:
+        yield session
+
+
+@contextmanager
+def _store_scope(settings: Settings, store: VectorStore | None) -> Iterator[VectorStore]:
+    """``store`` when the caller holds one open (it stays open), else one opened from settings for this scope."""
+    from retrieval.store import open_vector_store
+
+    if store is not None:
+        yield store
+        return
+    own = open_vector_store(settings)
     try:
-        require_schema(engine)
-        with session_factory(engine)() as session:
-            yield session
+        yield own
     finally:
-        engine.dispose()
+        own.close()
 
 
 def _dispatch(
     job_id: int,
-    batches: Sequence[dict[str, Any]],
+    batches: Sequence[BatchPayload],
     *,
     settings: Settings,
     store: VectorStore | None,
@@ -84,12 +102,13 @@ def _dispatch(
             ) from exc
         return
     from ingest.context import IngestContext
-    from ingest.runner import TRANSIENT, run_embedded
+    from ingest.errors import transient_errors
+    from ingest.runner import run_embedded
 
     ctx = IngestContext(settings, store=store, hold_store=True)
     try:
         run_embedded(ctx, job_id, batches, progress=progress, indices=numbers, max_attempts=EMBEDDED_ATTEMPTS)
-    except TRANSIENT as exc:
+    except transient_errors() as exc:
         # retried with back-off and still unavailable (e.g. the embedded store held by another process): the job
         # fails as a whole with one message, its items are not marked failed one by one
         message = f"stopped after {EMBEDDED_ATTEMPTS} attempts: {exc}"
@@ -98,6 +117,51 @@ def _dispatch(
         raise IngestError(f"job {job_id} {message}; resume it later with `histoquery jobs --resume {job_id}`") from exc
     finally:
         ctx.close()
+
+
+def _plan(
+    paths: Sequence[str | Path],
+    *,
+    session: Session,
+    settings: Settings,
+    dataset_id: int,
+    labels_from_folders: bool,
+    manifest: str | Path | None,
+    tiling: TilingOptions,
+    groups_csv: str | Path | None,
+    group_from: str | None,
+    roots: Roots | None,
+) -> Plan:
+    """Plan an ingestion job: the one planning call of :func:`submit_ingest` and :func:`resume_job`.
+
+    A resumed job must be planned exactly as it was submitted (same batches, same groups), so both go through
+    here, and every option is a required keyword: a caller cannot silently leave one out (``resume_job`` once
+    dropped the ``--groups`` / ``--group-from`` rules, and its images lost their group).
+    """
+    from retrieval.catalog import get_or_create_dataset
+    from retrieval.groups import GroupRules
+    from training.pixels import process_budget
+
+    cache: dict[str, int] = {}
+
+    def resolve(name: str) -> int:
+        if name not in cache:
+            cache[name] = get_or_create_dataset(name, session=session).id
+        return cache[name]
+
+    return plan_ingest(
+        paths,
+        session=session,
+        dataset_id=dataset_id,
+        resolve_dataset=resolve,
+        batch_size=settings.ingest_batch_size,
+        labels_from_folders=labels_from_folders,
+        manifest=manifest,
+        tiling=tiling,
+        groups=GroupRules.build(groups_csv=groups_csv, group_from=group_from),
+        roots=roots,
+        budget=process_budget(settings.decode_memory_mb * 1024 * 1024),
+    )
 
 
 def submit_ingest(
@@ -141,46 +205,35 @@ def submit_ingest(
     """
     from ingest.paths import Roots
     from retrieval.catalog import active_encoder_version, get_or_create_dataset
-    from retrieval.groups import GroupRules
-    from training.pixels import process_budget
 
     if not paths and manifest is None:
         raise IngestError("nothing to ingest: give at least one PATH or --manifest")
-    rules = GroupRules.build(groups_csv=groups_csv, group_from=group_from)
     wanted_roots = list(settings.allowed_roots if roots is None else roots)
     allowed = Roots(wanted_roots) if wanted_roots else None
-    with _session(settings, migrate=True) as session:
+    with _session(settings, writes=True) as session:
         version = active_encoder_version(session=session, name=settings.active_encoder)
         ds = get_or_create_dataset(dataset, session=session)
-        cache: dict[str, int] = {}
-
-        def resolve(name: str) -> int:
-            if name not in cache:
-                cache[name] = get_or_create_dataset(name, session=session).id
-            return cache[name]
-
-        plan = plan_ingest(
+        plan = _plan(
             paths,
             session=session,
+            settings=settings,
             dataset_id=ds.id,
-            resolve_dataset=resolve,
-            batch_size=settings.ingest_batch_size,
             labels_from_folders=labels_from_folders,
             manifest=manifest,
-            tiling=tiling,
-            groups=rules,
+            tiling=tiling or TilingOptions(),
+            groups_csv=groups_csv,
+            group_from=group_from,
             roots=allowed,
-            budget=process_budget(settings.decode_memory_mb * 1024 * 1024),
         )
-        request = {
-            "inputs": [display_path(Path(p).expanduser().absolute()) for p in paths],
-            "manifest": display_path(manifest) if manifest else None,
-            "labels_from_folders": labels_from_folders,
-            "groups_csv": str(groups_csv) if groups_csv else None,
-            "group_from": group_from,
-            "tiling": (tiling or TilingOptions()).__dict__,
-            "roots": allowed.as_strings() if allowed else None,
-        }
+        request = JobRequest(
+            inputs=[display_path(Path(p).expanduser().absolute()) for p in paths],
+            manifest=display_path(manifest) if manifest else None,
+            labels_from_folders=labels_from_folders,
+            groups_csv=str(groups_csv) if groups_csv else None,
+            group_from=group_from,
+            tiling=(tiling or TilingOptions()).__dict__,
+            roots=allowed.as_strings() if allowed else None,
+        )
         job = create_job(
             session=session,
             kind="ingest",
@@ -229,26 +282,19 @@ def submit_reembed(
 
     if (encoder is None) == (checkpoint is None):
         raise IngestError("give exactly one of --encoder VERSION or --checkpoint FILE")
-    with _session(settings, migrate=True) as session:
+    with _session(settings, writes=True) as session:
         if checkpoint is not None:
-            from retrieval.store import open_vector_store
-
-            own = store is None
-            st = store or open_vector_store(settings)
-            try:
+            with _store_scope(settings, store) as st:
                 version = register_encoder(Path(checkpoint), session=session, store=st, name=name)
-            finally:
-                if own:
-                    st.close()
         else:
             version = active_encoder_version(session=session, name=encoder)
         ids = list(session.scalars(select(Image.id).where(Image.status == "done").order_by(Image.id)).all())
         size = settings.ingest_batch_size
-        batches = [{"kind": "reembed", "image_ids": ids[i : i + size]} for i in range(0, len(ids), size)]
+        batches = [ReembedBatch(kind="reembed", image_ids=ids[i : i + size]) for i in range(0, len(ids), size)]
         job = create_job(
             session=session,
             kind="reembed",
-            request={"encoder": version.name, "activate": activate},
+            request=JobRequest(encoder=version.name, activate=activate),
             batches=len(batches),
             total=len(ids),
             dataset_id=None,
@@ -258,19 +304,8 @@ def submit_reembed(
         if not batches and activate:
             from ingest.runner import finish_reembed
 
-            class _Ctx:  # the finish step only needs a store
-                @contextmanager
-                def store(self) -> Any:
-                    from retrieval.store import open_vector_store
-
-                    st = store or open_vector_store(settings)
-                    try:
-                        yield st
-                    finally:
-                        if store is None:
-                            st.close()
-
-            finish_reembed(job, session, _Ctx())  # type: ignore[arg-type]
+            # nothing to embed: the job is complete now, so switch the alias here (a batch would do it otherwise)
+            finish_reembed(job, session=session, open_store=lambda: _store_scope(settings, store))
             session.commit()
     _dispatch(job_id, batches, settings=settings, store=store, progress=progress)
     return job_id
@@ -291,12 +326,9 @@ def resume_job(
         JobNotFoundError: no such job. IngestError: not an interrupted ingestion job, or its inputs changed since
             it was planned (another batch count).
     """
-    from ingest.jobs import CANCELLED, effective_status, ledger
+    from ingest.jobs import CANCELLED, effective_status, job_request, ledger
     from ingest.paths import Roots
-    from retrieval.catalog import get_or_create_dataset
-    from retrieval.groups import GroupRules
     from retrieval.models import IngestJob
-    from training.pixels import process_budget
 
     with _session(settings) as session:
         job = session.get(IngestJob, job_id)
@@ -313,26 +345,18 @@ def resume_job(
             )
         if job.kind != "ingest":
             raise IngestError(f"job {job_id} is a {job.kind} job: run `histoquery reembed` again instead of resuming")
-        request, book = (job.sources or [{}])[0], ledger(job)
-        cache: dict[str, int] = {}
-
-        def resolve(name: str) -> int:
-            if name not in cache:
-                cache[name] = get_or_create_dataset(name, session=session).id
-            return cache[name]
-
-        plan = plan_ingest(
+        request, book = job_request(job), ledger(job)
+        plan = _plan(
             request.get("inputs") or [],
             session=session,
+            settings=settings,
             dataset_id=int(job.dataset_id or 0),
-            resolve_dataset=resolve,
-            batch_size=settings.ingest_batch_size,
             labels_from_folders=bool(request.get("labels_from_folders")),
             manifest=request.get("manifest"),
             tiling=TilingOptions(**(request.get("tiling") or {})),
-            groups=GroupRules.build(groups_csv=request.get("groups_csv"), group_from=request.get("group_from")),
-            roots=Roots(request["roots"]) if request.get("roots") else None,
-            budget=process_budget(settings.decode_memory_mb * 1024 * 1024),
+            groups_csv=request.get("groups_csv"),
+            group_from=request.get("group_from"),
+            roots=Roots(saved_roots) if (saved_roots := request.get("roots")) else None,
         )
         if len(plan.batches) != int(book["batches"]):
             raise IngestError(
@@ -380,14 +404,6 @@ def list_jobs(*, settings: Settings, limit: int = 50) -> list[JobStatus]:
         return _list_jobs(session=session, limit=limit)
 
 
-def job_failures(job_id: int, *, session: Session) -> list[Failure]:
-    """Every failure of a job."""
-    from retrieval.models import IngestFailure
-
-    rows = session.scalars(select(IngestFailure).where(IngestFailure.job_id == job_id).order_by(IngestFailure.id))
-    return [Failure(f.source_path, f.stage, f.reason) for f in rows]
-
-
 def wait_for_job(
     job_id: int,
     *,
@@ -401,31 +417,27 @@ def wait_for_job(
     Raises:
         IngestError: ``timeout_s`` passed first.
     """
-    from retrieval.db import make_engine, session_factory
+    from retrieval.db import engine_for, session_factory
 
-    engine = make_engine(settings.db_url)
     start = time.monotonic()
-    try:
-        sessions = session_factory(engine)
-        while True:
-            try:
-                with sessions() as session:
-                    status = _job_status(job_id, session=session, max_failures=0)
-            except Exception as exc:  # noqa: BLE001 - the database may be briefly unavailable: keep waiting
-                from sqlalchemy.exc import OperationalError
+    sessions = session_factory(engine_for(settings.db_url))
+    while True:
+        try:
+            with sessions() as session:
+                status = _job_status(job_id, session=session, max_failures=0)
+        except Exception as exc:  # noqa: BLE001 - the database may be briefly unavailable: keep waiting
+            from sqlalchemy.exc import OperationalError
 
-                if not isinstance(exc, OperationalError):
-                    raise
-                logger.warning("job %d: database unavailable (%s); still waiting", job_id, exc.orig)
-                time.sleep(poll_s)
-                continue
-            if progress is not None:
-                progress(status)
-            if status.finished:
-                with sessions() as session:
-                    return _job_status(job_id, session=session)
-            if timeout_s is not None and time.monotonic() - start > timeout_s:
-                raise IngestError(f"job {job_id} did not finish within {timeout_s:.0f}s (is a worker running?)")
+            if not isinstance(exc, OperationalError):
+                raise
+            logger.warning("job %d: database unavailable (%s); still waiting", job_id, exc.orig)
             time.sleep(poll_s)
-    finally:
-        engine.dispose()
+            continue
+        if progress is not None:
+            progress(status)
+        if status.finished:
+            with sessions() as session:
+                return _job_status(job_id, session=session)
+        if timeout_s is not None and time.monotonic() - start > timeout_s:
+            raise IngestError(f"job {job_id} did not finish within {timeout_s:.0f}s (is a worker running?)")
+        time.sleep(poll_s)

@@ -13,9 +13,10 @@ import logging
 import math
 import os
 import threading
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import numpy as np
 from PIL import Image
@@ -33,6 +34,26 @@ UNSUPPORTED = (
     "(supported: SVS, NDPI, MRXS, SCN, VMS, BIF, DICOM, pyramidal TIFF, or plain TIFF/PNG/JPEG)"
 )
 MppSource = Literal["metadata", "default", "user"]
+
+
+class SlideReader(Protocol):
+    """What ingest uses of a slide reader: the part of ``openslide.OpenSlide`` that :class:`PlainImageSlide` mirrors.
+
+    Typed here (OpenSlide ships no types), so mypy checks every use of a reader in ingest.
+    """
+
+    @property
+    def properties(self) -> Mapping[str, str]: ...
+    @property
+    def level_count(self) -> int: ...
+    @property
+    def dimensions(self) -> tuple[int, int]: ...
+    @property
+    def level_downsamples(self) -> Sequence[float]: ...
+    def get_best_level_for_downsample(self, downsample: float) -> int: ...
+    def read_region(self, location: tuple[int, int], level: int, size: tuple[int, int]) -> Image.Image: ...
+    def get_thumbnail(self, size: tuple[int, int]) -> Image.Image: ...
+    def close(self) -> None: ...
 
 
 class PlainImageSlide:
@@ -54,9 +75,9 @@ class PlainImageSlide:
             raise SlideError(path, f"{exc.reason} (plain-image fallback reader)", stage="read") from exc
         self.properties: dict[str, str] = {"openslide.vendor": "plain-image"}
         self.level_count = 1
-        self.dimensions = self._image.size
+        self.dimensions: tuple[int, int] = self._image.size
         self.level_dimensions = (self._image.size,)
-        self.level_downsamples = (1.0,)
+        self.level_downsamples: tuple[float, ...] = (1.0,)
 
     def get_best_level_for_downsample(self, downsample: float) -> int:
         return 0
@@ -74,7 +95,9 @@ class PlainImageSlide:
         self._image.close()
 
 
-def open_slide(path: str | Path, *, max_pixels: int = 40_000 * 40_000, budget: DecodeBudget | None = None) -> Any:
+def open_slide(
+    path: str | Path, *, max_pixels: int = 40_000 * 40_000, budget: DecodeBudget | None = None
+) -> SlideReader:
     """Open a whole-slide image with OpenSlide, or a plain large image with the fallback reader.
 
     Args:
@@ -123,7 +146,7 @@ class SlideInfo:
 
 
 def slide_info(
-    reader: Any, path: str | Path, *, mpp: float | None = None, default_mpp: float = DEFAULT_MPP
+    reader: SlideReader, path: str | Path, *, mpp: float | None = None, default_mpp: float = DEFAULT_MPP
 ) -> SlideInfo:
     """Read a slide's size and resolution; the mpp comes from the user, the metadata or a stated default.
 
@@ -197,7 +220,7 @@ def otsu_threshold(values: np.ndarray) -> float:
     return float(np.argmax(between))
 
 
-def tissue_mask(reader: Any, *, thumb_size: int = 1024, min_saturation: int = 20) -> tuple[np.ndarray, float]:
+def tissue_mask(reader: SlideReader, *, thumb_size: int = 1024, min_saturation: int = 20) -> tuple[np.ndarray, float]:
     """Tissue mask by Otsu's threshold on HSV saturation of a thumbnail.
 
     Args:
@@ -242,7 +265,7 @@ class TilePlan:
 
 
 def plan_tiles(
-    reader: Any,
+    reader: SlideReader,
     path: str | Path,
     *,
     tile_size: int = 224,
@@ -312,11 +335,11 @@ _CACHE_LOCK = threading.Lock()
 
 
 @functools.lru_cache(maxsize=8)
-def _cached_reader(path: str, mtime_ns: int) -> Any:
+def _cached_reader(path: str, mtime_ns: int) -> SlideReader:
     return open_slide(path)
 
 
-def cached_slide(path: str | Path) -> Any:
+def cached_slide(path: str | Path) -> SlideReader:
     """An open reader for ``path`` from a small per-process cache (re-opened when the file changes)."""
     p = str(path)
     try:
@@ -327,7 +350,9 @@ def cached_slide(path: str | Path) -> Any:
         return _cached_reader(p, mtime)
 
 
-def read_region_rgb(reader: Any, level: int, x: int, y: int, size: int, out_size: int | None = None) -> Image.Image:
+def read_region_rgb(
+    reader: SlideReader, level: int, x: int, y: int, size: int, out_size: int | None = None
+) -> Image.Image:
     """Read a level-0 square ``(x, y, size)`` from ``level`` as RGB (transparent parts white), resized to out_size."""
     downsample = float(reader.level_downsamples[level])
     side = max(1, round(size / downsample))

@@ -20,13 +20,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from ingest.decode import IMAGE_EXTENSIONS
 from ingest.errors import ManifestError
 from ingest.paths import REFUSED, Roots, display_path
 from retrieval.errors import RetrievalError
 from retrieval.groups import manifest_group
 from retrieval.names import check_label
 from retrieval.paths import PathError, normalise_path
+from training.pixels import IMAGE_SUFFIXES
 
 logger = logging.getLogger(__name__)
 
@@ -96,7 +96,7 @@ def classify(path: str | Path, *, peek: bool = False) -> Kind:
     ext = p.suffix.lower()
     if ext in SLIDE_EXTENSIONS:
         return "slide"
-    if ext not in IMAGE_EXTENSIONS:
+    if ext not in IMAGE_SUFFIXES:
         return "image"
     try:
         size = p.stat().st_size
@@ -129,7 +129,7 @@ def _is_candidate(name: str) -> bool:
     if name.startswith("."):
         return False
     ext = os.path.splitext(name)[1].lower()
-    return ext in IMAGE_EXTENSIONS or ext in SLIDE_EXTENSIONS
+    return ext in IMAGE_SUFFIXES or ext in SLIDE_EXTENSIONS
 
 
 def walk_folder(root: Path, failures: list[EnumFailure]) -> Iterator[Path]:
@@ -296,7 +296,7 @@ def enumerate_sources(
                     add(SourceItem(admitted, classify(admitted), label if isinstance(label, str) else None))
             if found == 0:
                 logger.warning(
-                    "%s: no image or slide files found (extensions: %s)", p, ", ".join(sorted(IMAGE_EXTENSIONS))
+                    "%s: no image or slide files found (extensions: %s)", p, ", ".join(sorted(IMAGE_SUFFIXES))
                 )
         elif p.exists() or p.is_symlink():
             admitted = normalise_path(p)

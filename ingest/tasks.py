@@ -13,7 +13,8 @@ from typing import Any
 
 from celery import Task, shared_task
 
-from ingest.runner import TRANSIENT
+from ingest.errors import transient_errors
+from ingest.payloads import BatchPayload
 
 logger = logging.getLogger(__name__)
 
@@ -48,13 +49,13 @@ def worker_context(app: Any) -> Any:
     name=TASK_NAME,
     acks_late=True,
     reject_on_worker_lost=True,
-    autoretry_for=TRANSIENT,
+    autoretry_for=transient_errors(),
     retry_backoff=1,
     retry_backoff_max=30,
     retry_jitter=True,
     max_retries=50,
 )
-def ingest_batch(self: Task, job_id: int, batch_index: int, payload: dict[str, Any]) -> dict[str, int]:
+def ingest_batch(self: Task, job_id: int, batch_index: int, payload: BatchPayload) -> dict[str, int]:
     """Process batch ``batch_index`` of job ``job_id`` (payload: see :mod:`ingest.pipeline`)."""
     from ingest.runner import execute_batch
 

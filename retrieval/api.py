@@ -7,7 +7,7 @@ Example::
 
     with Retrieval.from_settings(get_settings()) as r:
         print(r.pair(12, "query.png"))            # PairResult(cos=..., d=..., same=..., threshold_cos=...)
-        for n in r.top_k(12, k=5, exclude_same_slide=True):
+        for n in r.top_k(12, k=5, exclude_same_group=True):
             print(n.image_id, n.score, n.label)
 """
 
@@ -172,10 +172,10 @@ class Retrieval:
     @classmethod
     def from_settings(cls, settings: Settings, *, encoder_name: str | None = None) -> Retrieval:
         """Open the database and vector store named by ``settings`` and select the encoder version."""
-        from retrieval.db import make_engine, require_schema, session_factory
+        from retrieval.db import engine_for, require_schema, session_factory
         from retrieval.store import open_vector_store
 
-        engine: Engine = make_engine(settings.db_url)
+        engine: Engine = engine_for(settings.db_url)  # the process's one engine for this database (shared)
         require_schema(engine)
         session = session_factory(engine)()
         store = open_vector_store(settings)
@@ -184,7 +184,6 @@ class Retrieval:
         except RetrievalError:
             session.close()
             store.close()
-            engine.dispose()
             raise
         obj = cls(
             session=session,
@@ -193,13 +192,13 @@ class Retrieval:
             device=None if settings.device == "auto" else settings.device,
             max_image_pixels=settings.max_image_pixels,
         )
-        obj._owned = [session, store, engine]
+        obj._owned = [session, store]
         return obj
 
     def close(self) -> None:
         """Release what :meth:`from_settings` opened."""
         for thing in self._owned:
-            (thing.dispose if isinstance(thing, Engine) else thing.close)()
+            thing.close()
         self._owned = []
 
     def __enter__(self) -> Retrieval:
@@ -348,7 +347,9 @@ class Retrieval:
             query: stored image id, image file, PIL image or array.
             k: number of results (1..1000).
             filter: restrict by dataset / label / slide.
-            exclude_same_slide: never return tiles of the query's own slide (stored tile queries).
+            exclude_same_slide: never return tiles of the query's own slide (stored tile queries); narrower than
+                ``exclude_same_group``, which is what the CLI and evaluation use (a tile's group is its slide unless
+                group rules gave it one).
             exclude_self: never return the query image itself (stored queries).
             exclude_same_group: never return images of the query's group (patient / case / slide; stored queries).
 

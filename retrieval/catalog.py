@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from retrieval.errors import NoActiveEncoderError, RetrievalError, VectorStoreError
 from retrieval.ids import point_id
+from retrieval.jsonable import json_safe
 from retrieval.models import Dataset, Embedding, EncoderVersion, Image, utcnow
 from retrieval.store.base import VectorStore, as_matrix
 
@@ -158,7 +159,7 @@ def register_encoder(
         representation=encoder.representation,
         dim=int(encoder.dim),
         image_size=int(encoder.image_size),
-        training_config=_jsonable(encoder.config),
+        training_config=json_safe(encoder.config),
         activate=activate,
     )
 
@@ -271,14 +272,3 @@ def store_embeddings(
     if stale:  # ORM-enabled UPDATE: the session's Image objects see the new status too
         session.execute(update(Image).where(Image.id.in_(stale)).values(status="done", error=None))
     session.commit()
-
-
-def _jsonable(value: Any) -> Any:
-    """Best-effort conversion of a training config to JSON-storable values."""
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, str | int | float | bool) or value is None:
-        return value
-    return str(value)

@@ -13,8 +13,9 @@ class RetrievalError(Exception):
     exit_code: int = 2
 
 
-class ConfigError(RetrievalError):
-    """Bad or missing configuration (database URL, vector backend, encoder)."""
+class SettingsError(RetrievalError):
+    """Bad or missing platform settings (database URL, vector backend). Not ``ConfigError``: that name is the
+    training package's, for a bad training configuration (``training.errors.ConfigError``)."""
 
 
 class MigrationError(RetrievalError):

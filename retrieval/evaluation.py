@@ -24,16 +24,17 @@ from retrieval import metrics as M
 from retrieval.api import Retrieval
 from retrieval.errors import EvaluationError, RetrievalError
 from retrieval.groups import count_groups, slide_group, split_groups
+from retrieval.jsonable import json_safe
 from retrieval.models import Dataset, EvalRun, Image, LabeledPair, PairSet, utcnow
 from retrieval.pairgen import available_pairs, generate_pairs
 from retrieval.pairs_io import PairsFile
 from retrieval.resolve import QueryInput
 from retrieval.store.base import SearchFilter
 from retrieval.thresholds import cos_to_d
+from training.pixels import IMAGE_SUFFIXES
 
 log = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp"}
 Method = Literal["accuracy", "youden"]
 
 
@@ -115,19 +116,19 @@ def score_dataset(
     *,
     n_pairs: int = 2000,
     seed: int = 0,
-    never_same_group: bool | None = None,
+    exclude_same_group: bool | None = None,
     topk_queries: int = 500,
 ) -> ScoredPairs:
     """Generate balanced pairs from a stored dataset's labels and score them (plus top-k label metrics).
 
     Groups are ``Image.group`` (patient / case / slide; a tile without one is grouped by its slide). By default
-    (``never_same_group=None``) pairs and top-k neighbours are group-disjoint whenever the dataset has groups; the
+    (``exclude_same_group=None``) pairs and top-k neighbours are group-disjoint whenever the dataset has groups; the
     report's ``info`` says how many groups there were and warns when there are none.
     """
     images = _dataset_images(retrieval, dataset)
     return _score_images(
         retrieval, images, dataset, f"dataset:{dataset}", n_pairs=n_pairs, seed=seed,
-        never_same_group=never_same_group, topk_queries=topk_queries,
+        exclude_same_group=exclude_same_group, topk_queries=topk_queries,
     )  # fmt: skip
 
 
@@ -169,7 +170,7 @@ def score_dataset_split(
             )
         scored = _score_images(
             retrieval, side, dataset, f"dataset:{dataset} ({name} groups, seed {seed})", n_pairs=n_pairs,
-            seed=side_seed, never_same_group=True, topk_queries=topk_queries,
+            seed=side_seed, exclude_same_group=True, topk_queries=topk_queries,
         )  # fmt: skip
         scored.info["split"] = {
             "side": name,
@@ -192,13 +193,13 @@ def _score_images(
     *,
     n_pairs: int,
     seed: int,
-    never_same_group: bool | None,
+    exclude_same_group: bool | None,
     topk_queries: int,
 ) -> ScoredPairs:
     labels = [img.label for img in images]
     groups = [_group(img) for img in images]
     n_groups = count_groups(groups)
-    disjoint = n_groups > 0 if never_same_group is None else bool(never_same_group)
+    disjoint = n_groups > 0 if exclude_same_group is None else bool(exclude_same_group)
     info: dict[str, Any] = {
         "seed": seed,
         "n_pairs_requested": n_pairs,
@@ -212,8 +213,8 @@ def _score_images(
         log.warning(NO_GROUPS_WARNING.format(what=source))
     elif not disjoint:
         info["warnings"].append(f"pairs and top-k may join two images of one group ({n_groups} groups): in-group")
-    avail_same, avail_diff = available_pairs(labels, groups, never_same_group=disjoint)
-    pairs = generate_pairs(labels, n_pairs, groups=groups, never_same_group=disjoint, seed=seed)
+    avail_same, avail_diff = available_pairs(labels, groups, exclude_same_group=disjoint)
+    pairs = generate_pairs(labels, n_pairs, groups=groups, exclude_same_group=disjoint, seed=seed)
     if len(pairs) < n_pairs - n_pairs % 2:
         info["warnings"].append(
             f"asked for {n_pairs} pairs; {source} allows {2 * min(avail_same, avail_diff)} distinct balanced pairs "
@@ -475,7 +476,9 @@ def _record(
             )
         pair_set_id = pair_set.id
         report["pair_set"] = name
-    run = EvalRun(encoder_version_id=retrieval.version.id, pair_set_id=pair_set_id, kind=kind, metrics=_json(report))
+    run = EvalRun(
+        encoder_version_id=retrieval.version.id, pair_set_id=pair_set_id, kind=kind, metrics=json_safe(report)
+    )
     session.add(run)
     session.commit()
     report["eval_run_id"] = run.id
@@ -486,16 +489,3 @@ def _group(img: Image) -> str | None:
     if img.group is not None:
         return img.group
     return slide_group(img.slide_id) if img.slide_id is not None else None
-
-
-def _json(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _json(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_json(v) for v in value]
-    if isinstance(value, float | np.floating):
-        f = float(value)
-        return f if np.isfinite(f) else None
-    if isinstance(value, np.integer):
-        return int(value)
-    return value

@@ -39,14 +39,14 @@ def _group_keys(n: int, groups: Sequence[Hashable | None] | None) -> list[Hashab
 
 
 def available_pairs(
-    labels: Sequence[Hashable], groups: Sequence[Hashable | None] | None = None, *, never_same_group: bool = False
+    labels: Sequence[Hashable], groups: Sequence[Hashable | None] | None = None, *, exclude_same_group: bool = False
 ) -> tuple[int, int]:
     """How many distinct (same-label, different-label) pairs the items allow (same-group pairs excluded if asked)."""
     n = len(labels)
     by_label = Counter(labels)
     same = sum(_c2(c) for c in by_label.values())
     diff = _c2(n) - same
-    if never_same_group:
+    if exclude_same_group:
         grp = _group_keys(n, groups)
         by_group = Counter(grp)
         by_group_label = Counter(zip(grp, labels, strict=True))
@@ -61,7 +61,7 @@ def generate_pairs(
     n_pairs: int,
     *,
     groups: Sequence[Hashable | None] | None = None,
-    never_same_group: bool = False,
+    exclude_same_group: bool = False,
     seed: int = 0,
 ) -> list[GeneratedPair]:
     """Draw up to ``n_pairs`` distinct pairs, half same-label and half different-label (balanced), reproducibly.
@@ -74,9 +74,9 @@ def generate_pairs(
         labels: label of each item (index = item).
         n_pairs: how many pairs (rounded down to even; at most :data:`MAX_PAIRS`; fewer if the items cannot give
             that many distinct balanced pairs: see :func:`available_pairs`).
-        groups: group of each item (e.g. its patient or slide); with ``never_same_group`` two items of one group are
+        groups: group of each item (e.g. its patient or slide); with ``exclude_same_group`` two items of one group are
             never paired. ``None`` = own group.
-        never_same_group: see ``groups``.
+        exclude_same_group: see ``groups``.
         seed: random seed.
 
     Raises:
@@ -95,14 +95,14 @@ def generate_pairs(
     if not any(len(v) >= 2 for v in by_label.values()):
         raise EvaluationError("no label has two items: same-label pairs are impossible")
     grp = _group_keys(n, groups)
-    avail_same, avail_diff = available_pairs(labels, groups, never_same_group=never_same_group)
+    avail_same, avail_diff = available_pairs(labels, groups, exclude_same_group=exclude_same_group)
     half = min(n_pairs, MAX_PAIRS) // 2
     possible = min(avail_same, avail_diff)
     if half > possible:
         log.warning(
             "asked for %d pairs but the items allow only %d distinct balanced pairs (%d same-label, %d different-label"
             "%s): drawing %d",
-            n_pairs, 2 * possible, avail_same, avail_diff, ", never within a group" if never_same_group else "",
+            n_pairs, 2 * possible, avail_same, avail_diff, ", never within a group" if exclude_same_group else "",
             2 * possible,
         )  # fmt: skip
         half = possible
@@ -111,7 +111,7 @@ def generate_pairs(
             "no balanced pair is possible"
             + (
                 " without pairing two items of one group: add groups, or items of more groups"
-                if never_same_group
+                if exclude_same_group
                 else ""
             )
         )
@@ -120,14 +120,14 @@ def generate_pairs(
     grp_code = np.array(_codes(grp), dtype=np.int64)
 
     def ok(a: int, b: int) -> bool:
-        return a != b and not (never_same_group and grp[a] == grp[b])
+        return a != b and not (exclude_same_group and grp[a] == grp[b])
 
     raw_same = sum(_c2(len(v)) for v in by_label.values())
     if raw_same <= _ENUMERATE_LIMIT:
         cand = [_triu(np.asarray(m, dtype=np.int64)) for m in by_label.values() if len(m) >= 2]
         a_all = np.concatenate([c[0] for c in cand])
         b_all = np.concatenate([c[1] for c in cand])
-        same_pairs = _enumerated(rng, a_all, b_all, grp_code if never_same_group else None, half)
+        same_pairs = _enumerated(rng, a_all, b_all, grp_code if exclude_same_group else None, half)
     else:
         same_pairs = _sampled_same(rng, by_label, ok, half)
     seen = {(min(a, b), max(a, b)) for a, b in same_pairs}
@@ -135,13 +135,13 @@ def generate_pairs(
         a_all, b_all = _triu(np.arange(n, dtype=np.int64))
         differ = lab_code[a_all] != lab_code[b_all]
         diff_pairs = _enumerated(
-            rng, a_all[differ], b_all[differ], grp_code if never_same_group else None, len(same_pairs)
+            rng, a_all[differ], b_all[differ], grp_code if exclude_same_group else None, len(same_pairs)
         )
     else:
         diff_pairs = _sampled_diff(rng, labels, ok, len(same_pairs), seen)
     same_pairs = same_pairs[: len(diff_pairs)]
     if not same_pairs:
-        raise EvaluationError("could not draw any balanced pairs: add items (or drop never_same_group)")
+        raise EvaluationError("could not draw any balanced pairs: add items (or drop exclude_same_group)")
     if len(same_pairs) < half:
         log.warning("drew only %d of %d balanced pairs (random draws kept hitting taken or same-group pairs)",
                     2 * len(same_pairs), 2 * half)  # fmt: skip

@@ -2,6 +2,10 @@
 
 Built by :func:`get_settings` (never at import time) and passed explicitly. Every field can be set from the
 environment with the ``HISTOQUERY_`` prefix (e.g. ``HISTOQUERY_DATABASE_URL``) or from a ``.env`` file.
+
+Why here: retrieval is the lowest package that every reader of settings may import (ingest, dashboard, cli);
+training reads none (it takes explicit arguments). The fields are grouped by the package that reads them
+(storage: retrieval; jobs: ingest; models; dashboard) and stay flat, so the ``HISTOQUERY_*`` names never change.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="HISTOQUERY_", env_file=".env", extra="ignore")
 
+    # Storage (retrieval)
     home: Path = Field(default=Path("histoquery-data"), description="Root folder for embedded state.")
     database_url: str | None = Field(default=None, description="SQLAlchemy URL; default sqlite under home.")
 
@@ -40,7 +45,7 @@ class Settings(BaseSettings):
         "for collections whose float vectors do not fit in memory (1M x 2048 = 8 GB; docs/deploy.md).",
     )
 
-    # Jobs
+    # Jobs (ingest: broker, batches, decode limits)
     broker_url: str | None = Field(default=None, description="Celery broker (redis://...); None = in-process.")
     result_backend: str | None = None
     ingest_batch_size: int = Field(default=64, ge=1, le=4096)
@@ -59,7 +64,7 @@ class Settings(BaseSettings):
     device: str = Field(default="auto", description="'auto', 'cpu', 'cuda', 'cuda:1' ...")
     active_encoder: str | None = Field(default=None, description="Encoder version name; default the active one.")
 
-    # Dashboard
+    # Dashboard (sign-in, server-side folders it may ingest, uploads)
     auth: Literal["none", "oidc"] = Field(
         default="none",
         description="'oidc': the dashboard requires Streamlit's OpenID Connect sign-in ([auth] in "

@@ -79,8 +79,3 @@ def resolve_threshold(
     if calibrated_cos is not None:
         return Threshold(check_cos(calibrated_cos), "calibrated")
     return Threshold(float(d_to_cos(STUDY_THRESHOLD_D)), "study-default")
-
-
-def decide(cos: float | np.ndarray, threshold_cos: float) -> bool | np.ndarray:
-    """Same category when ``cos >= threshold_cos``."""
-    return np.asarray(cos) >= threshold_cos if isinstance(cos, np.ndarray) else bool(cos >= threshold_cos)

@@ -56,10 +56,25 @@ class TrainConfig:
     preset: str = "paper"
 
     def __post_init__(self) -> None:
+        self._normalise()
         self.validate()
 
+    def _normalise(self) -> None:
+        """Bring the views into their one form: :class:`ViewTransform` objects (a stored config holds dicts) whose
+        ``output_size`` is ``image_size`` (the views always produce training-size crops).
+
+        Done once, at construction: :meth:`validate` only checks, so calling it never changes a config.
+        """
+        for v in ("view1", "view2"):
+            view = getattr(self, v)
+            if isinstance(view, dict):
+                view = _view_from_dict(view)
+            if isinstance(view, ViewTransform) and view.output_size != self.image_size:
+                view = dataclasses.replace(view, output_size=self.image_size)
+            setattr(self, v, view)
+
     def validate(self) -> None:
-        """Raise :class:`ConfigError` on an invalid value (message names the field)."""
+        """Raise :class:`ConfigError` on an invalid value (message names the field); never changes the config."""
         if self.backbone not in BACKBONES:
             raise ConfigError(f"backbone {self.backbone!r} unknown: choose one of {', '.join(sorted(BACKBONES))}")
         for name in ("image_size", "projection_dim", "hidden_dim", "epochs", "batch_size"):
@@ -85,14 +100,15 @@ class TrainConfig:
             raise ConfigError(f"ema_rate must be in [0, 1], got {self.ema_rate}")
         if self.lr <= 0:
             raise ConfigError(f"lr must be > 0, got {self.lr}")
-        # the views always produce image_size
         for v in ("view1", "view2"):
             view = getattr(self, v)
-            if isinstance(view, dict):
-                view = _view_from_dict(view)
+            if not isinstance(view, ViewTransform):
+                raise ConfigError(f"{v} must be a training.augment.ViewTransform, got {type(view).__name__}")
             if view.output_size != self.image_size:
-                view = dataclasses.replace(view, output_size=self.image_size)
-            setattr(self, v, view)
+                raise ConfigError(
+                    f"{v}.output_size is {view.output_size} but image_size is {self.image_size}: the views produce "
+                    "training-size crops (build a new TrainConfig, or use with_overrides, instead of editing fields)"
+                )
 
     @property
     def eval_size(self) -> int:

@@ -17,12 +17,9 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from training.errors import DataError
-from training.pixels import PixelError, model_pixels
+from training.pixels import IMAGE_SUFFIXES, PixelError, model_pixels
 
 logger = logging.getLogger(__name__)
-
-#: File suffixes treated as images (case-insensitive); other files are ignored (counted in the log).
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".gif", ".webp", ".ppm", ".pgm"})
 
 
 def list_images(root: str | Path) -> list[Path]:

@@ -32,6 +32,14 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from training.errors import TrainingError
 from training.preprocess import resize_center_crop
 
+#: File suffixes treated as images (lower case; compare with ``path.suffix.lower()``), in the order users see them.
+#: Their one home: training's folder reader, ingest's folder walker, evaluation folders, the demo and the dashboard's
+#: upload box all use this list, so a file one of them accepts is never ignored by another.
+IMAGE_SUFFIXES: tuple[str, ...] = (
+    ".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".gif", ".jp2", ".ppm", ".pgm",
+)  # fmt: skip
+#: The same list without the dots, as file pickers take it (``st.file_uploader(type=...)``).
+IMAGE_TYPES: tuple[str, ...] = tuple(suffix.removeprefix(".") for suffix in IMAGE_SUFFIXES)
 DEFAULT_MAX_PIXELS = 20_000 * 20_000
 DEFAULT_MIN_SIDE = 8
 #: At most this many bytes are read to identify a file and parse its header.

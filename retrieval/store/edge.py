@@ -437,11 +437,6 @@ class EdgeVectorStore:
             shutil.rmtree(self.root / "collections" / real, ignore_errors=True)
             self._dirty.discard(real)
 
-    def disk_bytes(self, name: str) -> int:
-        """Bytes on disk of a collection's shard folder."""
-        folder = self.root / "collections" / self.resolve(name)
-        return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
-
     def close(self) -> None:
         with self._lock:
             for name, shard in list(self._shards.items()):

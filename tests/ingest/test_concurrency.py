@@ -7,9 +7,10 @@ import time
 from pathlib import Path
 
 from ingest.context import IngestContext
+from ingest.errors import transient_errors
 from ingest.jobs import create_job, job_status
 from ingest.planning import plan_ingest
-from ingest.runner import TRANSIENT, execute_batch
+from ingest.runner import execute_batch
 from retrieval.catalog import active_encoder_version, get_or_create_dataset
 from retrieval.settings import get_settings
 from tests.ingest.conftest import register_active
@@ -46,7 +47,7 @@ def test_same_batch_twice_concurrently_is_stored_once(postgres_url: str, tmp_pat
             try:
                 execute_batch(ctx, job.id, 0, plan.batches[0])
                 return
-            except TRANSIENT:
+            except transient_errors():
                 time.sleep(0.2)  # e.g. the other delivery inserted the same embeddings first
             except BaseException as exc:  # noqa: BLE001 - surfaced by the assertion below
                 errors.append(exc)

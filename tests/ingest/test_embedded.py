@@ -176,6 +176,23 @@ def test_reembed_with_missing_file_does_not_switch(
         assert active_encoder_version(session=session).name == "tiny"
 
 
+def test_reembed_with_nothing_stored_switches_at_once(embedded_settings: Settings, tmp_path: Path) -> None:
+    """No image stored: the job has no batch, so the service itself switches the alias (through ``finish_reembed``).
+
+    Planted bug: skipping that call (the job completes, the alias stays on the old version) fails this test.
+    """
+    from retrieval.catalog import active_encoder_version
+    from retrieval.db import make_engine, session_factory
+    from training.testing import make_untrained_checkpoint
+
+    ckpt = make_untrained_checkpoint(tmp_path / "v2.pt", seed=3)
+    job = job_status(submit_reembed(settings=embedded_settings, checkpoint=ckpt, name="v2"),
+                     settings=embedded_settings)  # fmt: skip
+    assert (job.kind, job.status, job.done, job.failed) == ("reembed", "done", 0, 0)
+    with session_factory(make_engine(embedded_settings.db_url))() as session:
+        assert active_encoder_version(session=session).name == "v2"
+
+
 def test_nothing_to_ingest_and_no_encoder(tmp_path: Path) -> None:
     from retrieval.errors import RetrievalError
     from retrieval.settings import get_settings

@@ -27,7 +27,8 @@ def progress(status):
     if status.batches_done >= 1:
         os._exit(9)
 
-submit_ingest([sys.argv[1]], settings=get_settings(), dataset="d", progress=progress)
+group_from = sys.argv[2] if len(sys.argv) > 2 else None
+submit_ingest([sys.argv[1]], settings=get_settings(), dataset="d", progress=progress, group_from=group_from)
 """
 
 
@@ -41,13 +42,14 @@ def env(embedded_settings: Settings, monkeypatch: pytest.MonkeyPatch) -> dict[st
     return {**os.environ, "PYTHONPATH": str(ROOT)}
 
 
-def _interrupted_job(env: dict[str, str], tmp_path: Path, n: int = 48) -> int:
+def _interrupted_job(env: dict[str, str], tmp_path: Path, n: int = 48, group_from: str | None = None) -> int:
     data = tmp_path / "data"
     data.mkdir()
     for i in range(n):
-        he_image(64, i).save(data / f"img_{i:02d}.png")
-    proc = subprocess.run([sys.executable, "-c", DIE_AFTER_FIRST_BATCH, str(data)], env=env, cwd=ROOT, timeout=600,
-                          capture_output=True, text=True)  # fmt: skip
+        he_image(64, i).save(data / f"patient{i % 4}_img_{i:02d}.png")
+    extra = [group_from] if group_from else []
+    proc = subprocess.run([sys.executable, "-c", DIE_AFTER_FIRST_BATCH, str(data), *extra], env=env, cwd=ROOT,
+                          timeout=600, capture_output=True, text=True)  # fmt: skip
     assert proc.returncode == 9, proc.stderr[-3000:]
     return list_jobs(settings=Settings())[0].id
 
@@ -80,3 +82,30 @@ def test_cancel_ends_an_interrupted_job_for_good(
     assert main(["-q", "jobs", "--resume", str(job_id)]) == 2
     assert main(["-q", "jobs", "--cancel", str(job_id)]) == 2
     assert "already failed" in capsys.readouterr().err
+
+
+def test_a_resumed_job_keeps_its_group_rules(env: dict[str, str], embedded_settings: Settings, tmp_path: Path) -> None:
+    """Images stored after ``jobs --resume`` get their group from the job's own ``--group-from`` rule.
+
+    Planted bug: resume_job planning without the job's ``groups_csv`` / ``group_from`` (the bug fixed in 8086d58)
+    leaves the resumed images without a group and fails this test.
+    """
+    from sqlalchemy import select
+
+    from ingest.service import resume_job
+    from retrieval.db import make_engine, session_factory
+    from retrieval.models import Image
+
+    job_id = _interrupted_job(env, tmp_path, group_from=r"(patient\d+)_")
+    assert job_status(job_id, settings=embedded_settings).status == "interrupted"
+    assert resume_job(job_id, settings=embedded_settings) >= 1
+    assert job_status(job_id, settings=embedded_settings).done == 48
+    engine = make_engine(embedded_settings.db_url)
+    try:
+        with session_factory(engine)() as session:
+            rows = session.execute(select(Image.source_path, Image.group)).all()
+    finally:
+        engine.dispose()
+    assert len(rows) == 48
+    wrong = [(path, group) for path, group in rows if group != Path(path).name.split("_")[0]]
+    assert wrong == []

@@ -124,6 +124,31 @@ def test_query_topk(env: Env, capsys: pytest.CaptureFixture[str]) -> None:
     assert "rank" in capsys.readouterr().out
 
 
+def test_query_topk_exclude_same_group_and_its_old_name(env: Env, capsys: pytest.CaptureFixture[str]) -> None:
+    """``--exclude-same-group`` drops the query's group (here: the query itself, its group's only image, even with
+    ``--include-self``); the old ``--exclude-same-slide`` still works as a hidden alias of it, with a note.
+
+    Planted bug: wiring the flag to nothing (``exclude_same_group=False``) fails this test.
+    """
+    q = str(env.ids[0])
+    with_self = _json(capsys, ["query", "topk", q, "-k", "3", "--include-self", "--json"])
+    assert with_self["results"][0]["image_id"] == env.ids[0]
+    argv = ["query", "topk", q, "-k", "3", "--include-self", "--json"]
+    new = _json(capsys, [*argv, "--exclude-same-group"])
+    assert env.ids[0] not in [r["image_id"] for r in new["results"]] and len(new["results"]) == 3
+    assert main([*argv, "--exclude-same-slide"]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["results"] == new["results"]
+    assert "--exclude-same-slide is now --exclude-same-group" in captured.err
+    assert "--exclude-same-slide" not in _help(capsys, ["query", "topk", "--help"])
+
+
+def _help(capsys: pytest.CaptureFixture[str], argv: list[str]) -> str:
+    with pytest.raises(SystemExit):
+        main(argv)
+    return capsys.readouterr().out
+
+
 def test_query_pairs_csv(env: Env, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     src = tmp_path / "pairs.csv"
     src.write_text(f"image_a,image_b\n{env.ids[0]},{env.ids[1]}\n{env.ids[2]},123456\n{env.unstored},{env.ids[3]}\n")

@@ -152,7 +152,7 @@ def test_generated_pairs_are_group_disjoint_by_default(catalog: Catalog) -> None
     report = pair_metrics(scored, 0.5)
     assert report["groups"] == 10 and report["seed"] == 0 and report["n_pairs_requested"] == 200
     # opting out is possible and said so
-    loose = score_dataset(r, "ds", n_pairs=200, seed=0, never_same_group=False, topk_queries=0)
+    loose = score_dataset(r, "ds", n_pairs=200, seed=0, exclude_same_group=False, topk_queries=0)
     assert loose.info["group_disjoint"] is False and "in-group" in loose.info["warnings"][0]
 
 
@@ -236,5 +236,5 @@ def test_pair_sampling_is_reproducible_whatever_order_the_database_returns(any_c
     assert after.image_ids == before.image_ids and after.info["seed"] == 4
     ordered = sorted(rows, key=lambda row: row.id)
     expected = generate_pairs([row.label for row in ordered], 60, groups=[row.group for row in ordered],
-                              never_same_group=True, seed=4)  # fmt: skip
+                              exclude_same_group=True, seed=4)  # fmt: skip
     assert after.image_ids == [(ordered[p.a].id, ordered[p.b].id) for p in expected]

@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 
 from cli.main import main
+from cli.tables import table
 from ingest.sources import read_manifest
 from retrieval.catalog import get_or_create_dataset, register_encoder_version
 from retrieval.errors import PairsFileError, RetrievalError
 from retrieval.pairs_io import read_pairs_csv, write_decisions_csv
-from retrieval.tables import table
 from tests.support.retrieval_factory import Catalog
 
 

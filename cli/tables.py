@@ -1,8 +1,8 @@
-"""Plain-text tables and NaN-safe JSON for the retrieval CLI commands (query, evaluate, doctor) and reports."""
+"""Plain-text tables for the CLI commands (query, evaluate, doctor, jobs, ingest); their JSON is
+:func:`retrieval.jsonable.dumps`."""
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -37,18 +37,3 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     out = [line, "  ".join("-" * w for w in widths)]
     out += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in cells]
     return "\n".join(out)
-
-
-def dumps(obj: Any) -> str:
-    """JSON with NaN/inf written as null."""
-    return json.dumps(_clean(obj), indent=2, sort_keys=False, default=str)
-
-
-def _clean(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {str(k): _clean(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_clean(v) for v in obj]
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    return obj
