@@ -32,8 +32,13 @@ class Card:
         return self.result.image_id
 
 
-def cards(svc: Services, results: list[queries.Result], k: int, show_copies: bool) -> tuple[list[Card], int]:
+def cards(
+    svc: Services, results: list[queries.Result], k: int, show_copies: bool, query_id: int | None = None
+) -> tuple[list[Card], int]:
     """Collapse byte-identical copies (same stored content hash) into one card each, keep ``k`` cards.
+
+    A card shows the best-ranked copy, or the query itself when the query is one of the copies (copies tie at the
+    same score, so their order among themselves is arbitrary).
 
     Returns:
         ``(cards, copies hidden)``: with ``show_copies`` every result is its own card and nothing is hidden.
@@ -42,7 +47,12 @@ def cards(svc: Services, results: list[queries.Result], k: int, show_copies: boo
         return [Card(r, ()) for r in results[:k]], 0
     hashes = queries.content_hashes(svc.key, tuple(r.image_id for r in results))
     groups: list[CopyGroup] = group_copies([r.image_id for r in results], hashes)[:k]
-    out = [Card(results[g.positions[0]], tuple(results[p] for p in g.positions[1:])) for g in groups]
+    out = []
+    for g in groups:
+        members = [results[p] for p in g.positions]
+        lead = next((m for m in members if m.image_id == query_id), members[0])
+        shown = queries.Result(rank=members[0].rank, image_id=lead.image_id, score=lead.score)
+        out.append(Card(shown, tuple(m for m in members if m is not lead)))
     return out, sum(len(c.copies) for c in out)
 
 

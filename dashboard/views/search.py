@@ -175,7 +175,7 @@ def render() -> None:
             if not results:
                 st.warning("No stored image matches these filters: widen them (dataset / label / slide).")
                 return
-            shown, hidden = search_cards.cards(svc, results, k, show_copies)
+            shown, hidden = search_cards.cards(svc, results, k, show_copies, image_id)
             threshold_cos, threshold_source = queries.decision_threshold(svc.key, version.name)
             st.subheader(f"Top {len(shown)}")
             n_same = sum(c.result.score >= threshold_cos for c in shown)
