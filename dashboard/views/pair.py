@@ -8,7 +8,7 @@ from typing import Any
 import plotly.graph_objects as go
 import streamlit as st
 
-from dashboard import data, queries
+from dashboard import data, pair_confidence, queries
 from dashboard.common import active_version_or_stop, open_services, version_caption
 from dashboard.services import Services
 from dashboard.ui import image_uploader, shown_errors
@@ -98,35 +98,6 @@ def _distribution(svc: Services, version: data.VersionInfo, outcome: queries.Pai
         )
 
 
-CONFIDENCE_LABEL = "Same category among similar calibration pairs"
-
-
-def _confidence(svc: Services, version: data.VersionInfo, outcome: queries.PairOutcome) -> None:
-    """How often labeled pairs scoring like this one are same-category pairs: the calibration pairs of the
-    active encoder version, the nearest ``retrieval.confidence.NEIGHBOURS`` by cosine, with a 95% interval."""
-    from retrieval.confidence import local_confidence
-
-    source = queries.calibration_pair_source(version)
-    conf = None
-    if source is not None:
-        scored = queries.scored_pairs(svc.key, version.name, source)
-        conf = local_confidence(outcome.cos, scored.scores, scored.labels)
-    if conf is None or source is None:
-        st.metric(CONFIDENCE_LABEL, "no labeled pairs")
-        st.caption(
-            f"No labeled pairs: the threshold of {version.name} was not calibrated on a stored pair set "
-            "(`histoquery evaluate ... --calibrate --pair-set NAME`), so there is nothing to compare this score with."
-        )
-        return
-    low, high = conf.ci95
-    st.metric(CONFIDENCE_LABEL, f"{conf.same_share:.0%}")
-    st.caption(
-        f"Of the {conf.n} calibration pairs scoring closest to this pair (cos {conf.low:.3f} to {conf.high:.3f}), "
-        f"{conf.n_same} are same-category pairs (95% CI {low:.0%} to {high:.0%}); "
-        f"{conf.n_total} calibration pairs in all ({source.removeprefix(queries.PAIRSET_PREFIX)})."
-    )
-
-
 def render() -> None:
     st.title("Pair")
     svc = open_services()
@@ -151,7 +122,7 @@ def render() -> None:
         c2.metric("Distance d = 2 − 2·cos", f"{outcome.distance:.4f}")
         c3.metric("Decision", "same category" if outcome.same else "different")
         with c4, shown_errors("score the calibration pairs"):
-            _confidence(svc, version, outcome)
+            pair_confidence.show(svc, version, outcome)
         source = {
             "calibrated": "calibrated on labeled pairs",
             "user": "user-given",
