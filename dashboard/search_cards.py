@@ -103,7 +103,7 @@ def gallery(
             with col.container(border=True):
                 _card(svc, card, infos, threshold_cos)
                 b1, b2 = st.columns(2)
-                if b1.button("Enlarge", key=f"enlarge-{card.image_id}", icon=":material/zoom_in:"):
+                if b1.button("Enlarge", key=f"enlarge-{card.image_id}"):
                     enlarge(svc, card.image_id)
                 if card.image_id != query_id:
                     b2.button(

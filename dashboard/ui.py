@@ -147,7 +147,7 @@ def image_uploader(label: str, key: str, max_mb: int) -> Upload | None:
     try:
         image = check_upload(file.name, data, max_mb)
     except UploadError as exc:
-        st.error(str(exc), icon=":material/broken_image:")
+        st.error(str(exc))
         return None
     return Upload(file.name, image, hashlib.sha256(data).hexdigest())
 
