@@ -8,7 +8,11 @@ import streamlit as st
 from dashboard import data, queries
 from dashboard.services import Services
 
-CONFIDENCE_LABEL = "Same category among similar calibration pairs"
+CONFIDENCE_LABEL = "Same among similar pairs"
+HELP = (
+    "Of the labeled calibration pairs of the active encoder version that scored closest to this pair, the share "
+    "that are same-category pairs: how often a score like this one was a true match."
+)
 
 
 def show(svc: Services, version: data.VersionInfo, outcome: queries.PairOutcome) -> None:
@@ -22,14 +26,14 @@ def show(svc: Services, version: data.VersionInfo, outcome: queries.PairOutcome)
         scored = queries.scored_pairs(svc.key, version.name, source)
         conf = local_confidence(outcome.cos, scored.scores, scored.labels)
     if conf is None or source is None:
-        st.metric(CONFIDENCE_LABEL, "no labeled pairs")
+        st.metric(CONFIDENCE_LABEL, "none", help=HELP)
         st.caption(
             f"No labeled pairs: the threshold of {version.name} was not calibrated on a stored pair set "
             "(`histoquery evaluate ... --calibrate --pair-set NAME`), so there is nothing to compare this score with."
         )
         return
     low, high = conf.ci95
-    st.metric(CONFIDENCE_LABEL, f"{conf.same_share:.0%}")
+    st.metric(CONFIDENCE_LABEL, f"{conf.same_share:.0%}", help=HELP)
     st.caption(
         f"Of the {conf.n} calibration pairs scoring closest to this pair (cos {conf.low:.3f} to {conf.high:.3f}), "
         f"{conf.n_same} are same-category pairs (95% CI {low:.0%} to {high:.0%}); "

@@ -102,15 +102,15 @@ def gallery(
         for col, card in zip(cols, row, strict=False):
             with col.container(border=True):
                 _card(svc, card, infos, threshold_cos)
-                b1, b2 = st.columns(2)
-                if b1.button("Enlarge", key=f"enlarge-{card.image_id}"):
+                if st.button("Enlarge", key=f"enlarge-{card.image_id}", width="stretch"):
                     enlarge(svc, card.image_id)
                 if card.image_id != query_id:
-                    b2.button(
+                    st.button(
                         "Search with this",
                         key=f"use-{card.image_id}",
                         on_click=use_as_query,
                         args=(card.image_id,),
+                        width="stretch",
                     )
     _table(shown, infos, threshold_cos)
 

@@ -72,7 +72,7 @@ def test_without_calibration_pairs_it_says_so(index_env: SampleIndex) -> None:
         index_env.image_ids["tfdspng_image_0_label_0.png"], index_env.image_ids["tfdspng_image_32_label_1.png"]
     )
     metrics = {m.label: m.value for m in at.metric}
-    assert metrics[CONFIDENCE_LABEL] == "no labeled pairs"
+    assert metrics[CONFIDENCE_LABEL] == "none"
     assert any(c.value.startswith("No labeled pairs:") for c in at.caption)
 
 
