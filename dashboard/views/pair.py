@@ -11,7 +11,7 @@ import streamlit as st
 from dashboard import data, pair_confidence, queries
 from dashboard.common import active_version_or_stop, open_services, version_caption
 from dashboard.services import Services
-from dashboard.ui import image_uploader, shown_errors
+from dashboard.ui import image_uploader, shown_errors, upload_given
 
 SOURCES = ("Stored image", "Upload")
 
@@ -112,7 +112,15 @@ def render() -> None:
     with right:
         b = _side(svc, version, "B", defaults[1])
     if a is None or b is None:
-        st.info("Choose two images (stored or uploaded) to compare them.")
+        refused = [
+            side
+            for side, got in (("A", a), ("B", b))
+            if got is None
+            and st.session_state.get(f"pair_{side}_source") == "Upload"
+            and upload_given(f"pair_{side}_upload")
+        ]
+        if not refused:  # a refused upload has its own message: no hint beside it
+            st.info("Choose two images (stored or uploaded) to compare them.")
         return
     st.divider()
     with shown_errors("compare the pair"):

@@ -161,3 +161,21 @@ def test_enlarge_shows_the_stored_image_at_full_resolution(
     assert "256×256 px (full resolution)" in dialog and "tile (1024, 1024) · 256 px · level 0" in dialog
     assert json.dumps(page.error_texts()) == "[]"
     page.close()
+
+
+def test_a_refused_upload_on_pair_has_no_hint_beside_it(app: tuple[str, Browser], tmp_path: Path) -> None:
+    """Pair shares the uploader (same server as above). Planted bug: the "Choose two images" hint shown beside a
+    refused upload fails this test."""
+    url, browser = app
+    page = browser.new_page()
+    page.navigate(f"{url}/pair")
+    page.wait_rendered("Pair", "Decision", timeout=180)
+    page.click_text("[data-testid='stMain'] [data-testid='stRadioOption']", "Upload")
+    page.wait_for("document.querySelector(\"[data-testid='stMain'] input[type=file]\")", timeout=60)
+    empty = tmp_path / "left.png"
+    empty.write_bytes(b"")
+    page.set_file_input([empty])
+    text = page.wait_for_text("left.png: the file is empty (0 bytes)", timeout=120)
+    assert len(page.error_texts()) == 1
+    assert "Choose two images" not in text
+    page.close()
