@@ -23,10 +23,12 @@ from ingest.slides import MIN_TISSUE_SATURATION, saturation
 
 #: The slide tiler keeps tiles with at least this tissue fraction (``histoquery ingest --min-tissue`` default).
 MIN_TISSUE = 0.5
-#: Below this pixel standard deviation (0-255, grey levels) the image is one flat colour: no structure to match.
+#: Below this standard deviation (0-255) in every channel the image is one flat colour: no structure to match.
 FLAT_STD = 2.0
 #: A query whose shorter side is below ``input_size / TOO_SMALL_FACTOR`` is "far smaller" than the encoder input.
 TOO_SMALL_FACTOR = 2
+#: Larger images are checked on a thumbnail with this longest side (as the tiler's mask uses a thumbnail).
+CHECK_PX = 1024
 
 
 def tissue_fraction(image: Image.Image) -> float:
@@ -41,7 +43,7 @@ class QueryCheck:
 
     Attributes:
         tissue: tissue fraction by the tiler's test.
-        flat: the image is one flat colour (pixel standard deviation below :data:`FLAT_STD`).
+        flat: the image is one flat colour (standard deviation below :data:`FLAT_STD` in every channel).
         size: ``(width, height)``.
         input_size: the encoder's input side in pixels.
         warnings: user-worded warnings, empty when the query looks usable.
@@ -65,9 +67,13 @@ def check_query(image: Image.Image, input_size: int, *, min_tissue: float = MIN_
     Returns:
         The findings, with one warning per problem.
     """
+    width, height = image.size
     rgb = image.convert("RGB")
-    width, height = rgb.size
-    flat = float(np.asarray(rgb, dtype=np.float32).std()) < FLAT_STD
+    if max(width, height) > CHECK_PX:  # fractions and flatness need no more pixels (uploads reach 100 Mpx)
+        rgb = rgb.copy()
+        rgb.thumbnail((CHECK_PX, CHECK_PX))
+    # per channel: a solid pink square has a large spread *across* its three channels but none within each
+    flat = float(np.asarray(rgb, dtype=np.float32).reshape(-1, 3).std(axis=0).max()) < FLAT_STD
     tissue = tissue_fraction(rgb)
     warnings: list[str] = []
     if flat:

@@ -110,13 +110,16 @@ def test_a_query_without_tissue_is_warned_about(index_env: SampleIndex) -> None:
 def test_query_checks_use_the_tilers_tissue_floor_and_the_encoder_input(index_env: SampleIndex) -> None:
     """An 8x8 pink square is far smaller than the input; a tile that is all tissue is not called "little tissue".
 
-    Planted bug: Otsu's threshold per query image (it splits an all-tissue tile in two: 29%) fails this test.
+    Planted bugs: Otsu's threshold per query image (it splits an all-tissue tile in two: 29%), or flatness measured
+    over all channels together (a solid pink square then has a spread of 33), fail this test.
     """
     from ingest.slides import read_tile
     from tests.conftest import SAMPLES
 
     pink = check_query(PILImage.new("RGB", (8, 8), (230, 150, 200)), 224)
     assert any("8×8 px, far smaller than the encoder's 224×224" in w for w in pink.warnings)
+    big_pink = check_query(PILImage.new("RGB", (3000, 2000), (230, 150, 200)), 224)  # saturated: "tissue" by colour
+    assert big_pink.flat and any("one flat colour" in w for w in big_pink.warnings), big_pink
     slide = next((SAMPLES / "slides").glob("*.svs"))
     full = check_query(read_tile(slide, 0, 1024, 1024, 256), 224)
     assert full.tissue > 0.9 and full.warnings == ()
