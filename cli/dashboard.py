@@ -26,15 +26,26 @@ def register(subparsers: Any) -> None:
     p.set_defaults(handler=run)
 
 
-def streamlit_command(port: int, host: str, headless: bool) -> list[str]:
-    """The ``streamlit run`` command line for the dashboard app."""
+def streamlit_command(port: int, host: str, headless: bool, max_upload_mb: int | None = None) -> list[str]:
+    """The ``streamlit run`` command line for the dashboard app.
+
+    Streamlit's own upload cap (``server.maxUploadSize``) is set to the app's limit (``HISTOQUERY_MAX_UPLOAD_MB``,
+    default from the settings), the number every uploader shows and checks; the toolbar is the viewer's (no
+    "Deploy" button).
+    """
     import dashboard
 
+    if max_upload_mb is None:
+        from retrieval.settings import get_settings
+
+        max_upload_mb = get_settings().max_upload_mb
     app = Path(dashboard.__file__).resolve().parent / "app.py"
     return [
         sys.executable, "-m", "streamlit", "run", str(app),
         "--server.port", str(port), "--server.address", host,
         "--server.headless", "true" if headless else "false",
+        "--server.maxUploadSize", str(max_upload_mb),
+        "--client.toolbarMode", "viewer",
         "--browser.gatherUsageStats", "false",
     ]  # fmt: skip
 

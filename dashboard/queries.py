@@ -336,3 +336,108 @@ def record_evaluation(key: str, version: str, source: str, n_pairs: int = 1000) 
     name = source.removeprefix(PAIRSET_PREFIX) if source.startswith(PAIRSET_PREFIX) else None
     with open_retrieval(key, version) as r:  # recorded as in-sample when it is (the page warns before)
         return evaluate(r, _as_scored_pairs(scored), pair_set_name=name, in_sample=True)
+
+
+# --- Search / Pair additions (issue #13 part A) ---------------------------------------------------------------
+
+
+@st.cache_data(ttl=RESULT_TTL_S, max_entries=4096, show_spinner=False)
+def content_hashes(key: str, ids: tuple[int, ...]) -> dict[int, str]:
+    """Image id -> stored content hash (``retrieval.duplicates``), to collapse byte-identical copies."""
+    from retrieval.duplicates import content_hashes as hashes
+
+    with _services(key).session() as session:
+        return hashes(ids, session=session)
+
+
+@st.cache_data(ttl=CHOICES_TTL_S, max_entries=64, show_spinner=False)
+def decision_threshold(key: str, version: str) -> tuple[float, str]:
+    """(threshold cos, source) a pair decision of ``version`` uses: calibrated, else the study's default."""
+    with open_retrieval(key, version) as r:
+        thr = r.threshold()
+    return float(thr.cos), str(thr.source)
+
+
+#: Longest side of the enlarged view of a stored image (larger images are shown scaled, and say so).
+ENLARGE_MAX_PX = 2048
+
+
+@st.cache_data(ttl=600, max_entries=32, show_spinner="Reading the full-resolution image ...")
+def full_image(key: str, image_id: int, max_px: int = ENLARGE_MAX_PX) -> tuple[bytes, tuple[int, int]]:
+    """PNG of a stored image at full resolution (scaled down to ``max_px`` only when larger) and its real size."""
+    image = _pixels(key, image_id)
+    return to_png(image, max_px), image.size
+
+
+@st.cache_data(ttl=3600, max_entries=256, show_spinner=False)
+def slide_with_results(
+    key: str, slide_id: int, query_id: int | None, marks: tuple[tuple[int, int], ...], max_px: int = 360
+) -> bytes | None:
+    """PNG of a slide's thumbnail with the query tile outlined in green and result tiles in orange with their rank.
+
+    Args:
+        key: settings key.
+        slide_id: the slide.
+        query_id: the query tile (outlined in green) when it is on this slide, else None.
+        marks: (rank, image id) of the results to mark (tiles of this slide; others are skipped).
+        max_px: longest side of the drawing.
+
+    Returns:
+        PNG bytes, or None when the slide has no readable file.
+    """
+    ids = tuple(i for _, i in marks) + ((query_id,) if query_id is not None else ())
+    infos = image_infos(key, ids)
+    on_slide = {i: info for i, info in infos.items() if info.slide_id == slide_id and info.is_tile}
+    any_info = next(iter(on_slide.values()), None)
+    if any_info is None or any_info.slide_path is None:
+        return None
+    from ingest.slides import cached_slide, slide_thumbnail
+
+    thumb = slide_thumbnail(any_info.slide_path, max_px).convert("RGB")
+    width = any_info.slide_width or cached_slide(any_info.slide_path).dimensions[0]
+    scale = thumb.width / float(width)
+    draw = ImageDraw.Draw(thumb)
+
+    def box(info: data.ImageInfo) -> tuple[float, float, float, float]:
+        x0, y0 = int(info.x or 0) * scale, int(info.y or 0) * scale
+        side = max(3.0, float(info.tile_size or 0) * scale)
+        return (x0, y0, x0 + side, y0 + side)
+
+    for rank, image_id in sorted(marks, reverse=True):  # best rank drawn last (on top)
+        info = on_slide.get(image_id)
+        if info is None or image_id == query_id:
+            continue
+        x0, y0, x1, y1 = box(info)
+        draw.rectangle([x0, y0, x1, y1], outline=(255, 140, 0), width=2)
+        draw.text((x0 + 2, y0 + 1), str(rank), fill=(255, 140, 0))
+    if query_id is not None and query_id in on_slide:
+        draw.rectangle(list(box(on_slide[query_id])), outline=(0, 200, 0), width=3)
+    return to_png(thumb, max_px)
+
+
+def calibration_pair_source(version: data.VersionInfo) -> str | None:
+    """The labeled-pair source (``"pair set: NAME"``) the version's threshold was calibrated on, or None."""
+    cal = version.calibration or {}
+    name = cal.get("pair_set")
+    return f"{PAIRSET_PREFIX}{name}" if name else None
+
+
+@st.cache_data(ttl=3600, max_entries=1024, show_spinner=False)
+def stored_query_check(key: str, image_id: int, input_size: int) -> Any:
+    """``ingest.query_checks.check_query`` of a stored image (None when its pixels cannot be read)."""
+    from ingest.query_checks import check_query
+
+    try:
+        image = _pixels(key, image_id)
+    except Exception as exc:  # noqa: BLE001 - a missing file is shown as a placeholder elsewhere; no check then
+        logger.warning("no query check for image %d: %s", image_id, exc)
+        return None
+    return check_query(image, input_size)
+
+
+@st.cache_data(ttl=RESULT_TTL_S, max_entries=128, show_spinner=False)
+def upload_query_check(sha256: str, _image: PILImage.Image, input_size: int) -> Any:
+    """``ingest.query_checks.check_query`` of an uploaded image, cached by the upload's sha256."""
+    from ingest.query_checks import check_query
+
+    return check_query(_image, input_size)

@@ -53,13 +53,52 @@ def shown_errors(what: str) -> Iterator[None]:
 
 #: Largest query image accepted from an upload (pixels), checked from the header before decoding.
 UPLOAD_MAX_PIXELS = 10_000 * 10_000
+_FORMATS = "PNG, JPEG, TIFF, BMP or WebP"
+
+
+def upload_message(name: str, reason: str, stage: str) -> str:
+    """The user's words for why an upload is not a usable image (no Python internals, the file named first).
+
+    Args:
+        name: the uploaded file's name.
+        reason: the decoder's reason (``training.pixels.PixelError.reason`` via ``ingest.errors.BadImageError``).
+        stage: the decoder's stage ('read', 'decode' or 'validate').
+    """
+    import re
+
+    size = re.search(r"(\d+)x(\d+)", reason)
+    if "zero-byte" in reason:
+        return (
+            f"{name}: the file is empty (0 bytes), so there is no image in it. Choose the file again; it may not "
+            "have finished saving or copying."
+        )
+    if "not a recognised image format" in reason:
+        return f"{name}: not a readable image. It is not a {_FORMATS} image; is it really an image file?"
+    if "truncated or corrupt" in reason or "cannot parse image header" in reason:
+        return (
+            f"{name}: not a readable image. The file is damaged (its image data is cut off or corrupt); export or "
+            "copy it again."
+        )
+    if stage == "validate" and size and "too small" in reason:
+        return f"{name}: {size[1]}×{size[2]} px is too small to search with (each side needs at least 8 px)."
+    if stage == "validate" and size and "exceeds the limit" in reason:
+        return (
+            f"{name}: {size[1]}×{size[2]} px is more than a query image may have "
+            f"({UPLOAD_MAX_PIXELS / 1e6:.0f} Mpx); crop or downscale it, or ingest it as a slide."
+        )
+    if "decompression bomb" in reason or "memory" in reason:
+        return f"{name}: the image is too large to open; crop or downscale it, or ingest it as a slide."
+    # anything else: the decoder's reason without exception details (object reprs, parenthesised internals)
+    plain = re.sub(r"\s*\(.*\)\s*$", "", re.sub(r"<[^>]*>", "", reason)).strip() or "unknown problem"
+    return f"{name}: not a readable image ({plain})."
 
 
 def check_upload(name: str, data: bytes, max_mb: int) -> PILImage.Image:
-    """Validate an uploaded file and decode it to RGB.
+    """Validate an uploaded file and decode it to RGB with the one decoder (``ingest.decode.decode_bytes``).
 
     Raises:
-        UploadError: too large, not an allowed type, or not a decodable image.
+        UploadError: too large, not an allowed type, or not a decodable image; the message names the file and
+            says what to do, in the user's words.
     """
     suffix = name.rsplit(".", 1)[-1].lower() if "." in name else ""
     if suffix not in UPLOAD_TYPES:
@@ -75,7 +114,7 @@ def check_upload(name: str, data: bytes, max_mb: int) -> PILImage.Image:
     try:
         return decode_bytes(data, name, max_pixels=UPLOAD_MAX_PIXELS)
     except BadImageError as exc:
-        raise UploadError(f"{name}: not a readable image ({exc.reason})") from exc
+        raise UploadError(upload_message(name, exc.reason, exc.stage)) from exc
 
 
 @dataclass(frozen=True)
@@ -88,8 +127,15 @@ class Upload:
 
 
 def image_uploader(label: str, key: str, max_mb: int) -> Upload | None:
-    """A file uploader limited to image types and ``max_mb``; returns the decoded image or None (shows errors)."""
-    file = st.file_uploader(label, type=list(UPLOAD_TYPES), key=key, help=f"One image, at most {max_mb} MB.")
+    """A file uploader limited to image types and ``max_mb``; returns the decoded image or None (shows errors).
+
+    The widget shows and enforces ``max_mb`` (``max_upload_size``), the same number :func:`check_upload` checks.
+    Whether a file was given at all (None here can also mean "bad file, message shown") is
+    :func:`upload_given`.
+    """
+    file = st.file_uploader(
+        label, type=list(UPLOAD_TYPES), key=key, max_upload_size=max_mb, help=f"One image, at most {max_mb} MB."
+    )
     if file is None:
         return None
     data = file.getvalue()
@@ -99,6 +145,11 @@ def image_uploader(label: str, key: str, max_mb: int) -> Upload | None:
         st.error(str(exc))
         return None
     return Upload(file.name, image, hashlib.sha256(data).hexdigest())
+
+
+def upload_given(key: str) -> bool:
+    """Whether the uploader ``key`` holds a file (a good or a bad one)."""
+    return st.session_state.get(key) is not None
 
 
 def to_png(image: PILImage.Image, max_px: int = THUMB_PX) -> bytes:

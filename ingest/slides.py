@@ -220,7 +220,19 @@ def otsu_threshold(values: np.ndarray) -> float:
     return float(np.argmax(between))
 
 
-def tissue_mask(reader: SlideReader, *, thumb_size: int = 1024, min_saturation: int = 20) -> tuple[np.ndarray, float]:
+#: Saturation (0-255) at or below which a pixel is never tissue: the floor of the tile mask's Otsu threshold.
+MIN_TISSUE_SATURATION = 20
+
+
+def saturation(image: Image.Image) -> np.ndarray:
+    """HSV saturation (H, W) uint8 of an image: the quantity the tissue mask thresholds (stain is saturated,
+    glass and background are not)."""
+    return np.asarray(image.convert("RGB").convert("HSV"))[..., 1]
+
+
+def tissue_mask(
+    reader: SlideReader, *, thumb_size: int = 1024, min_saturation: int = MIN_TISSUE_SATURATION
+) -> tuple[np.ndarray, float]:
     """Tissue mask by Otsu's threshold on HSV saturation of a thumbnail.
 
     Args:
@@ -232,7 +244,7 @@ def tissue_mask(reader: SlideReader, *, thumb_size: int = 1024, min_saturation: 
         ``(mask, scale)``: boolean mask (H, W) and the level-0 pixels per mask pixel.
     """
     thumb = reader.get_thumbnail((thumb_size, thumb_size)).convert("RGB")
-    sat = np.asarray(thumb.convert("HSV"))[..., 1]
+    sat = saturation(thumb)
     threshold = max(otsu_threshold(sat), float(min_saturation))
     mask = sat > threshold
     scale = reader.dimensions[0] / thumb.width

@@ -8,22 +8,24 @@ from typing import Any
 import plotly.graph_objects as go
 import streamlit as st
 
-from dashboard import data, queries
+from dashboard import data, pair_confidence, queries
 from dashboard.common import active_version_or_stop, open_services, version_caption
 from dashboard.services import Services
-from dashboard.ui import image_uploader, shown_errors
+from dashboard.ui import image_uploader, shown_errors, upload_given
 
 SOURCES = ("Stored image", "Upload")
 
 
 def _side(svc: Services, version: data.VersionInfo, side: str, default_id: int) -> tuple[str, Any] | None:
     """One side's query as (cache key, query) where query is an image id or a PIL image; None when missing."""
-    source = st.radio(f"Image {side}", SOURCES, horizontal=True, key=f"pair_{side}_source")
+    source = st.radio(f"Image {side}", SOURCES, horizontal=True, key=f"pair_{side}_source", persist_state="session")
     if source == "Stored image":
         id_key = f"pair_{side}_id"
         if id_key not in st.session_state:
             st.session_state[id_key] = default_id
-        image_id = int(st.number_input(f"Stored image id ({side})", min_value=1, step=1, key=id_key))
+        image_id = int(
+            st.number_input(f"Stored image id ({side})", min_value=1, step=1, key=id_key, persist_state="session")
+        )
         with shown_errors(f"show image {side}"):
             info = queries.image_infos(svc.key, (image_id,)).get(image_id)
             if info is None:
@@ -58,26 +60,32 @@ def _distribution(svc: Services, version: data.VersionInfo, outcome: queries.Pai
                     xbins={"start": -1.0, "end": 1.0, "size": 0.02},
                 )
             )
-        fig.add_vline(
-            x=outcome.cos,
-            line_width=3,
-            line_color="#1565c0",
-            annotation_text=f"this pair {outcome.cos:.3f}",
-            annotation_position="top left",
-        )
-        fig.add_vline(
-            x=outcome.threshold_cos,
-            line_dash="dash",
-            line_color="black",
-            annotation_text=f"threshold {outcome.threshold_cos:.3f}",
-            annotation_position="bottom right",
-        )
+        # the labels sit above the plot on a white box, never over the (dark) bars
+        for x, text, colour, dash, y in (
+            (outcome.cos, f"this pair {outcome.cos:.3f}", "#1565c0", "solid", 1.02),
+            (outcome.threshold_cos, f"threshold {outcome.threshold_cos:.3f}", "#000000", "dash", 1.13),
+        ):
+            fig.add_vline(x=x, line_width=3 if dash == "solid" else 2, line_dash=dash, line_color=colour)
+            fig.add_annotation(
+                x=x,
+                y=y,
+                xref="x",
+                yref="paper",
+                yanchor="bottom",
+                text=text,
+                showarrow=False,
+                font={"color": colour, "size": 13},
+                bgcolor="rgba(255,255,255,0.95)",
+                bordercolor=colour,
+                borderwidth=1,
+                borderpad=3,
+            )
         fig.update_layout(
             barmode="overlay",
-            height=360,
+            height=400,
             xaxis_title="cosine similarity",
             yaxis_title="pairs",
-            margin={"l": 10, "r": 10, "t": 30, "b": 10},
+            margin={"l": 10, "r": 10, "t": 70, "b": 10},
             legend={"orientation": "h"},
         )
         st.plotly_chart(fig, key="pair_distribution")
@@ -104,15 +112,25 @@ def render() -> None:
     with right:
         b = _side(svc, version, "B", defaults[1])
     if a is None or b is None:
-        st.info("Choose two images (stored or uploaded) to compare them.")
+        refused = [
+            side
+            for side, got in (("A", a), ("B", b))
+            if got is None
+            and st.session_state.get(f"pair_{side}_source") == "Upload"
+            and upload_given(f"pair_{side}_upload")
+        ]
+        if not refused:  # a refused upload has its own message: no hint beside it
+            st.info("Choose two images (stored or uploaded) to compare them.")
         return
     st.divider()
     with shown_errors("compare the pair"):
         outcome = queries.pair(svc.key, version.name, a[0], b[0], a[1], b[1])
-        c1, c2, c3 = st.columns(3)
+        c1, c2, c3, c4 = st.columns(4)
         c1.metric("Cosine similarity", f"{outcome.cos:.4f}")
         c2.metric("Distance d = 2 − 2·cos", f"{outcome.distance:.4f}")
         c3.metric("Decision", "same category" if outcome.same else "different")
+        with c4, shown_errors("score the calibration pairs"):
+            pair_confidence.show(svc, version, outcome)
         source = {
             "calibrated": "calibrated on labeled pairs",
             "user": "user-given",

@@ -1,22 +1,32 @@
-"""Search page: top-k gallery for a stored or uploaded image, with filters; a result becomes the next query."""
+"""Search page: top-k gallery for a stored or uploaded image, with filters; a result becomes the next query.
+
+The query and the filters live in the URL (widgets bound to query parameters: a search can be shared and the
+browser's back button returns to the previous one) and in the session (they survive a change of page).
+"""
 
 from __future__ import annotations
 
 import random
 
-import pandas as pd
 import streamlit as st
 
-from dashboard import data, queries
+from dashboard import data, queries, search_cards
 from dashboard.common import active_version_or_stop, open_services, version_caption
 from dashboard.services import Services
-from dashboard.ui import Upload, card_html, chunked, image_uploader, shown_errors
+from dashboard.ui import Upload, image_uploader, shown_errors, upload_given
 
 ANY = "(any)"
-COLUMNS = 5
 NEXT_QUERY = "hq_next_query"  # set by other pages / result buttons: the next stored image to search with
 ID_INPUT = "search_image_id"
 SOURCE = "search_source"
+UPLOAD = "search_upload"
+#: With copies collapsed, ask for this many times k so that k distinct images remain.
+FETCH_FACTOR = 3
+THRESHOLD_SOURCES = {
+    "calibrated": "calibrated on labeled pairs",
+    "user": "user-given",
+    "study-default": "the study's d < 0.705, not calibrated yet",
+}
 
 
 def _use_as_query(image_id: int) -> None:
@@ -25,9 +35,9 @@ def _use_as_query(image_id: int) -> None:
 
 def _pick_stored(svc: Services, version: data.VersionInfo) -> int:
     candidates = queries.stored_image_ids(svc.key, version.id, limit=500)
-    if ID_INPUT not in st.session_state:
+    if ID_INPUT not in st.session_state and ID_INPUT not in st.query_params:
         st.session_state[ID_INPUT] = candidates[0]
-    st.number_input("Stored image id", min_value=1, step=1, key=ID_INPUT)
+    st.number_input("Stored image id", min_value=1, step=1, key=ID_INPUT, bind="query-params", persist_state="session")
     st.button(
         "Random stored image",
         on_click=lambda: st.session_state.__setitem__(ID_INPUT, random.choice(candidates)),
@@ -35,30 +45,53 @@ def _pick_stored(svc: Services, version: data.VersionInfo) -> int:
     return int(st.session_state[ID_INPUT])
 
 
-def _filters(svc: Services) -> tuple[int, str | None, str | None, int | None, bool, bool]:
+def _filters(svc: Services) -> tuple[int, str | None, str | None, int | None, bool, bool, bool]:
     datasets, labels, slides = queries.filter_choices(svc.key)
-    k = st.slider("k (results)", min_value=1, max_value=50, value=10, key="search_k")
-    dataset = st.selectbox("Dataset", [ANY, *datasets], key="search_dataset")
-    label = st.selectbox("Label", [ANY, *labels], key="search_label")
-    slide_names = {ANY: None, **{f"{name} (#{sid})": sid for sid, name in slides.items()}}
-    slide = st.selectbox("Slide", list(slide_names), key="search_slide")
+    k = st.slider(
+        "k (results)", min_value=1, max_value=50, value=10, key="search_k", bind="query-params", persist_state="session"
+    )
+    dataset = st.selectbox(
+        "Dataset", [ANY, *datasets], key="search_dataset", bind="query-params", persist_state="session"
+    )
+    label = st.selectbox("Label", [ANY, *labels], key="search_label", bind="query-params", persist_state="session")
+    slide_id = st.selectbox(
+        "Slide",
+        [None, *slides],
+        format_func=lambda sid: ANY if sid is None else f"{slides.get(sid, '?')} (#{sid})",
+        key="search_slide",
+        bind="query-params",  # the value is in the URL (?search_k=5): a search can be shared, back works
+        persist_state="session",  # and it survives a change of page
+    )
     exclude = st.checkbox(
         "Exclude own slide",
         key="search_exclude_slide",
         help="For a tile query: only show tiles of other slides than the query's.",
+        bind="query-params",  # the value is in the URL (?search_k=5): a search can be shared, back works
+        persist_state="session",  # and it survives a change of page
     )
     hide_self = st.checkbox(
         "Hide the query image itself",
         key="search_hide_self",
         help="A stored query is its own best match (cos 1); hide it from the results.",
+        bind="query-params",  # the value is in the URL (?search_k=5): a search can be shared, back works
+        persist_state="session",  # and it survives a change of page
+    )
+    show_copies = st.checkbox(
+        "Show every copy",
+        key="search_show_copies",
+        help="Byte-identical images stored in several datasets are one card by default (it lists the datasets); "
+        "show each copy as its own result instead.",
+        bind="query-params",  # the value is in the URL (?search_k=5): a search can be shared, back works
+        persist_state="session",  # and it survives a change of page
     )
     return (
         k,
         None if dataset == ANY else dataset,
         None if label == ANY else label,
-        slide_names[slide],
+        slide_id,
         exclude,
         hide_self,
+        show_copies,
     )
 
 
@@ -69,51 +102,24 @@ def _show_query(svc: Services, image_id: int | None, upload: Upload | None) -> N
     assert image_id is not None
     info = queries.image_infos(svc.key, (image_id,)).get(image_id)
     if info is None:
+        st.warning(f"No stored image with id {image_id}.")
         return
     st.image(queries.thumbnail(svc.key, image_id, 220), caption=f"#{image_id} · {info.name}")
-    st.caption(f"label **{info.label or '-'}** · dataset **{info.dataset}** · slide **{info.slide_name}**")
-    outline = queries.tile_on_slide(svc.key, image_id)
-    if outline is not None:
-        st.image(outline, caption=f"Where the tile sits on {info.slide_name}")
+    parts = [f"label **{info.label or '-'}**", f"dataset **{info.dataset}**", f"slide **{info.slide_name}**"]
+    if info.is_tile:
+        parts.append(search_cards.tile_text(info))
+    st.caption(" · ".join(parts))
 
 
-def _gallery(svc: Services, results: list[queries.Result], query_id: int | None) -> None:
-    infos = queries.image_infos(svc.key, tuple(r.image_id for r in results))
-    for row in chunked(results, COLUMNS):
-        cols = st.columns(COLUMNS)
-        for col, res in zip(cols, row, strict=False):
-            info = infos.get(res.image_id)
-            with col.container(border=True):
-                # one HTML element per card (thumbnail inline): a new search re-renders 10 elements, not 40, and
-                # fetches no separate image files
-                meta = ""
-                if info is not None:
-                    slide = f" · {info.slide_name}" if info.slide_id is not None else ""
-                    meta = f"d {res.distance:.3f} · {info.label or 'no label'} · {info.dataset}{slide}"
-                alt = info.name if info is not None else f"image {res.image_id}"
-                thumb = queries.thumbnail(svc.key, res.image_id)
-                st.html(card_html(thumb, f"<b>#{res.rank}</b> · cos <b>{res.score:.3f}</b>", meta, alt))
-                if res.image_id != query_id:
-                    st.button(
-                        "Search with this", key=f"use-{res.image_id}", on_click=_use_as_query, args=(res.image_id,)
-                    )
-    table = pd.DataFrame(
-        [
-            {
-                "rank": r.rank,
-                "image_id": r.image_id,
-                "cos": round(r.score, 4),
-                "d = 2-2cos": round(r.distance, 4),
-                "label": infos[r.image_id].label if r.image_id in infos else None,
-                "dataset": infos[r.image_id].dataset if r.image_id in infos else None,
-                "slide": infos[r.image_id].slide_name if r.image_id in infos else None,
-                "name": infos[r.image_id].name if r.image_id in infos else None,
-            }
-            for r in results
-        ]
-    )
-    with st.expander("Results as a table"):
-        st.dataframe(table, hide_index=True, width="stretch", key="search_results")
+def _query_warnings(svc: Services, version: data.VersionInfo, image_id: int | None, upload: Upload | None) -> None:
+    """Warn when the query has little or no tissue, is one flat colour, or is far smaller than the encoder input."""
+    if upload is not None:
+        check = queries.upload_query_check(upload.sha256, upload.image, version.image_size)
+    else:
+        assert image_id is not None
+        check = queries.stored_query_check(svc.key, image_id, version.image_size)
+    for text in check.warnings if check is not None else ():
+        st.warning(text, icon=":material/warning:")
 
 
 def render() -> None:
@@ -128,35 +134,60 @@ def render() -> None:
     image_id: int | None = None
     upload: Upload | None = None
     with left:
-        source = st.radio("Query", ["Stored image", "Upload"], horizontal=True, key=SOURCE)
+        source = st.radio(
+            "Query",
+            ["Stored image", "Upload"],
+            horizontal=True,
+            key=SOURCE,
+            bind="query-params",
+            persist_state="session",
+        )
         if source == "Stored image":
             image_id = _pick_stored(svc, version)
         else:
-            upload = image_uploader("Query image", key="search_upload", max_mb=svc.settings.max_upload_mb)
+            upload = image_uploader("Query image", key=UPLOAD, max_mb=svc.settings.max_upload_mb)
+            st.caption("An uploaded image is not part of the page's link; share a stored image's search instead.")
+        with st.container(border=True):
+            st.markdown("**Filters**")
+            k, dataset, label, slide_id, exclude, hide_self, show_copies = _filters(svc)
         with shown_errors("show the query image"):
             if image_id is not None or upload is not None:
                 _show_query(svc, image_id, upload)
-        st.divider()
-        k, dataset, label, slide_id, exclude, hide_self = _filters(svc)
+        overviews = st.container()
     with right:
         if image_id is None and upload is None:
-            st.info("Upload an image (PNG, JPEG, TIFF ...) to search with it, or pick a stored image.")
+            if not upload_given(UPLOAD):  # a bad upload has its message on the left: no hint beside it
+                st.info("Upload an image (PNG, JPEG, TIFF ...) to search with it, or pick a stored image.")
             return
+        with shown_errors("check the query image"):
+            _query_warnings(svc, version, image_id, upload)
         with shown_errors("search"):
+            fetch = k if show_copies else min(1000, k * FETCH_FACTOR)
             if upload is not None:
                 results = queries.top_k_by_upload(
-                    svc.key, version.name, upload.sha256, upload.image, k, dataset, label, slide_id
+                    svc.key, version.name, upload.sha256, upload.image, fetch, dataset, label, slide_id
                 )
             else:
                 assert image_id is not None
                 results = queries.top_k_by_id(
-                    svc.key, version.name, image_id, k, dataset, label, slide_id, exclude, hide_self
+                    svc.key, version.name, image_id, fetch, dataset, label, slide_id, exclude, hide_self
                 )
             if not results:
                 st.warning("No stored image matches these filters: widen them (dataset / label / slide).")
                 return
-            st.subheader(f"Top {len(results)}")
-            _gallery(svc, results, image_id)
+            shown, hidden = search_cards.cards(svc, results, k, show_copies, image_id)
+            threshold_cos, threshold_source = queries.decision_threshold(svc.key, version.name)
+            st.subheader(f"Top {len(shown)}")
+            n_same = sum(c.result.score >= threshold_cos for c in shown)
+            copies = f" · {hidden} byte-identical {'copy' if hidden == 1 else 'copies'} collapsed" if hidden else ""
+            st.caption(
+                f"**✓ same** marks results at or above the decision threshold cos {threshold_cos:.3f} "
+                f"(d ≤ {2 - 2 * threshold_cos:.3f}; {THRESHOLD_SOURCES.get(threshold_source, threshold_source)}): "
+                f"{n_same} of {len(shown)}{copies}."
+            )
+            search_cards.gallery(svc, shown, image_id, threshold_cos, _use_as_query)
+    with overviews, shown_errors("draw the slide overview"):
+        search_cards.slide_overviews(svc, image_id, shown)
 
 
 render()
