@@ -439,11 +439,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"== {method}", flush=True)
             if method == "histogram":
                 rows.append(histogram_row(eval_a, eval_b, args))
-            elif method in given:
-                ckpt, facts = given[method], checkpoint_facts(given[method])
             else:
-                ckpt, facts = train_method(method, work, args, ours_s if method == "paper" else None)
-                if method == "ours":
+                if method in given:
+                    ckpt, facts = given[method], checkpoint_facts(given[method])
+                else:
+                    ckpt, facts = train_method(method, work, args, ours_s if method == "paper" else None)
+                if method == "ours" and "train_s" in facts:
                     ours_s = facts["train_s"]
                 row = product_row(method, ckpt, work, args, eval_a, eval_b)
                 row.update(facts)
