@@ -336,3 +336,28 @@ def record_evaluation(key: str, version: str, source: str, n_pairs: int = 1000) 
     name = source.removeprefix(PAIRSET_PREFIX) if source.startswith(PAIRSET_PREFIX) else None
     with open_retrieval(key, version) as r:  # recorded as in-sample when it is (the page warns before)
         return evaluate(r, _as_scored_pairs(scored), pair_set_name=name, in_sample=True)
+
+
+@st.cache_data(ttl=RESULT_TTL_S, max_entries=16, show_spinner=False)
+def stored_tiles(key: str, version: str, stored: int) -> Any:
+    """Positions of every stored slide tile of ``version`` (``retrieval.occurrence.stored_tiles``; ``stored``, the
+    version's vector count, invalidates this cache after an ingestion)."""
+    from retrieval.catalog import active_encoder_version
+    from retrieval.occurrence import stored_tiles as read_tiles
+
+    with _services(key).session() as session:
+        return read_tiles(active_encoder_version(session=session, name=version), session=session)
+
+
+@st.cache_data(ttl=RESULT_TTL_S, max_entries=64, show_spinner="Scoring every stored tile ...")
+def occurrence(key: str, version: str, query_ids: tuple[int, ...], stored: int) -> Any:
+    """Heat maps of the mean of the stored tiles ``query_ids`` on every stored slide, slides ranked by best match
+    (``retrieval.occurrence.where_else``)."""
+    from retrieval.catalog import active_encoder_version
+    from retrieval.occurrence import where_else
+
+    svc = _services(key)
+    tiles = stored_tiles(key, version, stored)
+    with svc.session() as session:
+        ver = active_encoder_version(session=session, name=version)
+        return where_else(query_ids, ver, session=session, store=svc.store, tiles=tiles)

@@ -69,8 +69,9 @@ def test_overlapping_tiles_use_the_origin_step_as_grid_stride(catalog: Catalog) 
     vectors, found = tile_vectors(tiles, store=catalog.store, collection=catalog.version.collection)
     occ = heat_maps(vectors[0], tiles, vectors, found)
     assert occ.slides[0].scores.shape == (2, 3) and occ.slides[0].stride == 192
-    assert tile_at(tiles, rows[0][0].slide_id, 250, 10) == rows[0][1].id  # in tiles 0 and 1: nearer 1's centre
-    assert tile_at(tiles, rows[0][0].slide_id, 5000, 10) is None
+    sid = int(rows[0][0].slide_id or 0)
+    assert tile_at(tiles, sid, 250, 10) == rows[0][1].id  # in tiles 0 and 1: nearer 1's centre
+    assert tile_at(tiles, sid, 5000, 10) is None
 
 
 def test_an_unknown_query_id_is_a_clear_error(catalog: Catalog) -> None:
