@@ -229,28 +229,14 @@ DATASET_PREFIX = "generate from labels: "
 def scored_pairs(key: str, version: str, source: str, n_pairs: int = 1000, seed: int = 0) -> Scored:
     """Score a stored pair set (``"pair set: NAME"``) or pairs generated from a dataset's labels
     (``"generate from labels: DATASET"``) with ``version``."""
-    from retrieval.errors import EvaluationError
     from retrieval.evaluation import score_dataset
+    from retrieval.pair_sets import score_pair_set
 
     with open_retrieval(key, version) as r:
         if source.startswith(PAIRSET_PREFIX):
-            rows = data.pair_set_pairs(source.removeprefix(PAIRSET_PREFIX), session=r.session)
-            if not rows:
-                raise EvaluationError(f"{source} has no labeled pairs")
-            results = r.pair_batch([(a, b) for a, b, _ in rows])
-            keep = [i for i, res in enumerate(results) if res.error is None]
-            if not keep:
-                raise EvaluationError(f"none of the {len(rows)} pairs of {source} has vectors under {version}")
-            return Scored(
-                source=source,
-                scores=np.array([results[i].cos for i in keep]),
-                labels=np.array([int(rows[i][2]) for i in keep]),
-                pairs=tuple((rows[i][0], rows[i][1]) for i in keep),
-                topk={},
-                skipped=len(rows) - len(keep),
-            )
-        dataset = source.removeprefix(DATASET_PREFIX)
-        scored = score_dataset(r, dataset, n_pairs=n_pairs, seed=seed, topk_queries=100)
+            scored = score_pair_set(r, source.removeprefix(PAIRSET_PREFIX), topk_queries=100, seed=seed)
+        else:
+            scored = score_dataset(r, source.removeprefix(DATASET_PREFIX), n_pairs=n_pairs, seed=seed, topk_queries=100)
         return Scored(
             source=source,
             scores=np.asarray(scored.scores),
