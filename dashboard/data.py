@@ -225,6 +225,49 @@ class JobRow:
     error: str | None
 
     @property
+    def request(self) -> dict[str, Any]:
+        """What the job was asked to do (the first JSON object of ``sources``; ``ingest.jobs``)."""
+        first = self.sources[0] if self.sources else {}
+        return first if isinstance(first, dict) else {}
+
+    @property
+    def description(self) -> str:
+        """The job's inputs in words: files / folders, a manifest, or the encoder a re-embedding uses."""
+        req = self.request
+        if self.kind == "reembed" or "encoder" in req:
+            return f"re-embed with {req.get('encoder', '?')}" + (" (then activate)" if req.get("activate") else "")
+        parts = [str(p) for p in req.get("inputs") or []]
+        if req.get("manifest"):
+            parts.append(f"manifest {req['manifest']}")
+        return ", ".join(parts) or "-"
+
+    @property
+    def options(self) -> str:
+        """The ingestion options that shape what is stored (labels, groups, slide tiling), in words."""
+        req = self.request
+        out = []
+        if req.get("labels_from_folders"):
+            out.append("labels from folders")
+        if req.get("group_from"):
+            out.append(f"groups from /{req['group_from']}/")
+        if req.get("groups_csv"):
+            out.append(f"groups from {req['groups_csv']}")
+        tiling = req.get("tiling") or {}
+        if tiling:
+            res = (
+                f"{tiling['target_mpp']} mpp"
+                if tiling.get("target_mpp")
+                else f"{tiling['magnification']}x"
+                if tiling.get("magnification")
+                else "native resolution"
+            )
+            out.append(
+                f"slide tiles {tiling.get('tile_size')} px at {res}, overlap {tiling.get('overlap', 0)} px, "
+                f"tissue ≥ {tiling.get('min_tissue')}"
+            )
+        return "; ".join(out)
+
+    @property
     def progress(self) -> float:
         """Fraction of sources handled (done + failed + skipped) of total; 0 when unknown."""
         if self.total <= 0:
