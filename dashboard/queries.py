@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import streamlit as st
 from PIL import Image as PILImage
 from PIL import ImageDraw
@@ -399,3 +400,37 @@ def background_projection(key: str, version: str, method: str, max_points: int, 
 
     threading.Thread(target=work, name=f"projection-{method}-{version}", daemon=True).start()
     return job
+
+
+@st.cache_data(ttl=RESULT_TTL_S, max_entries=64, show_spinner=False)
+def per_class(key: str, version: str, source: str, n_pairs: int, threshold_cos: float) -> pd.DataFrame:
+    """Accuracy of the pair decisions at ``threshold_cos`` per class (pairs involving each class), and recall on the
+    same-class pairs: one row per label of the pairs' images."""
+    scored = scored_pairs(key, version, source, n_pairs)
+    ids = tuple(sorted({i for pair in scored.pairs for i in pair}))
+    infos = image_infos(key, ids)
+    correct = (scored.scores >= threshold_cos) == scored.labels.astype(bool)
+    rows: dict[str, dict[str, int]] = {}
+    for i, (a, b) in enumerate(scored.pairs):
+        la = infos[a].label if a in infos else None
+        lb = infos[b].label if b in infos else None
+        for label in {la, lb} - {None}:
+            r = rows.setdefault(str(label), {"pairs": 0, "correct": 0, "same pairs": 0, "same correct": 0})
+            r["pairs"] += 1
+            r["correct"] += int(correct[i])
+            if scored.labels[i]:
+                r["same pairs"] += 1
+                r["same correct"] += int(correct[i])
+    return pd.DataFrame(
+        [
+            {
+                "class": label,
+                "pairs": r["pairs"],
+                "accuracy": r["correct"] / r["pairs"] if r["pairs"] else float("nan"),
+                "same-class pairs": r["same pairs"],
+                "recall on same-class pairs": r["same correct"] / r["same pairs"] if r["same pairs"] else float("nan"),
+            }
+            for label, r in sorted(rows.items())
+        ],
+        columns=["class", "pairs", "accuracy", "same-class pairs", "recall on same-class pairs"],
+    )

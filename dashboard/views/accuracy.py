@@ -116,36 +116,10 @@ def _sweep_tables(reports: list[queries.Report]) -> None:
             st.dataframe(pd.DataFrame(rep.metrics.get("sweep", [])).round(4), hide_index=True, width="stretch")
 
 
-def _per_class(svc: Services, scored: queries.Scored, report: queries.Report) -> None:
-    ids = tuple(sorted({i for pair in scored.pairs for i in pair}))
-    if not ids:
+def _per_class(svc: Services, source: str, n_pairs: int, report: queries.Report) -> None:
+    table = queries.per_class(svc.key, report.version, source, n_pairs, report.threshold_cos)
+    if table.empty:
         return
-    infos = queries.image_infos(svc.key, ids)
-    decided = scored.scores >= report.threshold_cos
-    correct = decided == scored.labels.astype(bool)
-    rows: dict[str, dict[str, float]] = {}
-    for i, (a, b) in enumerate(scored.pairs):
-        la = infos[a].label if a in infos else None
-        lb = infos[b].label if b in infos else None
-        for label in {la, lb} - {None}:
-            r = rows.setdefault(str(label), {"pairs": 0, "correct": 0, "same pairs": 0, "same correct": 0})
-            r["pairs"] += 1
-            r["correct"] += int(correct[i])
-            if scored.labels[i]:
-                r["same pairs"] += 1
-                r["same correct"] += int(correct[i])
-    table = pd.DataFrame(
-        [
-            {
-                "class": label,
-                "pairs": int(r["pairs"]),
-                "accuracy": r["correct"] / r["pairs"] if r["pairs"] else float("nan"),
-                "same-class pairs": int(r["same pairs"]),
-                "recall on same-class pairs": r["same correct"] / r["same pairs"] if r["same pairs"] else float("nan"),
-            }
-            for label, r in sorted(rows.items())
-        ]
-    )
     st.markdown(f"**Per-class breakdown** ({report.version}, pairs involving each class)")
     st.dataframe(table.round(3), hide_index=True, width="stretch", key="accuracy_per_class")
 
@@ -262,7 +236,7 @@ def render() -> None:
     first = reports[0]
     with shown_errors("break the accuracy down by class"):
         scored = queries.scored_pairs(svc.key, first.version, source, n_pairs)
-        _per_class(svc, scored, first)
+        _per_class(svc, source, n_pairs, first)
         _galleries(svc, scored, first.version)
     if st.button("Record these evaluations", help="Store an evaluation run per version (shown on the Models page)"):
         with shown_errors("record the evaluation"):
