@@ -64,7 +64,8 @@ def test_curves_activation_by_reembedding_and_comparison(two_versions: Path, sam
     assert "Two versions with stored vectors are needed" in texts(at)
 
     n = len(sample_index.image_ids)
-    at.button(key=next(b.key for b in at.button if b.label == f"Re-embed {n} images and make active")).click().run()
+    reembed = next(b for b in at.button if b.label == f"Re-embed {n} images and make active")
+    reembed.click().run()
     assert not at.exception, at.exception
     assert not at.error, [e.value for e in at.error]
     assert any(s.value.startswith("Job ") and f"{n} embedded, 0 failed" in s.value for s in at.success)
