@@ -133,14 +133,6 @@ def stored_image_ids(version_id: int, limit: int = 500, *, session: Session) -> 
     return list(session.scalars(q))
 
 
-def has_vector(image_id: int, version_id: int, *, session: Session) -> bool:
-    return session.get(Embedding, (image_id, version_id)) is not None
-
-
-def image_count(*, session: Session) -> int:
-    return int(session.scalar(select(func.count()).select_from(Image)) or 0)
-
-
 def versions(*, session: Session) -> list[VersionInfo]:
     """Every registered encoder version, newest first, with its number of stored vectors."""
     counts = dict(
@@ -315,17 +307,6 @@ def job_failures(job_id: int, limit: int = 1000, *, session: Session) -> list[di
         select(IngestFailure).where(IngestFailure.job_id == job_id).order_by(IngestFailure.id).limit(limit)
     )
     return [{"file": f.source_path, "stage": f.stage, "reason": f.reason} for f in rows]
-
-
-def pair_set_pairs(name: str, *, session: Session) -> list[tuple[int, int, bool]]:
-    """The (image a, image b, same) rows of a stored pair set."""
-    rows = session.execute(
-        select(LabeledPair.image_a_id, LabeledPair.image_b_id, LabeledPair.same)
-        .join(PairSet, PairSet.id == LabeledPair.pair_set_id)
-        .where(PairSet.name == name)
-        .order_by(LabeledPair.id)
-    ).all()
-    return [(int(a), int(b), bool(s)) for a, b, s in rows]
 
 
 def labeled_datasets(*, session: Session) -> list[str]:

@@ -17,7 +17,7 @@ from PIL import Image as PILImage
 from PIL import ImageDraw
 
 from dashboard import data
-from dashboard.services import _services, open_retrieval
+from dashboard.services import open_retrieval, services_by_key
 from dashboard.ui import placeholder_png, to_jpeg, to_png
 
 logger = logging.getLogger(__name__)
@@ -122,7 +122,7 @@ def pair(key: str, version: str, a_key: str, b_key: str, _a: Any, _b: Any) -> Pa
 def filter_choices(key: str) -> tuple[list[str], list[str], dict[int, str]]:
     """(dataset names, labels, slide id -> file name) for the filter boxes; refreshed every minute, not per rerun
     (the distinct-label scan over 100k images costs tens of ms)."""
-    with _services(key).session() as session:
+    with services_by_key(key).session() as session:
         return (
             data.dataset_names(session=session),
             data.label_names(session=session),
@@ -133,13 +133,13 @@ def filter_choices(key: str) -> tuple[list[str], list[str], dict[int, str]]:
 @st.cache_data(ttl=CHOICES_TTL_S, max_entries=64, show_spinner=False)
 def stored_image_ids(key: str, version_id: int, limit: int = 500) -> list[int]:
     """The first ``limit`` image ids with a vector under the encoder version (the stored-image picker)."""
-    with _services(key).session() as session:
+    with services_by_key(key).session() as session:
         return data.stored_image_ids(version_id, limit=limit, session=session)
 
 
 @st.cache_data(ttl=RESULT_TTL_S, max_entries=4096, show_spinner=False)
 def image_infos(key: str, ids: tuple[int, ...]) -> dict[int, data.ImageInfo]:
-    with _services(key).session() as session:
+    with services_by_key(key).session() as session:
         return data.image_infos(ids, session=session)
 
 
@@ -147,7 +147,7 @@ def _pixels(key: str, image_id: int) -> PILImage.Image:
     from ingest.stored import image_pixels
     from retrieval.models import Image
 
-    svc = _services(key)
+    svc = services_by_key(key)
     with svc.session() as session:
         row = session.get(Image, image_id)
         if row is None:
@@ -186,17 +186,13 @@ def tile_on_slide(key: str, image_id: int, max_px: int = 360) -> bytes | None:
     return to_png(thumb, max_px)
 
 
-def as_array(image: PILImage.Image) -> np.ndarray:
-    return np.asarray(image.convert("RGB"))
-
-
 @st.cache_data(ttl=24 * 3600, max_entries=16, show_spinner="Computing the map (once per encoder version) ...")
 def projection(key: str, version: str, method: str, max_points: int, stored: int) -> Any:
     """The cluster-map projection (disk-cached by ``retrieval.projection``; ``stored`` invalidates this cache)."""
     from retrieval.catalog import active_encoder_version
     from retrieval.projection import load_or_compute
 
-    svc = _services(key)
+    svc = services_by_key(key)
     with svc.session() as session:
         ver = active_encoder_version(session=session, name=version)
         return load_or_compute(
@@ -251,7 +247,7 @@ def scored_pairs(key: str, version: str, source: str, n_pairs: int = 1000, seed:
 
 def pair_sources(key: str) -> list[str]:
     """Choices for a labeled-pair source: stored pair sets, then datasets whose labels can generate pairs."""
-    with _services(key).session() as session:
+    with services_by_key(key).session() as session:
         sets = [f"{PAIRSET_PREFIX}{name}" for name, n in data.pair_sets(session=session).items() if n > 0]
         generated = [f"{DATASET_PREFIX}{name}" for name in data.labeled_datasets(session=session)]
     return sets + generated
@@ -332,7 +328,7 @@ def stored_tiles(key: str, version: str, stored: int) -> Any:
     from retrieval.catalog import active_encoder_version
     from retrieval.occurrence import stored_tiles as read_tiles
 
-    with _services(key).session() as session:
+    with services_by_key(key).session() as session:
         return read_tiles(active_encoder_version(session=session, name=version), session=session)
 
 
@@ -343,7 +339,7 @@ def occurrence(key: str, version: str, query_ids: tuple[int, ...], stored: int) 
     from retrieval.catalog import active_encoder_version
     from retrieval.occurrence import where_else
 
-    svc = _services(key)
+    svc = services_by_key(key)
     tiles = stored_tiles(key, version, stored)
     with svc.session() as session:
         ver = active_encoder_version(session=session, name=version)
@@ -361,7 +357,7 @@ def cached_projection(key: str, version: str, method: str, max_points: int) -> A
     from retrieval.catalog import active_encoder_version
     from retrieval.projection import load_cached
 
-    svc = _services(key)
+    svc = services_by_key(key)
     with svc.session() as session:
         ver = active_encoder_version(session=session, name=version)
         return load_cached(ver, "umap" if method == "umap" else "pca", home=svc.settings.home, session=session,
@@ -386,7 +382,7 @@ def background_projection(key: str, version: str, method: str, max_points: int, 
         from retrieval.catalog import active_encoder_version
         from retrieval.projection import load_or_compute
 
-        svc = _services(key)
+        svc = services_by_key(key)
         try:
             with svc.session() as session:
                 ver = active_encoder_version(session=session, name=version)
