@@ -21,6 +21,7 @@ PAGES = (
     ("search.py", "Search", ":material/search:", "search"),
     ("pair.py", "Pair", ":material/compare:", "pair"),
     ("clusters.py", "Clusters", ":material/scatter_plot:", "clusters"),
+    ("occurrence.py", "Where else", ":material/grid_on:", "where-else"),
     ("accuracy.py", "Accuracy", ":material/query_stats:", "accuracy"),
     ("ingestion.py", "Ingestion", ":material/upload_file:", "ingestion"),
     ("models.py", "Models", ":material/model_training:", "models"),

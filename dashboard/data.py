@@ -133,14 +133,6 @@ def stored_image_ids(version_id: int, limit: int = 500, *, session: Session) -> 
     return list(session.scalars(q))
 
 
-def has_vector(image_id: int, version_id: int, *, session: Session) -> bool:
-    return session.get(Embedding, (image_id, version_id)) is not None
-
-
-def image_count(*, session: Session) -> int:
-    return int(session.scalar(select(func.count()).select_from(Image)) or 0)
-
-
 def versions(*, session: Session) -> list[VersionInfo]:
     """Every registered encoder version, newest first, with its number of stored vectors."""
     counts = dict(
@@ -225,6 +217,49 @@ class JobRow:
     error: str | None
 
     @property
+    def request(self) -> dict[str, Any]:
+        """What the job was asked to do (the first JSON object of ``sources``; ``ingest.jobs``)."""
+        first = self.sources[0] if self.sources else {}
+        return first if isinstance(first, dict) else {}
+
+    @property
+    def description(self) -> str:
+        """The job's inputs in words: files / folders, a manifest, or the encoder a re-embedding uses."""
+        req = self.request
+        if self.kind == "reembed" or "encoder" in req:
+            return f"re-embed with {req.get('encoder', '?')}" + (" (then activate)" if req.get("activate") else "")
+        parts = [str(p) for p in req.get("inputs") or []]
+        if req.get("manifest"):
+            parts.append(f"manifest {req['manifest']}")
+        return ", ".join(parts) or "-"
+
+    @property
+    def options(self) -> str:
+        """The ingestion options that shape what is stored (labels, groups, slide tiling), in words."""
+        req = self.request
+        out = []
+        if req.get("labels_from_folders"):
+            out.append("labels from folders")
+        if req.get("group_from"):
+            out.append(f"groups from /{req['group_from']}/")
+        if req.get("groups_csv"):
+            out.append(f"groups from {req['groups_csv']}")
+        tiling = req.get("tiling") or {}
+        if tiling:
+            res = (
+                f"{tiling['target_mpp']} mpp"
+                if tiling.get("target_mpp")
+                else f"{tiling['magnification']}x"
+                if tiling.get("magnification")
+                else "native resolution"
+            )
+            out.append(
+                f"slide tiles {tiling.get('tile_size')} px at {res}, overlap {tiling.get('overlap', 0)} px, "
+                f"tissue ≥ {tiling.get('min_tissue')}"
+            )
+        return "; ".join(out)
+
+    @property
     def progress(self) -> float:
         """Fraction of sources handled (done + failed + skipped) of total; 0 when unknown."""
         if self.total <= 0:
@@ -274,17 +309,6 @@ def job_failures(job_id: int, limit: int = 1000, *, session: Session) -> list[di
     return [{"file": f.source_path, "stage": f.stage, "reason": f.reason} for f in rows]
 
 
-def pair_set_pairs(name: str, *, session: Session) -> list[tuple[int, int, bool]]:
-    """The (image a, image b, same) rows of a stored pair set."""
-    rows = session.execute(
-        select(LabeledPair.image_a_id, LabeledPair.image_b_id, LabeledPair.same)
-        .join(PairSet, PairSet.id == LabeledPair.pair_set_id)
-        .where(PairSet.name == name)
-        .order_by(LabeledPair.id)
-    ).all()
-    return [(int(a), int(b), bool(s)) for a, b, s in rows]
-
-
 def labeled_datasets(*, session: Session) -> list[str]:
     """Datasets with at least 4 labeled images (pairs can be generated from their labels)."""
     rows = session.execute(
@@ -296,3 +320,31 @@ def labeled_datasets(*, session: Session) -> list[str]:
         .order_by(Dataset.name)
     ).all()
     return [r[0] for r in rows]
+
+
+def training_log(checkpoint_path: str) -> list[dict[str, Any]] | None:
+    """Per-epoch rows of the training log next to a checkpoint (``<stem>.metrics.csv``, written by
+    ``training.runlog``), numbers as floats; None when there is no log (a checkpoint trained elsewhere)."""
+    import csv
+    from pathlib import Path
+
+    ckpt = Path(checkpoint_path)
+    path = ckpt.with_name(ckpt.stem + ".metrics.csv")
+    if not path.is_file():
+        return None
+    rows: list[dict[str, Any]] = []
+    with path.open(newline="") as fh:
+        for row in csv.DictReader(fh):
+            parsed: dict[str, Any] = {}
+            for k, v in row.items():
+                try:
+                    parsed[k] = float(v)
+                except (TypeError, ValueError):
+                    parsed[k] = v
+            rows.append(parsed)
+    return rows
+
+
+def done_image_count(*, session: Session) -> int:
+    """Images stored successfully (what a re-embedding embeds)."""
+    return int(session.scalar(select(func.count()).select_from(Image).where(Image.status == "done")) or 0)

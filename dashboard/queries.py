@@ -11,12 +11,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import streamlit as st
 from PIL import Image as PILImage
 from PIL import ImageDraw
 
 from dashboard import data
-from dashboard.services import _services, open_retrieval
+from dashboard.services import open_retrieval, services_by_key
 from dashboard.ui import placeholder_png, to_jpeg, to_png
 
 logger = logging.getLogger(__name__)
@@ -121,7 +122,7 @@ def pair(key: str, version: str, a_key: str, b_key: str, _a: Any, _b: Any) -> Pa
 def filter_choices(key: str) -> tuple[list[str], list[str], dict[int, str]]:
     """(dataset names, labels, slide id -> file name) for the filter boxes; refreshed every minute, not per rerun
     (the distinct-label scan over 100k images costs tens of ms)."""
-    with _services(key).session() as session:
+    with services_by_key(key).session() as session:
         return (
             data.dataset_names(session=session),
             data.label_names(session=session),
@@ -132,13 +133,13 @@ def filter_choices(key: str) -> tuple[list[str], list[str], dict[int, str]]:
 @st.cache_data(ttl=CHOICES_TTL_S, max_entries=64, show_spinner=False)
 def stored_image_ids(key: str, version_id: int, limit: int = 500) -> list[int]:
     """The first ``limit`` image ids with a vector under the encoder version (the stored-image picker)."""
-    with _services(key).session() as session:
+    with services_by_key(key).session() as session:
         return data.stored_image_ids(version_id, limit=limit, session=session)
 
 
 @st.cache_data(ttl=RESULT_TTL_S, max_entries=4096, show_spinner=False)
 def image_infos(key: str, ids: tuple[int, ...]) -> dict[int, data.ImageInfo]:
-    with _services(key).session() as session:
+    with services_by_key(key).session() as session:
         return data.image_infos(ids, session=session)
 
 
@@ -146,7 +147,7 @@ def _pixels(key: str, image_id: int) -> PILImage.Image:
     from ingest.stored import image_pixels
     from retrieval.models import Image
 
-    svc = _services(key)
+    svc = services_by_key(key)
     with svc.session() as session:
         row = session.get(Image, image_id)
         if row is None:
@@ -185,17 +186,13 @@ def tile_on_slide(key: str, image_id: int, max_px: int = 360) -> bytes | None:
     return to_png(thumb, max_px)
 
 
-def as_array(image: PILImage.Image) -> np.ndarray:
-    return np.asarray(image.convert("RGB"))
-
-
 @st.cache_data(ttl=24 * 3600, max_entries=16, show_spinner="Computing the map (once per encoder version) ...")
 def projection(key: str, version: str, method: str, max_points: int, stored: int) -> Any:
     """The cluster-map projection (disk-cached by ``retrieval.projection``; ``stored`` invalidates this cache)."""
     from retrieval.catalog import active_encoder_version
     from retrieval.projection import load_or_compute
 
-    svc = _services(key)
+    svc = services_by_key(key)
     with svc.session() as session:
         ver = active_encoder_version(session=session, name=version)
         return load_or_compute(
@@ -229,28 +226,14 @@ DATASET_PREFIX = "generate from labels: "
 def scored_pairs(key: str, version: str, source: str, n_pairs: int = 1000, seed: int = 0) -> Scored:
     """Score a stored pair set (``"pair set: NAME"``) or pairs generated from a dataset's labels
     (``"generate from labels: DATASET"``) with ``version``."""
-    from retrieval.errors import EvaluationError
     from retrieval.evaluation import score_dataset
+    from retrieval.pair_sets import score_pair_set
 
     with open_retrieval(key, version) as r:
         if source.startswith(PAIRSET_PREFIX):
-            rows = data.pair_set_pairs(source.removeprefix(PAIRSET_PREFIX), session=r.session)
-            if not rows:
-                raise EvaluationError(f"{source} has no labeled pairs")
-            results = r.pair_batch([(a, b) for a, b, _ in rows])
-            keep = [i for i, res in enumerate(results) if res.error is None]
-            if not keep:
-                raise EvaluationError(f"none of the {len(rows)} pairs of {source} has vectors under {version}")
-            return Scored(
-                source=source,
-                scores=np.array([results[i].cos for i in keep]),
-                labels=np.array([int(rows[i][2]) for i in keep]),
-                pairs=tuple((rows[i][0], rows[i][1]) for i in keep),
-                topk={},
-                skipped=len(rows) - len(keep),
-            )
-        dataset = source.removeprefix(DATASET_PREFIX)
-        scored = score_dataset(r, dataset, n_pairs=n_pairs, seed=seed, topk_queries=100)
+            scored = score_pair_set(r, source.removeprefix(PAIRSET_PREFIX), topk_queries=100, seed=seed)
+        else:
+            scored = score_dataset(r, source.removeprefix(DATASET_PREFIX), n_pairs=n_pairs, seed=seed, topk_queries=100)
         return Scored(
             source=source,
             scores=np.asarray(scored.scores),
@@ -264,7 +247,7 @@ def scored_pairs(key: str, version: str, source: str, n_pairs: int = 1000, seed:
 
 def pair_sources(key: str) -> list[str]:
     """Choices for a labeled-pair source: stored pair sets, then datasets whose labels can generate pairs."""
-    with _services(key).session() as session:
+    with services_by_key(key).session() as session:
         sets = [f"{PAIRSET_PREFIX}{name}" for name, n in data.pair_sets(session=session).items() if n > 0]
         generated = [f"{DATASET_PREFIX}{name}" for name in data.labeled_datasets(session=session)]
     return sets + generated
@@ -346,7 +329,7 @@ def content_hashes(key: str, ids: tuple[int, ...]) -> dict[int, str]:
     """Image id -> stored content hash (``retrieval.duplicates``), to collapse byte-identical copies."""
     from retrieval.duplicates import content_hashes as hashes
 
-    with _services(key).session() as session:
+    with services_by_key(key).session() as session:
         return hashes(ids, session=session)
 
 
@@ -441,3 +424,113 @@ def upload_query_check(sha256: str, _image: PILImage.Image, input_size: int) -> 
     from ingest.query_checks import check_query
 
     return check_query(_image, input_size)
+
+@st.cache_data(ttl=RESULT_TTL_S, max_entries=16, show_spinner=False)
+def stored_tiles(key: str, version: str, stored: int) -> Any:
+    """Positions of every stored slide tile of ``version`` (``retrieval.occurrence.stored_tiles``; ``stored``, the
+    version's vector count, invalidates this cache after an ingestion)."""
+    from retrieval.catalog import active_encoder_version
+    from retrieval.occurrence import stored_tiles as read_tiles
+
+    with services_by_key(key).session() as session:
+        return read_tiles(active_encoder_version(session=session, name=version), session=session)
+
+
+@st.cache_data(ttl=RESULT_TTL_S, max_entries=64, show_spinner="Scoring every stored tile ...")
+def occurrence(key: str, version: str, query_ids: tuple[int, ...], stored: int) -> Any:
+    """Heat maps of the mean of the stored tiles ``query_ids`` on every stored slide, slides ranked by best match
+    (``retrieval.occurrence.where_else``)."""
+    from retrieval.catalog import active_encoder_version
+    from retrieval.occurrence import where_else
+
+    svc = services_by_key(key)
+    tiles = stored_tiles(key, version, stored)
+    with svc.session() as session:
+        ver = active_encoder_version(session=session, name=version)
+        return where_else(query_ids, ver, session=session, store=svc.store, tiles=tiles)
+
+
+@st.cache_resource(show_spinner=False)
+def _background_projections() -> dict[tuple[str, str, str, int], dict[str, Any]]:
+    """Projections being computed in background threads, by (settings key, version, method, points)."""
+    return {}
+
+
+def cached_projection(key: str, version: str, method: str, max_points: int) -> Any:
+    """The projection from its disk cache when valid (``retrieval.projection.load_cached``), else None."""
+    from retrieval.catalog import active_encoder_version
+    from retrieval.projection import load_cached
+
+    svc = services_by_key(key)
+    with svc.session() as session:
+        ver = active_encoder_version(session=session, name=version)
+        return load_cached(ver, "umap" if method == "umap" else "pca", home=svc.settings.home, session=session,
+                           max_points=max_points)  # fmt: skip
+
+
+def background_projection(key: str, version: str, method: str, max_points: int, retry: bool = False) -> dict[str, Any]:
+    """Start (once per process) computing a projection in a background thread; its state: ``running`` (bool),
+    ``error`` (str or None), ``started`` (time). The result is the disk cache file (:func:`cached_projection`)."""
+    import threading
+    import time
+
+    jobs = _background_projections()
+    job_key = (key, version, method, int(max_points))
+    job = jobs.get(job_key)
+    if job is not None and (job["running"] or (job["error"] is not None and not retry)):
+        return job  # still running, or failed (shown until the user retries)
+    job = {"running": True, "error": None, "started": time.time()}
+    jobs[job_key] = job
+
+    def work() -> None:
+        from retrieval.catalog import active_encoder_version
+        from retrieval.projection import load_or_compute
+
+        svc = services_by_key(key)
+        try:
+            with svc.session() as session:
+                ver = active_encoder_version(session=session, name=version)
+                load_or_compute(ver, "umap" if method == "umap" else "pca", home=svc.settings.home, session=session,
+                                store=svc.store, max_points=max_points)  # fmt: skip
+        except Exception as exc:  # noqa: BLE001 - shown on the page; the thread must not die silently
+            logger.exception("background %s projection of %s failed", method, version)
+            job["error"] = f"{type(exc).__name__}: {exc}"
+        finally:
+            job["running"] = False
+
+    threading.Thread(target=work, name=f"projection-{method}-{version}", daemon=True).start()
+    return job
+
+
+@st.cache_data(ttl=RESULT_TTL_S, max_entries=64, show_spinner=False)
+def per_class(key: str, version: str, source: str, n_pairs: int, threshold_cos: float) -> pd.DataFrame:
+    """Accuracy of the pair decisions at ``threshold_cos`` per class (pairs involving each class), and recall on the
+    same-class pairs: one row per label of the pairs' images."""
+    scored = scored_pairs(key, version, source, n_pairs)
+    ids = tuple(sorted({i for pair in scored.pairs for i in pair}))
+    infos = image_infos(key, ids)
+    correct = (scored.scores >= threshold_cos) == scored.labels.astype(bool)
+    rows: dict[str, dict[str, int]] = {}
+    for i, (a, b) in enumerate(scored.pairs):
+        la = infos[a].label if a in infos else None
+        lb = infos[b].label if b in infos else None
+        for label in {la, lb} - {None}:
+            r = rows.setdefault(str(label), {"pairs": 0, "correct": 0, "same pairs": 0, "same correct": 0})
+            r["pairs"] += 1
+            r["correct"] += int(correct[i])
+            if scored.labels[i]:
+                r["same pairs"] += 1
+                r["same correct"] += int(correct[i])
+    return pd.DataFrame(
+        [
+            {
+                "class": label,
+                "pairs": r["pairs"],
+                "accuracy": r["correct"] / r["pairs"] if r["pairs"] else float("nan"),
+                "same-class pairs": r["same pairs"],
+                "recall on same-class pairs": r["same correct"] / r["same pairs"] if r["same pairs"] else float("nan"),
+            }
+            for label, r in sorted(rows.items())
+        ],
+        columns=["class", "pairs", "accuracy", "same-class pairs", "recall on same-class pairs"],
+    )

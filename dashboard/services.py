@@ -62,6 +62,12 @@ def _services(key: str) -> Services:
     return Services(settings=settings, engine=engine, sessions=session_factory(engine), store=store, key=key)
 
 
+def services_by_key(key: str) -> Services:
+    """The shared :class:`Services` of a settings key (:func:`settings_key`): what cached query functions, which take
+    the key as their first (hashed) argument, open."""
+    return _services(key)
+
+
 def services(settings: Settings | None = None) -> Services:
     """The shared :class:`Services` for ``settings`` (default: :func:`current_settings`)."""
     return _services(settings_key(settings or current_settings()))

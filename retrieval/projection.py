@@ -145,6 +145,44 @@ def sample_embeddings(
     return ids, vectors
 
 
+def _read_cache(path: Path, version: EncoderVersion, method: Method, total: int) -> Projection | None:
+    if not path.exists():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            if int(data["format"]) == _CACHE_FORMAT and int(data["total"]) == total:
+                ev = data["explained_variance"]
+                return Projection(
+                    encoder_version=version.name,
+                    method=method,
+                    image_ids=data["image_ids"].astype(np.int64),
+                    coords=data["coords"].astype(np.float32),
+                    total=total,
+                    explained_variance=(float(ev[0]), float(ev[1])) if ev.size == 2 else None,
+                    seconds=0.0,
+                    from_cache=True,
+                )
+        logger.info("projection cache %s is stale (stored vectors changed): recomputing", path)
+    except (OSError, KeyError, ValueError) as exc:
+        logger.warning("ignoring unreadable projection cache %s: %s", path, exc)
+    return None
+
+
+def load_cached(
+    version: EncoderVersion,
+    method: Method,
+    *,
+    home: Path,
+    session: Session,
+    max_points: int = DEFAULT_MAX_POINTS,
+    seed: int = 0,
+) -> Projection | None:
+    """The projection from its cache file when that is still valid (same number of stored vectors), else None:
+    never computes (a view can show another projection while a slow one, UMAP, is computed in the background)."""
+    total = stored_count(version, session=session)
+    return _read_cache(_cache_path(home, version, method, max_points, seed), version, method, total)
+
+
 def load_or_compute(
     version: EncoderVersion,
     method: Method,
@@ -176,24 +214,10 @@ def load_or_compute(
         raise RetrievalError(f"max_points must be at least 3, got {max_points}")
     total = stored_count(version, session=session)
     path = _cache_path(home, version, method, max_points, seed)
-    if not recompute and path.exists():
-        try:
-            with np.load(path, allow_pickle=False) as data:
-                if int(data["format"]) == _CACHE_FORMAT and int(data["total"]) == total:
-                    ev = data["explained_variance"]
-                    return Projection(
-                        encoder_version=version.name,
-                        method=method,
-                        image_ids=data["image_ids"].astype(np.int64),
-                        coords=data["coords"].astype(np.float32),
-                        total=total,
-                        explained_variance=(float(ev[0]), float(ev[1])) if ev.size == 2 else None,
-                        seconds=0.0,
-                        from_cache=True,
-                    )
-            logger.info("projection cache %s is stale (stored vectors changed): recomputing", path)
-        except (OSError, KeyError, ValueError) as exc:
-            logger.warning("ignoring unreadable projection cache %s: %s", path, exc)
+    if not recompute:
+        cached = _read_cache(path, version, method, total)
+        if cached is not None:
+            return cached
     start = time.perf_counter()
     ids, vectors = sample_embeddings(version, max_points, seed, session=session, store=store)
     coords, explained = project(vectors, method, seed=seed)

@@ -45,11 +45,14 @@ def _summary(reports: list[queries.Report]) -> None:
                 "ROC AUC": m.get("roc_auc"),
                 "EER": m.get("eer"),
                 "best accuracy (on these pairs)": m.get("best_accuracy"),
-                "precision@10": topk.get("precision_at_10"),
+                "precision@10": topk.get("precision_at_10", "-"),
                 "pairs": m.get("n_pairs"),
             }
         )
     st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", key="accuracy_summary")
+    scope = reports[0].metrics.get("topk_scope")
+    if scope:
+        st.caption(f"precision@10: {scope}.")
 
 
 def _curves(reports: list[queries.Report]) -> None:
@@ -113,36 +116,10 @@ def _sweep_tables(reports: list[queries.Report]) -> None:
             st.dataframe(pd.DataFrame(rep.metrics.get("sweep", [])).round(4), hide_index=True, width="stretch")
 
 
-def _per_class(svc: Services, scored: queries.Scored, report: queries.Report) -> None:
-    ids = tuple(sorted({i for pair in scored.pairs for i in pair}))
-    if not ids:
+def _per_class(svc: Services, source: str, n_pairs: int, report: queries.Report) -> None:
+    table = queries.per_class(svc.key, report.version, source, n_pairs, report.threshold_cos)
+    if table.empty:
         return
-    infos = queries.image_infos(svc.key, ids)
-    decided = scored.scores >= report.threshold_cos
-    correct = decided == scored.labels.astype(bool)
-    rows: dict[str, dict[str, float]] = {}
-    for i, (a, b) in enumerate(scored.pairs):
-        la = infos[a].label if a in infos else None
-        lb = infos[b].label if b in infos else None
-        for label in {la, lb} - {None}:
-            r = rows.setdefault(str(label), {"pairs": 0, "correct": 0, "same pairs": 0, "same correct": 0})
-            r["pairs"] += 1
-            r["correct"] += int(correct[i])
-            if scored.labels[i]:
-                r["same pairs"] += 1
-                r["same correct"] += int(correct[i])
-    table = pd.DataFrame(
-        [
-            {
-                "class": label,
-                "pairs": int(r["pairs"]),
-                "accuracy": r["correct"] / r["pairs"] if r["pairs"] else float("nan"),
-                "same-class pairs": int(r["same pairs"]),
-                "recall on same-class pairs": r["same correct"] / r["same pairs"] if r["same pairs"] else float("nan"),
-            }
-            for label, r in sorted(rows.items())
-        ]
-    )
     st.markdown(f"**Per-class breakdown** ({report.version}, pairs involving each class)")
     st.dataframe(table.round(3), hide_index=True, width="stretch", key="accuracy_per_class")
 
@@ -168,11 +145,16 @@ def _galleries(svc: Services, scored: queries.Scored, version: str) -> None:
         hits = sum(1 for r in results if r.image_id in infos and infos[r.image_id].label == qlabel)
         st.caption(f"Query #{q} · label **{qlabel or '-'}** · {hits}/{len(results)} of its top 10 share the label")
         cols = st.columns(11)
-        cols[0].image(queries.thumbnail(svc.key, q), caption="query", width="stretch")
+        cols[0].image(queries.thumbnail(svc.key, q), caption=f"query #{q} · {qlabel or '(no label)'}", width="stretch")
         for col, res in zip(cols[1:], results, strict=False):
             label = infos[res.image_id].label if res.image_id in infos else None
             mark = "✓" if label is not None and label == qlabel else "✗"
-            col.image(queries.thumbnail(svc.key, res.image_id), caption=f"{mark} {res.score:.3f}", width="stretch")
+            with col:
+                caption = f"{mark} {res.score:.3f} · #{res.image_id} · {label or '(no label)'}"
+                st.image(queries.thumbnail(svc.key, res.image_id), caption=caption, width="stretch")
+                if st.button("Open", key=f"acc-open-{q}-{res.image_id}", help=f"Search with image #{res.image_id}"):
+                    st.session_state["hq_next_query"] = int(res.image_id)
+                    st.switch_page("views/search.py")
 
 
 def render() -> None:
@@ -182,6 +164,8 @@ def render() -> None:
     with svc.session() as session:
         usable = [v for v in data.versions(session=session) if v.stored > 0]
     sources = queries.pair_sources(svc.key)
+    with svc.session() as session:
+        pair_counts = data.pair_sets(session=session)
     if not sources:
         st.info(
             "No labeled pairs yet: ingest a labeled dataset (sub-folder names as labels) or load a pairs CSV "
@@ -198,17 +182,22 @@ def render() -> None:
         format_func=lambda s: f"{s}  (calibration: in-sample)" if s in in_sample else s,
         help="Opens on the held-out pairs of the active version; the calibration pairs are marked in-sample.",
     )
-    n_pairs = int(
-        c2.number_input(
-            "Pairs to generate",
-            100,
-            20000,
-            1000,
-            step=100,
-            key="accuracy_n_pairs",
-            disabled=not source.startswith(queries.DATASET_PREFIX),
+    if source.startswith(queries.DATASET_PREFIX):
+        n_pairs = int(
+            c2.number_input(
+                "Pairs to generate",
+                100,
+                20000,
+                1000,
+                step=100,
+                key="accuracy_n_pairs",
+                help="Balanced (half same-label, half different-label), seeded; never two images of one group when "
+                "the images have groups. Fewer are drawn when the labels do not allow as many distinct pairs.",
+            )
         )
-    )
+    else:
+        n_pairs = 0  # a stored pair set is scored whole
+        c2.metric("Stored pairs", f"{pair_counts.get(source.removeprefix(queries.PAIRSET_PREFIX), 0):,}")
     names = [v.name for v in usable]
     chosen = c3.multiselect("Encoder versions to compare", names, default=[active.name], key="accuracy_versions")
     if not chosen:
@@ -227,19 +216,27 @@ def render() -> None:
                 "accuracy here is the best accuracy on these pairs, not a held-out result."
             )
     info = reports[0].metrics
+    drawn = int(info.get("n_pairs") or 0)
+    if n_pairs and drawn < n_pairs:
+        asked = next((w for w in info.get("warnings", []) if w.startswith("asked for")), None)
+        st.info(
+            f"**{drawn:,} pairs, not the {n_pairs:,} asked for**: "
+            + (asked or "some pairs could not be scored (no stored vector under this encoder version).")
+        )
     if "groups" in info:
         if info["groups"]:
             disjoint = "group-disjoint" if info.get("group_disjoint") else "NOT group-disjoint"
             st.caption(f"{info.get('images')} images in {info['groups']} groups; pairs {disjoint}; seed {info['seed']}")
         for warning in info.get("warnings", []):
-            st.warning(warning)
+            if not warning.startswith("asked for"):  # said above, next to the pair count
+                st.warning(warning)
     _summary(reports)
     _curves(reports)
     _sweep_tables(reports)
     first = reports[0]
     with shown_errors("break the accuracy down by class"):
         scored = queries.scored_pairs(svc.key, first.version, source, n_pairs)
-        _per_class(svc, scored, first)
+        _per_class(svc, source, n_pairs, first)
         _galleries(svc, scored, first.version)
     if st.button("Record these evaluations", help="Store an evaluation run per version (shown on the Models page)"):
         with shown_errors("record the evaluation"):

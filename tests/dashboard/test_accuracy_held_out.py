@@ -93,7 +93,7 @@ def test_accuracy_page_opens_on_the_held_out_pairs(split_env: SampleIndex) -> No
     # galleries rank within the query's dataset: the byte-identical copy (cos 1.000) never shows up
     assert any("ranked within dataset kather-sample" in m.value for m in at.markdown)
     shown = _images(at)
-    rows = [i for i, (caption, _) in enumerate(shown) if caption == "query"]
+    rows = [i for i, (caption, _) in enumerate(shown) if caption.startswith("query #")]
     assert len(rows) == 3 and len(shown) == 3 * 11
     for start in rows:  # a copy has the query's bytes, so the query's thumbnail (same media URL)
         query_url = shown[start][1]
@@ -102,3 +102,49 @@ def test_accuracy_page_opens_on_the_held_out_pairs(split_env: SampleIndex) -> No
     at.selectbox(key="accuracy_source").set_value("pair set: ks-calibration").run()
     assert not at.exception, at.exception
     assert any("In-sample" in w.value for w in at.warning)
+
+
+def test_a_stored_pair_set_reports_precision_at_10_and_its_own_pair_count(split_env: SampleIndex) -> None:
+    from dashboard.services import open_retrieval, settings_key
+    from retrieval.pair_sets import pair_set_rows, score_pair_set
+    from retrieval.settings import get_settings
+
+    at = AppTest.from_file(str(VIEWS / "accuracy.py"), default_timeout=180)
+    at.run()
+    assert at.selectbox(key="accuracy_source").value == "pair set: ks-held-out"
+    with open_retrieval(settings_key(get_settings())) as r:
+        expected = score_pair_set(r, "ks-held-out", topk_queries=100).topk["precision_at_10"]
+        n_stored = len(pair_set_rows("ks-held-out", retrieval=r))
+    summary = next(d.value for d in at.dataframe if "encoder version" in d.value.columns)
+    assert float(summary["precision@10"].iloc[0]) == pytest.approx(expected)
+    assert any("precision@10: neighbours of the pair set's labeled images" in c.value for c in at.caption)
+    # a stored set is scored whole: its size is shown, no "pairs to generate" box that would be ignored
+    assert not [n for n in at.number_input if n.key == "accuracy_n_pairs"]
+    assert [m.value for m in at.metric] == [f"{n_stored:,}"]
+    assert int(summary["pairs"].iloc[0]) == n_stored
+
+
+def test_generating_more_pairs_than_the_labels_allow_says_why(split_env: SampleIndex) -> None:
+    at = AppTest.from_file(str(VIEWS / "accuracy.py"), default_timeout=180)
+    at.run()
+    at.selectbox(key="accuracy_source").set_value("generate from labels: kather-sample").run()
+    at.number_input(key="accuracy_n_pairs").set_value(1000).run()
+    assert not at.exception, at.exception
+    summary = next(d.value for d in at.dataframe if "encoder version" in d.value.columns)
+    drawn = int(summary["pairs"].iloc[0])
+    assert drawn < 1000
+    infos = [i.value for i in at.info]
+    assert any(f"{drawn:,} pairs, not the 1,000 asked for" in i and "distinct balanced pairs" in i for i in infos)
+
+
+def test_gallery_results_name_their_id_and_label_and_open_in_search(split_env: SampleIndex) -> None:
+    at = AppTest.from_file(str(VIEWS / "accuracy.py"), default_timeout=180)
+    at.run()
+    captions = [c for c, _ in _images(at) if not c.startswith("query #")]
+    assert len(captions) == 30
+    for caption in captions:  # "✓ 0.912 · #17 · 02_STROMA"
+        head, image_id, label = caption.split(" · ")
+        assert head.split(" ")[0] in ("✓", "✗")
+        assert split_env.labels[int(image_id.removeprefix("#"))] == label
+    opens = [b for b in at.button if str(b.key).startswith("acc-open-")]
+    assert len(opens) == 30
