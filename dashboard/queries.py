@@ -425,6 +425,7 @@ def upload_query_check(sha256: str, _image: PILImage.Image, input_size: int) -> 
 
     return check_query(_image, input_size)
 
+
 @st.cache_data(ttl=RESULT_TTL_S, max_entries=16, show_spinner=False)
 def stored_tiles(key: str, version: str, stored: int) -> Any:
     """Positions of every stored slide tile of ``version`` (``retrieval.occurrence.stored_tiles``; ``stored``, the
