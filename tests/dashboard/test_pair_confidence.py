@@ -46,7 +46,7 @@ def test_confidence_is_the_share_of_same_pairs_among_the_nearest_calibration_pai
 
     Planted bug: the share over *all* calibration pairs (not the ones scoring like this pair) fails this test.
     """
-    from dashboard import data
+    from retrieval.pair_sets import pair_set_rows
 
     a = copies_env.image_ids["tfdspng_image_0_label_0.png"]
     b = copies_env.image_ids["tfdspng_image_32_label_1.png"]
@@ -54,7 +54,7 @@ def test_confidence_is_the_share_of_same_pairs_among_the_nearest_calibration_pai
     metrics = {m.label: m.value for m in at.metric}
     with open_retrieval(settings_key(get_settings())) as r:
         cos = r.pair(a, b).cos
-        rows = data.pair_set_pairs(CALIBRATION_SET, session=r.session)
+        rows = pair_set_rows(CALIBRATION_SET, retrieval=r)
         scores = np.array([res.cos for res in r.pair_batch([(x, y) for x, y, _ in rows])])
     labels = np.array([same for _, _, same in rows])
     nearest = np.argsort(np.abs(scores - cos), kind="stable")[:40]
