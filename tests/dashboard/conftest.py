@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.dashboard_calibrated import calibrated_index_with_copies
 from tests.support.dashboard_index import SampleIndex, build_sample_index
 
 APP_TIMEOUT = 120  # seconds: the first run of a page opens the store and loads the encoder (AppTest default: 3 s)
@@ -35,3 +36,16 @@ def empty_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.delenv("HISTOQUERY_DATABASE_URL", raising=False)
     monkeypatch.delenv("HISTOQUERY_QDRANT_PATH", raising=False)
     return tmp_path / "empty-home"
+
+
+@pytest.fixture
+def copies_env(
+    tmp_path_factory: pytest.TempPathFactory, sample_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[SampleIndex]:
+    """A calibrated copy of the sample index with byte-identical copies in a second dataset (Search cards, Pair
+    confidence), as the environment of the page under test."""
+    index = calibrated_index_with_copies(tmp_path_factory.getbasetemp() / "calibrated-copies", sample_dir)
+    monkeypatch.setenv("HISTOQUERY_HOME", str(index.home))
+    for name in ("HISTOQUERY_DATABASE_URL", "HISTOQUERY_QDRANT_PATH", "HISTOQUERY_ALLOWED_ROOTS"):
+        monkeypatch.delenv(name, raising=False)
+    yield index

@@ -4,31 +4,16 @@ that are readable (above the plot, not over the bars)."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 
 import numpy as np
-import pytest
 from streamlit.testing.v1 import AppTest
 
 from dashboard.pair_confidence import CONFIDENCE_LABEL
 from dashboard.services import open_retrieval, settings_key
 from retrieval.settings import get_settings
 from tests.dashboard.test_pages_basic import VIEWS
-from tests.support.dashboard_calibrated import CALIBRATION_SET, calibrated_index_with_copies
+from tests.support.dashboard_calibrated import CALIBRATION_SET
 from tests.support.dashboard_index import SampleIndex
-
-
-@pytest.fixture
-def copies_env(
-    tmp_path_factory: pytest.TempPathFactory,
-    sample_dir,
-    monkeypatch: pytest.MonkeyPatch,  # noqa: ANN001
-) -> Iterator[SampleIndex]:
-    index = calibrated_index_with_copies(tmp_path_factory.getbasetemp() / "calibrated-copies", sample_dir)
-    monkeypatch.setenv("HISTOQUERY_HOME", str(index.home))
-    for name in ("HISTOQUERY_DATABASE_URL", "HISTOQUERY_QDRANT_PATH", "HISTOQUERY_ALLOWED_ROOTS"):
-        monkeypatch.delenv(name, raising=False)
-    yield index
 
 
 def pair_page(a: int, b: int) -> AppTest:

@@ -3,9 +3,6 @@ cards show coordinates, slide overviews mark the results, and a query without ti
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
-import pytest
 from PIL import Image as PILImage
 from streamlit.testing.v1 import AppTest
 
@@ -14,21 +11,8 @@ from ingest.query_checks import check_query
 from retrieval.settings import get_settings
 from tests.dashboard.test_pages_basic import VIEWS, texts
 from tests.dashboard.test_search import results_table
-from tests.support.dashboard_calibrated import COPIES_DATASET, calibrated_index_with_copies
+from tests.support.dashboard_calibrated import COPIES_DATASET
 from tests.support.dashboard_index import SampleIndex
-
-
-@pytest.fixture
-def copies_env(
-    tmp_path_factory: pytest.TempPathFactory,
-    sample_dir,
-    monkeypatch: pytest.MonkeyPatch,  # noqa: ANN001
-) -> Iterator[SampleIndex]:
-    index = calibrated_index_with_copies(tmp_path_factory.getbasetemp() / "calibrated-copies", sample_dir)
-    monkeypatch.setenv("HISTOQUERY_HOME", str(index.home))
-    for name in ("HISTOQUERY_DATABASE_URL", "HISTOQUERY_QDRANT_PATH", "HISTOQUERY_ALLOWED_ROOTS"):
-        monkeypatch.delenv(name, raising=False)
-    yield index
 
 
 def search(image_id: int, **state: object) -> AppTest:
