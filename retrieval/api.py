@@ -309,15 +309,19 @@ class Retrieval:
         not embedded, point lost: one SQL query for all). Everything else goes through :meth:`resolve`.
         """
         n = len(queries)
-        image_ids = np.zeros(n, dtype=np.int64)  # 0: not a stored image
-        path_at = [i for i, q in enumerate(queries) if isinstance(q, str | Path)]
-        if path_at:
-            files = [q for q in queries if isinstance(q, str | Path)]  # the queries at path_at, typed
-            found_ids = stored_ids_by_path(files, self.version, session=self.session)
-            image_ids[path_at] = [0 if iid is None else iid for iid in found_ids]
-        for i, q in enumerate(queries):
-            if isinstance(q, int | np.integer) and not isinstance(q, bool) and 0 < int(q) < _MAX_ID:
-                image_ids[i] = int(q)
+        if n and all(type(q) is int for q in queries):  # all stored ids (the common batch): one array conversion
+            image_ids = np.array(queries, dtype=object)
+            image_ids = np.where((image_ids > 0) & (image_ids < _MAX_ID), image_ids, 0).astype(np.int64)
+        else:
+            image_ids = np.zeros(n, dtype=np.int64)  # 0: not a stored image
+            path_at = [i for i, q in enumerate(queries) if isinstance(q, str | Path)]
+            if path_at:
+                files = [q for q in queries if isinstance(q, str | Path)]  # the queries at path_at, typed
+                found_ids = stored_ids_by_path(files, self.version, session=self.session)
+                image_ids[path_at] = [0 if iid is None else iid for iid in found_ids]
+            for i, q in enumerate(queries):
+                if isinstance(q, int | np.integer) and not isinstance(q, bool) and 0 < int(q) < _MAX_ID:
+                    image_ids[i] = int(q)
         vectors, found = self.store.vector_matrix(self.version.collection, image_ids)
         errors: dict[int, RetrievalError] = {}
         lost = np.flatnonzero(~found & (image_ids > 0))

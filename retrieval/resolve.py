@@ -6,6 +6,7 @@ else is embedded on the fly with the version's encoder, all in batches.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,6 +65,8 @@ def parse_query(text: str, base_dir: Path | None = None) -> int | Path:
 
 def describe(query: QueryInput) -> str:
     """A short human name for a query (for tables and error messages)."""
+    if type(query) is int:  # the common case of batches, first and cheap
+        return f"id:{query}"
     if isinstance(query, int | np.integer):
         return f"id:{int(query)}"
     if isinstance(query, str | Path):
@@ -151,7 +154,9 @@ def stored_ids_by_path(
 ) -> list[int | None]:
     """Image ids of files already embedded under ``version`` (not slide tiles), in the order of ``paths``.
 
-    Each distinct path is normalised once (:func:`query_path`) and looked up with the others in indexed ``IN``
+    An absolute path already in canonical form (no ``.``, ``..``, ``//`` or ``~``) is first looked up as written,
+    with no file-system call; the others, and such paths not stored as written (a symlink, an older version's row),
+    are normalised once (:func:`query_path`) and looked up with the others in indexed ``IN``
     queries on ``images.source_path`` (``chunk`` paths per query); the unresolved form older versions stored
     (:func:`retrieval.paths.legacy_path`) is looked up too.
 
@@ -160,21 +165,44 @@ def stored_ids_by_path(
     """
     normal: dict[str | Path, str | None] = {}
     legacy: dict[str | Path, str] = {}
+    as_given: list[str | Path] = []  # absolute paths already in canonical form: looked up as written first
     for p in dict.fromkeys(paths):
-        try:
-            normal[p], legacy[p] = query_path(p), legacy_path(p)
-        except (OSError, ValueError):  # e.g. a NUL byte: not stored; resolve_queries reports it for that query
-            normal[p] = None
-    wanted = sorted({v for v in normal.values() if v is not None} | set(legacy.values()))
+        text = os.fspath(p)
+        if "\x00" not in text and os.path.isabs(text) and os.path.normpath(text) == text:
+            normal[p] = text  # no '.', '..', '//' or '~' to resolve: a stored path is found without touching the disk
+            as_given.append(p)
+            continue
+        _normalise_into(p, normal, legacy)
+    by_path = _ids_by_source_path({v for v in normal.values() if v is not None} | set(legacy.values()), version,
+                                  session=session, chunk=chunk)  # fmt: skip
+    missed = [p for p in as_given if normal[p] not in by_path]
+    for p in missed:  # not stored as written: through a symlink, or stored by an older version (legacy form)
+        _normalise_into(p, normal, legacy)
+    if missed:
+        wanted = {v for v in (normal[p] for p in missed) if v is not None} | {legacy[p] for p in missed if p in legacy}
+        by_path.update(_ids_by_source_path(wanted - set(by_path), version, session=session, chunk=chunk))
+    return [None if normal[p] is None else by_path.get(normal[p] or "", by_path.get(legacy.get(p, ""))) for p in paths]
+
+
+def _normalise_into(p: str | Path, normal: dict[str | Path, str | None], legacy: dict[str | Path, str]) -> None:
+    try:
+        normal[p], legacy[p] = query_path(p), legacy_path(p)
+    except (OSError, ValueError):  # e.g. a NUL byte: not stored; resolve_queries reports it for that query
+        normal[p] = None
+
+
+def _ids_by_source_path(wanted: set[str], version: EncoderVersion, *, session: Session, chunk: int) -> dict[str, int]:
+    """``images.source_path`` -> image id of files embedded under ``version`` among ``wanted`` (indexed IN queries)."""
+    ordered = sorted(wanted)
     by_path: dict[str, int] = {}
-    for start in range(0, len(wanted), chunk):
+    for start in range(0, len(ordered), chunk):
         stmt = (
             select(Image.source_path, Image.id)
             .join(Embedding, (Embedding.image_id == Image.id) & (Embedding.encoder_version_id == version.id))
-            .where(Image.source_path.in_(wanted[start : start + chunk]), Image.slide_id.is_(None))
+            .where(Image.source_path.in_(ordered[start : start + chunk]), Image.slide_id.is_(None))
         )
         by_path.update({str(sp): int(iid) for sp, iid in session.execute(stmt)})
-    return [None if normal[p] is None else by_path.get(normal[p] or "", by_path.get(legacy.get(p, ""))) for p in paths]
+    return by_path
 
 
 def resolve_queries(

@@ -60,6 +60,14 @@ def test_a_stored_file_reached_through_a_symlink_is_found(embedded_settings: Set
     with Retrieval.from_settings(embedded_settings) as r:
         resolved = r.resolve([str(data / "link.png"), str(real / "a.png"), str(data / ".." / "real" / "a.png")])
     assert resolved.image_ids[0] is not None and len(set(resolved.image_ids)) == 1, resolved.image_ids
+    # the batch pair path looks canonical absolute paths up as written first; the link is not stored as written, so
+    # it must fall back to resolving it (planted: no fallback leaves the link unfound)
+    from retrieval.resolve import stored_ids_by_path
+
+    with Retrieval.from_settings(embedded_settings) as r:
+        queries = [data / "link.png", str(real / "a.png"), str(data / ".." / "real" / "a.png")]
+        ids = stored_ids_by_path(queries, r.version, session=r.session)
+    assert ids[0] is not None and ids == [resolved.image_ids[0]] * 3, ids
 
 
 def test_a_query_refuses_a_replaced_checkpoint(embedded_settings: Settings, tmp_path: Path) -> None:
