@@ -281,13 +281,20 @@ class EdgeVectorStore:
             return None
         matrix = mirror.matrix()[: int(present[-1]) + 1]  # rows past the last stored image are holes
         scores = matrix @ (vec / norm)
-        absent = np.ones(len(scores), dtype=bool)
-        absent[present] = False
+        excluded = np.zeros(0, dtype=np.int64)
         if flt is not None and flt.exclude_image_ids:
             excluded = np.asarray(flt.exclude_image_ids, dtype=np.int64)
-            absent[excluded[(excluded >= 0) & (excluded < len(scores))]] = True
-        scores[absent] = -np.inf
-        n_ok = int(len(scores) - np.count_nonzero(absent))
+            excluded = np.unique(excluded[(excluded >= 0) & (excluded < len(scores))])
+        if present.size == len(scores) - 1:  # no holes (rows 1..last all stored; row 0 never is): no mask pass
+            scores[0] = -np.inf
+            scores[excluded] = -np.inf
+            n_ok = int(present.size - np.count_nonzero(excluded > 0))
+        else:
+            absent = np.ones(len(scores), dtype=bool)
+            absent[present] = False
+            absent[excluded] = True
+            scores[absent] = -np.inf
+            n_ok = int(len(scores) - np.count_nonzero(absent))
         take = min(int(k), n_ok)
         if take <= 0:
             return []
