@@ -2,78 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
-from sqlalchemy import select
 from streamlit.testing.v1 import AppTest
 
 from tests.dashboard.test_pages_basic import VIEWS
-from tests.support.dashboard_index import SampleIndex, build_sample_index
-
-
-@pytest.fixture(scope="module")
-def split_index(tmp_path_factory: pytest.TempPathFactory, sample_dir: Path) -> SampleIndex:
-    """The sample in 16 groups, calibrated on half the groups and evaluated on the rest (``evaluate --split
-    group``), plus byte-identical copies of every image in a second dataset."""
-    from retrieval import catalog
-    from retrieval.api import Retrieval
-    from retrieval.db import make_engine, session_factory
-    from retrieval.evaluation import calibrate, evaluate, score_dataset_split
-    from retrieval.models import Image
-    from retrieval.settings import get_settings
-    from retrieval.store import open_vector_store
-
-    home = tmp_path_factory.mktemp("split-index")
-    index = build_sample_index(home, sample_dir)
-    settings = get_settings(home=home)
-    engine = make_engine(settings.db_url)
-    store = open_vector_store(settings)
-    try:
-        with session_factory(engine)() as session:
-            rows = session.scalars(select(Image).order_by(Image.id)).all()
-            for i, row in enumerate(rows):
-                row.group = f"patient{i % 16}"  # four classes per patient
-            session.commit()
-            version = catalog.active_encoder_version(session=session)
-            found = store.vectors_by_image_ids(version.collection, [r.id for r in rows])
-            copies_ds = catalog.get_or_create_dataset("kather-copies", session=session)
-            copies = [
-                Image(
-                    dataset_id=copies_ds.id,
-                    content_hash=r.content_hash,
-                    source_path=r.source_path,
-                    width=r.width,
-                    height=r.height,
-                    label=r.label,
-                    status="pending",
-                )  # fmt: skip
-                for r in rows
-            ]
-            session.add_all(copies)
-            session.flush()
-            import numpy as np
-
-            catalog.store_embeddings(
-                copies, np.stack([found[r.id][0] for r in rows]), version, session=session, store=store
-            )
-            r = Retrieval(session=session, store=store, version=version)
-            cal, held = score_dataset_split(r, "kather-sample", n_pairs=200, seed=0, topk_queries=0)
-            calibrate(r, cal, pair_set_name="ks-calibration")
-            evaluate(r, held, pair_set_name="ks-held-out")
-    finally:
-        store.close()
-        engine.dispose()
-    return index
-
-
-@pytest.fixture
-def split_env(split_index: SampleIndex, monkeypatch: pytest.MonkeyPatch) -> Iterator[SampleIndex]:
-    monkeypatch.setenv("HISTOQUERY_HOME", str(split_index.home))
-    for name in ("HISTOQUERY_DATABASE_URL", "HISTOQUERY_QDRANT_PATH", "HISTOQUERY_ALLOWED_ROOTS"):
-        monkeypatch.delenv(name, raising=False)
-    yield split_index
+from tests.support.dashboard_index import SampleIndex
 
 
 def _images(at: AppTest) -> list[tuple[str, str]]:
@@ -81,7 +14,7 @@ def _images(at: AppTest) -> list[tuple[str, str]]:
     return [(img.caption, img.url) for el in at.get("image") for img in el.proto.imgs]
 
 
-def test_accuracy_page_opens_on_the_held_out_pairs(split_env: SampleIndex) -> None:
+def test_accuracy_page_opens_on_the_held_out_pairs(copies_env: SampleIndex) -> None:
     at = AppTest.from_file(str(VIEWS / "accuracy.py"), default_timeout=180)
     at.run()
     assert not at.exception, at.exception
@@ -104,7 +37,7 @@ def test_accuracy_page_opens_on_the_held_out_pairs(split_env: SampleIndex) -> No
     assert any("In-sample" in w.value for w in at.warning)
 
 
-def test_a_stored_pair_set_reports_precision_at_10_and_its_own_pair_count(split_env: SampleIndex) -> None:
+def test_a_stored_pair_set_reports_precision_at_10_and_its_own_pair_count(copies_env: SampleIndex) -> None:
     from dashboard.services import open_retrieval, settings_key
     from retrieval.pair_sets import pair_set_rows, score_pair_set
     from retrieval.settings import get_settings
@@ -124,7 +57,7 @@ def test_a_stored_pair_set_reports_precision_at_10_and_its_own_pair_count(split_
     assert int(summary["pairs"].iloc[0]) == n_stored
 
 
-def test_generating_more_pairs_than_the_labels_allow_says_why(split_env: SampleIndex) -> None:
+def test_generating_more_pairs_than_the_labels_allow_says_why(copies_env: SampleIndex) -> None:
     at = AppTest.from_file(str(VIEWS / "accuracy.py"), default_timeout=180)
     at.run()
     at.selectbox(key="accuracy_source").set_value("generate from labels: kather-sample").run()
@@ -137,7 +70,7 @@ def test_generating_more_pairs_than_the_labels_allow_says_why(split_env: SampleI
     assert any(f"{drawn:,} pairs, not the 1,000 asked for" in i and "distinct balanced pairs" in i for i in infos)
 
 
-def test_gallery_results_name_their_id_and_label_and_open_in_search(split_env: SampleIndex) -> None:
+def test_gallery_results_name_their_id_and_label_and_open_in_search(copies_env: SampleIndex) -> None:
     at = AppTest.from_file(str(VIEWS / "accuracy.py"), default_timeout=180)
     at.run()
     captions = [c for c, _ in _images(at) if not c.startswith("query #")]
@@ -145,6 +78,6 @@ def test_gallery_results_name_their_id_and_label_and_open_in_search(split_env: S
     for caption in captions:  # "✓ 0.912 · #17 · 02_STROMA"
         head, image_id, label = caption.split(" · ")
         assert head.split(" ")[0] in ("✓", "✗")
-        assert split_env.labels[int(image_id.removeprefix("#"))] == label
+        assert copies_env.labels[int(image_id.removeprefix("#"))] == label
     opens = [b for b in at.button if str(b.key).startswith("acc-open-")]
     assert len(opens) == 30

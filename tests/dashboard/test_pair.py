@@ -11,6 +11,17 @@ from tests.dashboard.test_pages_basic import VIEWS
 from tests.support.dashboard_index import SampleIndex
 
 
+def pair_page(a: int, b: int) -> AppTest:
+    """The Pair page run on two stored images; fails on any exception or error box."""
+    at = AppTest.from_file(str(VIEWS / "pair.py"), default_timeout=120)
+    at.session_state["pair_A_id"] = a
+    at.session_state["pair_B_id"] = b
+    at.run()
+    assert not at.exception, at.exception
+    assert not at.error, [e.value for e in at.error]
+    return at
+
+
 @pytest.mark.parametrize(
     ("a_name", "b_name"),
     [
@@ -20,12 +31,7 @@ from tests.support.dashboard_index import SampleIndex
 )
 def test_pair_decision_matches_retrieval_pair(index_env: SampleIndex, a_name: str, b_name: str) -> None:
     a, b = index_env.image_ids[a_name], index_env.image_ids[b_name]
-    at = AppTest.from_file(str(VIEWS / "pair.py"), default_timeout=120)
-    at.session_state["pair_A_id"] = a
-    at.session_state["pair_B_id"] = b
-    at.run()
-    assert not at.exception, at.exception
-    assert not at.error, [e.value for e in at.error]
+    at = pair_page(a, b)
     metrics = {m.label: m.value for m in at.metric}
     # the embedded store allows one opener per process: use the dashboard's, through retrieval's own API
     with open_retrieval(settings_key(get_settings())) as r:

@@ -6,24 +6,13 @@ from __future__ import annotations
 import json
 
 import numpy as np
-from streamlit.testing.v1 import AppTest
 
 from dashboard.pair_confidence import CONFIDENCE_LABEL
 from dashboard.services import open_retrieval, settings_key
 from retrieval.settings import get_settings
-from tests.dashboard.test_pages_basic import VIEWS
+from tests.dashboard.test_pair import pair_page
 from tests.support.dashboard_calibrated import CALIBRATION_SET
 from tests.support.dashboard_index import SampleIndex
-
-
-def pair_page(a: int, b: int) -> AppTest:
-    at = AppTest.from_file(str(VIEWS / "pair.py"), default_timeout=120)
-    at.session_state["pair_A_id"] = a
-    at.session_state["pair_B_id"] = b
-    at.run()
-    assert not at.exception, at.exception
-    assert not at.error, [e.value for e in at.error]
-    return at
 
 
 def test_confidence_is_the_share_of_same_pairs_among_the_nearest_calibration_pairs(copies_env: SampleIndex) -> None:

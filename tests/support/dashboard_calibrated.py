@@ -2,7 +2,8 @@
 
 The 64 shipped Kather images (``build_sample_index``, no slide), in 16 groups, plus a byte-identical copy of every
 image in a second dataset ``kather-copies`` (same content hash, same vector); the threshold is calibrated on half the
-groups with a stored pair set ``ks-calibration`` (``evaluate --split group``). Built once per test process.
+groups with a stored pair set ``ks-calibration`` and evaluated on the other half, stored as ``ks-held-out``
+(``evaluate --split group``). Built once per test process; the Search, Pair and Accuracy tests share it.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from sqlalchemy import select
 from tests.support.dashboard_index import SampleIndex, build_sample_index
 
 CALIBRATION_SET = "ks-calibration"
+HELD_OUT_SET = "ks-held-out"
 COPIES_DATASET = "kather-copies"
 _BUILT: dict[Path, SampleIndex] = {}
 
@@ -26,7 +28,7 @@ def calibrated_index_with_copies(home: Path, sample_dir: Path) -> SampleIndex:
     from retrieval import catalog
     from retrieval.api import Retrieval
     from retrieval.db import make_engine, session_factory
-    from retrieval.evaluation import calibrate, score_dataset_split
+    from retrieval.evaluation import calibrate, evaluate, score_dataset_split
     from retrieval.models import Image
     from retrieval.settings import get_settings
     from retrieval.store import open_vector_store
@@ -39,7 +41,7 @@ def calibrated_index_with_copies(home: Path, sample_dir: Path) -> SampleIndex:
         with session_factory(engine)() as session:
             rows = session.scalars(select(Image).order_by(Image.id)).all()
             for i, row in enumerate(rows):
-                row.group = f"patient{i % 16}"
+                row.group = f"patient{i % 16}"  # four classes per patient
             session.commit()
             version = catalog.active_encoder_version(session=session)
             found = store.vectors_by_image_ids(version.collection, [r.id for r in rows])
@@ -57,8 +59,9 @@ def calibrated_index_with_copies(home: Path, sample_dir: Path) -> SampleIndex:
             for row, copy in zip(rows, copies, strict=True):
                 index.image_ids[f"copy:{Path(row.source_path).name}"] = int(copy.id)
             r = Retrieval(session=session, store=store, version=version)
-            cal, _held = score_dataset_split(r, "kather-sample", n_pairs=200, seed=0, topk_queries=0)
+            cal, held = score_dataset_split(r, "kather-sample", n_pairs=200, seed=0, topk_queries=0)
             calibrate(r, cal, pair_set_name=CALIBRATION_SET)
+            evaluate(r, held, pair_set_name=HELD_OUT_SET)
             index.pair_set = CALIBRATION_SET
     finally:
         store.close()
