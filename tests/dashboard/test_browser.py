@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.dashboard_browser import Browser, chromium, chromium_binary, streamlit_server
+from tests.support.dashboard_browser import Browser, chromium, chromium_binary, open_upload, streamlit_server
 from tests.support.dashboard_index import SampleIndex
 
 pytestmark = [
@@ -102,10 +102,7 @@ def test_upload_of_a_non_image_shows_a_message_not_a_traceback(
 ) -> None:
     url, browser = app
     page = browser.new_page()
-    page.navigate(f"{url}/pair")
-    page.wait_rendered("Pair", "Decision", timeout=180)
-    page.click_text("[data-testid='stMain'] [data-testid='stRadioOption']", "Upload")
-    page.wait_for("document.querySelector(\"[data-testid='stMain'] input[type=file]\")", timeout=60)
+    open_upload(page, f"{url}/pair", "Pair", "Decision")
     fake = tmp_path / "not-an-image.png"
     fake.write_bytes(b"this is not a PNG file")
     page.set_file_input([fake])

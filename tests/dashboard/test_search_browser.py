@@ -14,7 +14,14 @@ from pathlib import Path
 import pytest
 
 from tests.dashboard.test_browser import release_in_process_store
-from tests.support.dashboard_browser import Browser, Page, chromium, chromium_binary, streamlit_server
+from tests.support.dashboard_browser import (
+    Browser,
+    Page,
+    chromium,
+    chromium_binary,
+    open_upload,
+    streamlit_server,
+)
 from tests.support.dashboard_index import SampleIndex
 
 pytestmark = [
@@ -42,10 +49,7 @@ def app(sample_index: SampleIndex, artifacts: Path) -> Iterator[tuple[str, Brows
 
 
 def upload_tab(page: Page, url: str) -> None:
-    page.navigate(url)
-    page.wait_rendered("Search", "Top 10", timeout=180)
-    page.click_text("[data-testid='stMain'] [data-testid='stRadioOption']", "Upload")
-    page.wait_for("document.querySelector(\"[data-testid='stMain'] input[type=file]\")", timeout=60)
+    open_upload(page, url, "Search", "Top 10")
 
 
 def location(page: Page) -> str:
@@ -168,10 +172,7 @@ def test_a_refused_upload_on_pair_has_no_hint_beside_it(app: tuple[str, Browser]
     refused upload fails this test."""
     url, browser = app
     page = browser.new_page()
-    page.navigate(f"{url}/pair")
-    page.wait_rendered("Pair", "Decision", timeout=180)
-    page.click_text("[data-testid='stMain'] [data-testid='stRadioOption']", "Upload")
-    page.wait_for("document.querySelector(\"[data-testid='stMain'] input[type=file]\")", timeout=60)
+    open_upload(page, f"{url}/pair", "Pair", "Decision")
     empty = tmp_path / "left.png"
     empty.write_bytes(b"")
     page.set_file_input([empty])

@@ -387,3 +387,12 @@ def chromium(timeout: float = 30.0) -> Iterator[Browser]:
     finally:
         stop_process_group(proc, grace_s=10)
         shutil.rmtree(profile, ignore_errors=True)
+
+
+def open_upload(page: Page, url: str, title: str, *texts: str) -> None:
+    """Open a page (``url``: the server plus the page's path), wait for it, switch its query picker to Upload and wait
+    for the file input (Search and Pair share this picker)."""
+    page.navigate(url)
+    page.wait_rendered(title, *texts, timeout=180)
+    page.click_text("[data-testid='stMain'] [data-testid='stRadioOption']", "Upload")
+    page.wait_for("document.querySelector(\"[data-testid='stMain'] input[type=file]\")", timeout=60)
