@@ -120,3 +120,22 @@ def test_float_vectors_on_disk_setting_reaches_the_engine(tmp_path: Path, monkey
     assert engine["vectors"][""].get("memory") == "cold" or engine["vectors"][""].get("on_disk") is True, engine
     assert s.search("c", vecs[3], 1)[0].payload["image_id"] == 4
     s.close()
+
+
+def test_exact_mode_without_holes_applies_exclusions_and_counts(tmp_path: Path) -> None:
+    """Ids 1..n with no gap take the path that skips the absent-row mask. Planted bug: exclusions not applied on
+    that path fail this test. (Row 0 left in the ranking is caught by the copy-vs-engine check, which then answers
+    from the engine.)"""
+    rng = np.random.default_rng(2)
+    n, dim = 50, 8
+    vecs = rng.normal(size=(n, dim)).astype(np.float32)
+    vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+    ids = list(range(1, n + 1))
+    s = EdgeVectorStore(tmp_path / "q")
+    s.ensure_collection("c", dim)
+    s.upsert("c", [point_id(f"h{i}", "v") for i in ids], vecs, [{"image_id": i} for i in ids])
+    q = -vecs.mean(axis=0)  # most scores negative: row 0's zero vector would rank high if it were counted
+    excluded = tuple(_brute(vecs, ids, q, 3)) + (0, 10_000)  # 0 and an unknown id are ignored
+    got = s.search("c", q, n, SearchFilter(exclude_image_ids=excluded), exact=True)
+    keep = ~np.isin(ids, excluded)
+    assert [h.payload["image_id"] for h in got] == _brute(vecs, ids, q, n - 3, keep)
