@@ -8,6 +8,7 @@ how #12's allowed roots broke this script unnoticed) makes the untrained method 
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -40,3 +41,18 @@ def test_quality_benchmark_runs_the_product_path_on_the_sample(tmp_path: Path) -
     assert untrained["eval_size"] == 224  # cpu-crops embeds whole tiles, not its 64 px training crops
     meta = report["meta"]
     assert meta["side_a"] + meta["side_b"] == 64 and meta["groups_a"] > 0 and meta["groups_b"] > 0
+
+    # an encoder trained elsewhere is evaluated as given, not rebuilt (--checkpoint, the cross-set check): the same
+    # checkpoint on the same split gives the same numbers. Planted: --checkpoint rows skipped (the option's first
+    # version) fails this.
+    kept = shutil.copy(tmp_path / "work" / "untrained.pt", tmp_path / "twin.pt")
+    out2 = tmp_path / "q2.json"
+    rc = quality.main([
+        "--data", str(data), "--groups", str(groups), "--methods", "untrained", "--checkpoint", f"untrained={kept}",
+        "--probe-images", "0", "--calib-pairs", "200", "--eval-pairs", "200", "--knn-queries", "16",
+        "--work", str(tmp_path / "work2"), "--json", str(out2), "--device", "cpu",
+    ])  # fmt: skip
+    assert rc == 0
+    (given,) = json.loads(out2.read_text())["rows"]
+    assert "from twin.pt" in given["method"] and not (tmp_path / "work2" / "untrained.pt").exists()
+    assert (given["accuracy"], given["roc_auc"]) == (untrained["accuracy"], untrained["roc_auc"])
