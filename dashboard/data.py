@@ -322,29 +322,6 @@ def labeled_datasets(*, session: Session) -> list[str]:
     return [r[0] for r in rows]
 
 
-def training_log(checkpoint_path: str) -> list[dict[str, Any]] | None:
-    """Per-epoch rows of the training log next to a checkpoint (``<stem>.metrics.csv``, written by
-    ``training.runlog``), numbers as floats; None when there is no log (a checkpoint trained elsewhere)."""
-    import csv
-    from pathlib import Path
-
-    ckpt = Path(checkpoint_path)
-    path = ckpt.with_name(ckpt.stem + ".metrics.csv")
-    if not path.is_file():
-        return None
-    rows: list[dict[str, Any]] = []
-    with path.open(newline="") as fh:
-        for row in csv.DictReader(fh):
-            parsed: dict[str, Any] = {}
-            for k, v in row.items():
-                try:
-                    parsed[k] = float(v)
-                except (TypeError, ValueError):
-                    parsed[k] = v
-            rows.append(parsed)
-    return rows
-
-
 def done_image_count(*, session: Session) -> int:
     """Images stored successfully (what a re-embedding embeds)."""
     return int(session.scalar(select(func.count()).select_from(Image).where(Image.status == "done")) or 0)

@@ -272,3 +272,11 @@ def store_embeddings(
     if stale:  # ORM-enabled UPDATE: the session's Image objects see the new status too
         session.execute(update(Image).where(Image.id.in_(stale)).values(status="done", error=None))
     session.commit()
+
+
+def training_log(checkpoint_path: str | Path) -> list[dict[str, Any]] | None:
+    """The training curves of an encoder version (its checkpoint's ``metrics.csv``, read by
+    :func:`training.runlog.read_metrics`), or None when the checkpoint has no log next to it."""
+    from training.runlog import read_metrics
+
+    return read_metrics(checkpoint_path)

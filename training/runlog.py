@@ -30,3 +30,22 @@ def write_metrics(checkpoint: str | Path, config: dict[str, Any], history: list[
     tmp = json_path.with_name(json_path.name + ".tmp")
     tmp.write_text(json.dumps({"config": config, "epochs": history}, indent=2))
     os.replace(tmp, json_path)
+
+
+def read_metrics(checkpoint: str | Path) -> list[dict[str, Any]] | None:
+    """The per-epoch rows of the CSV log next to ``checkpoint`` (numbers as floats), or None when there is none (a
+    checkpoint trained elsewhere)."""
+    csv_path, _ = metrics_paths(checkpoint)
+    if not csv_path.is_file():
+        return None
+    rows: list[dict[str, Any]] = []
+    with csv_path.open(newline="") as fh:
+        for row in csv.DictReader(fh):
+            parsed: dict[str, Any] = {}
+            for key, value in row.items():
+                try:
+                    parsed[key] = float(value)
+                except (TypeError, ValueError):
+                    parsed[key] = value
+            rows.append(parsed)
+    return rows

@@ -70,7 +70,9 @@ def _activate(svc: Services, version: data.VersionInfo, needed: int) -> None:
 
 
 def _curves(version: data.VersionInfo) -> None:
-    rows = data.training_log(version.checkpoint_path)
+    from retrieval.catalog import training_log
+
+    rows = training_log(version.checkpoint_path)
     if not rows:
         st.caption("No training log next to the checkpoint (`<checkpoint stem>.metrics.csv`).")
         return
