@@ -15,48 +15,19 @@ standardised (means from side A). Pairs here may join two images of one source t
 """
 
 # ruff: noqa: E401, E402, E501, E701, E702, E731, SIM108
-import csv
 import dataclasses
+import sys
 from pathlib import Path
 
-from PIL import Image
-
-ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT.parent / "shared" / "data" / "lc25000_lung"
-OUT = Path("/tmp/histoquery-sweep")
-
-
-def decoded_cache() -> Path:
-    """LC25000 lung decoded at 224 px once (uint8, with labels and groups) under /tmp/histoquery-sweep."""
-    import numpy as np
-
-    path = OUT / "lc.npz"
-    if path.exists():
-        return path
-    OUT.mkdir(parents=True, exist_ok=True)
-    rows = list(csv.DictReader((DATA / "groups.csv").open()))
-    imgs = np.zeros((len(rows), 3, 224, 224), np.uint8)
-    for i, r in enumerate(rows):
-        with Image.open(DATA / r["path"]) as im:
-            rgb = im.convert("RGB")
-            imgs[i] = np.asarray(rgb if rgb.size == (224, 224) else rgb.resize((224, 224))).transpose(2, 0, 1)
-    np.savez(
-        path,
-        imgs=imgs,
-        labels=np.array([r["label"] for r in rows]),
-        groups=np.array([r["lc25000_clean_group"] for r in rows]),
-    )
-    return path
-
-
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 import argparse
 import json
-import sys
 import time
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from lc_memory import OUT, ROOT, decoded_cache, group_split
 
 sys.path.insert(0, str(ROOT))
 from training.augment import ViewTransform
@@ -70,6 +41,7 @@ p.add_argument("--backbone", default="resnet18")
 p.add_argument("--crop", type=int, default=64)
 p.add_argument("--scale", default="0.05,0.3")
 p.add_argument("--minutes", type=float, default=5)
+p.add_argument("--steps", type=int, default=0, help="fixed step count (load-independent); overrides --minutes")
 p.add_argument("--batch", type=int, default=64)
 p.add_argument("--lr", type=float, default=1e-3)
 p.add_argument("--opt", default="adamw")
@@ -91,18 +63,7 @@ torch.set_num_threads(2)
 torch.manual_seed(a.seed)
 d = np.load(decoded_cache())
 imgs, labels, groups = d["imgs"], d["labels"], d["groups"]
-rng = np.random.default_rng(0)
-A, B = [], []
-for lab in sorted(set(labels)):
-    gs = sorted(set(groups[labels == lab]))
-    rng.shuffle(gs)
-    half = len(gs) // 2
-    ga = set(gs[:half])
-    for i in np.flatnonzero(labels == lab):
-        (A if groups[i] in ga else B).append(i)
-A, B = np.array(A), np.array(B)
-calA = rng.choice(A, 600, replace=False)
-evB = rng.choice(B, 1000, replace=False)
+A, B, calA, evB = group_split(labels, groups)
 train_x = torch.from_numpy(imgs[A])
 sc = tuple(float(x) for x in a.scale.split(","))
 extras = {}
@@ -178,13 +139,13 @@ if a.untrained:
     evaluate("untrained")
     sys.exit()
 g = torch.Generator().manual_seed(a.seed)
-budget = a.minutes * 60
+budget = float("inf") if a.steps else a.minutes * 60
 # estimate steps: time 3 steps
 n = len(train_x)
 step = 0
 t0 = time.time()
 seen = 0
-total_steps = None
+total_steps = a.steps or None
 next_eval = budget / a.evals
 train_time = 0.0
 while True:

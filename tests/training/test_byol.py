@@ -58,3 +58,23 @@ def test_no_gradient_reaches_target() -> None:
     # the online parameter list (what the optimizer sees) excludes the target
     target_ids = {id(p) for p in [*model.target_encoder.parameters(), *model.target_projector.parameters()]}
     assert not target_ids & {id(p) for p in model.online_parameters()}
+
+
+def test_forward_regresses_each_views_prediction_onto_the_other_views_target() -> None:
+    """The loss is built from the parts: predictor(online(view a)) against target(view b), both ways.
+
+    Fails when the predictor is bypassed, when both views are the same tensor inside ``forward``, or when the target
+    branch is the online network (the EMA target is perturbed first so that the two differ).
+    """
+    torch.manual_seed(0)
+    model = BYOL("resnet18", projection_dim=16, hidden_dim=32).eval()
+    with torch.no_grad():
+        for p in model.target_projector.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    v1, v2 = torch.randn(4, 3, 32, 32), torch.randn(4, 3, 32, 32)
+    loss, _, _ = model(v1, v2)
+    with torch.no_grad():
+        pred = [model.predictor(model.online_projector(model.online_encoder(v))) for v in (v1, v2)]
+        target = [model.target_projector(model.target_encoder(v)) for v in (v1, v2)]
+    expected = (byol_loss(pred[0], target[1]) + byol_loss(pred[1], target[0])).mean()
+    torch.testing.assert_close(loss.detach(), expected, rtol=1e-4, atol=1e-5)

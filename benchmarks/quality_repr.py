@@ -1,0 +1,127 @@
+"""Which representation to store: one trained (or untrained) encoder, many read-outs, on the seed-0 LC25000 split.
+
+Loads a model saved by ``quality_sweep.py`` (``--model /tmp/histoquery-sweep/model_<name>.pt``; ``--untrained`` for
+the same-seed random twin), embeds 1,000 unlabeled side-A images (the fit set for means / PCA: no labels used), 600
+side-A images (threshold on 2,000 balanced pairs) and 1,000 side-B images (accuracy / AUC on 3,000 balanced pairs,
+leave-one-out kNN-5), then scores each read-out:
+
+- ``l4`` (the product's pooled backbone feature), ``l3`` (layer-3 pooled), ``l34`` (both, each L2-normalised);
+- ``gem`` (generalised-mean pooling of layer 4, p = 3);
+- post-processing fitted on the unlabeled fit set: ``ctr`` (centring), ``pcaK`` (centre + top-K principal axes),
+  ``whtK`` (PCA-whitened to K dims), ``sqrt`` (signed square root, then centring).
+
+    .venv/bin/python benchmarks/quality_repr.py --untrained --seed 0
+    .venv/bin/python benchmarks/quality_repr.py --model /tmp/histoquery-sweep/model_r1.pt
+"""
+
+# ruff: noqa: E402, E501
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from lc_memory import ROOT, decoded_cache, group_split
+
+sys.path.insert(0, str(ROOT))
+from training.byol import BYOL
+from training.preprocess import normalize_batch, uint8_to_float
+from training.probe import balanced_pairs, best_threshold, roc_auc
+
+
+def maps(enc: torch.nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    x = enc.maxpool(enc.relu(enc.bn1(enc.conv1(x))))
+    l3 = enc.layer3(enc.layer2(enc.layer1(x)))
+    return l3, enc.layer4(l3)
+
+
+def features(enc: torch.nn.Module, imgs: np.ndarray, idx: np.ndarray, size: int) -> dict[str, np.ndarray]:
+    out: dict[str, list[np.ndarray]] = {"l3": [], "l4": [], "gem": []}
+    with torch.inference_mode():
+        for s in range(0, len(idx), 100):
+            x = normalize_batch(uint8_to_float(torch.from_numpy(imgs[idx[s : s + 100]])))
+            if size != 224:
+                x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+            l3, l4 = maps(enc, x)
+            out["l3"].append(l3.mean((2, 3)).numpy())
+            out["l4"].append(l4.mean((2, 3)).numpy())
+            out["gem"].append(l4.clamp_min(1e-6).pow(3).mean((2, 3)).pow(1 / 3).numpy())
+    return {k: np.concatenate(v) for k, v in out.items()}
+
+
+def unit(x: np.ndarray) -> np.ndarray:
+    return x / (np.linalg.norm(x, axis=1, keepdims=True) + 1e-12)
+
+
+def readouts(fit: np.ndarray, xs: list[np.ndarray]) -> dict[str, list[np.ndarray]]:
+    mu = fit.mean(0)
+    res = {"raw": xs, "ctr": [x - mu for x in xs]}
+    u, s, vt = np.linalg.svd(fit - mu, full_matrices=False)
+    for k in (8, 16, 32, 64, 128):
+        if k <= len(s):
+            res[f"pca{k}"] = [(x - mu) @ vt[:k].T for x in xs]
+            res[f"wht{k}"] = [(x - mu) @ vt[:k].T / (s[:k] + s[0] * 1e-3) for x in xs]
+    sq = lambda x: np.sign(x) * np.sqrt(np.abs(x))  # noqa: E731
+    mus = sq(fit).mean(0)
+    res["sqrt"] = [sq(x) - mus for x in xs]
+    return res
+
+
+def score(xa: np.ndarray, xb: np.ndarray, la: np.ndarray, lb: np.ndarray) -> tuple[float, float, float]:
+    xa, xb = unit(xa), unit(xb)
+    i, j, s = balanced_pairs(la, 2000, 1)
+    _, thr = best_threshold((xa[i] * xa[j]).sum(1), s)
+    i, j, s = balanced_pairs(lb, 3000, 2)
+    sim = (xb[i] * xb[j]).sum(1)
+    sm = xb @ xb.T
+    np.fill_diagonal(sm, -9)
+    nn = np.argsort(-sm, 1)[:, :5]
+    pred = [max(set(lb[r]), key=list(lb[r]).count) for r in nn]
+    return (
+        round(float(((sim >= thr) == s).mean()), 3),
+        round(roc_auc(sim, s), 3),
+        round(float(np.mean(np.array(pred) == lb)), 3),
+    )
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--model", help="state_dict saved by quality_sweep.py")
+    p.add_argument("--untrained", action="store_true")
+    p.add_argument("--backbone", default="resnet18")
+    p.add_argument("--proj", type=int, default=128)
+    p.add_argument("--hidden", type=int, default=512)
+    p.add_argument("--seed", type=int, default=0, help="initialisation seed of the untrained twin")
+    p.add_argument("--size", type=int, default=224)
+    a = p.parse_args()
+    torch.set_num_threads(2)
+    torch.manual_seed(a.seed)
+    model = BYOL(a.backbone, a.proj, a.hidden)
+    if a.model:
+        model.load_state_dict(torch.load(a.model, map_location="cpu", weights_only=True))
+    enc = model.online_encoder.eval()
+    d = np.load(decoded_cache())
+    imgs, labels, groups = d["imgs"], d["labels"], d["groups"]
+    side_a, _, cal_a, ev_b = group_split(labels, groups)
+    rest = np.setdiff1d(side_a, cal_a)
+    fit_idx = np.random.default_rng(5).choice(rest, min(1000, len(rest)), replace=False)
+    f_fit, f_a, f_b = (features(enc, imgs, idx, a.size) for idx in (fit_idx, cal_a, ev_b))
+    f_fit["l34"], f_a["l34"], f_b["l34"] = (
+        np.concatenate([unit(f["l3"]), unit(f["l4"])], 1) for f in (f_fit, f_a, f_b)
+    )
+    results = {}
+    for feat in ("l4", "l3", "l34", "gem"):
+        for name, (xa, xb) in readouts(f_fit[feat], [f_a[feat], f_b[feat]]).items():
+            results[f"{feat}_{name}"] = score(xa, xb, labels[cal_a], labels[ev_b])
+            print(f"{feat}_{name:7s} acc/auc/knn {results[f'{feat}_{name}']}", flush=True)
+    print(json.dumps({"model": a.model or f"untrained seed {a.seed}", "results": results}))
+
+
+if __name__ == "__main__":
+    main()
