@@ -116,53 +116,84 @@ def allocated_mb(folder: Path, pattern: str = "*") -> float:
     return sum(p.stat().st_blocks * 512 for p in folder.rglob(pattern) if p.is_file()) / 2**20
 
 
-def postgres_bytes_per_tile(n: int) -> dict[str, float]:
-    """Bytes per slide tile in PostgreSQL (images + embeddings rows with their indexes), measured on a throwaway
-    server: ``n`` tiles of 1,000 slides, with the fields ingestion writes (sha256 content hash, slide path, tile
-    coordinates, label) and one embedding row each."""
+def _fill_sizing_tables(url: str, n: int) -> None:
+    """Migrate ``url`` and insert ``n`` slide tiles of 1,000 slides, with the fields ingestion writes (sha256 content
+    hash, slide path, tile coordinates, label) and one embedding row each."""
     import hashlib
 
-    from sqlalchemy import insert, text
+    from sqlalchemy import insert
 
     from retrieval.catalog import get_or_create_dataset
     from retrieval.db import make_engine, migrate, session_factory
     from retrieval.models import Embedding, EncoderVersion, Image, Slide
+
+    migrate(url)
+    engine = make_engine(url)
+    with session_factory(engine)() as session:
+        ds = get_or_create_dataset("archive", session=session)
+        slides = [Slide(dataset_id=ds.id, path=f"/archive/slides/slide-{s:04d}.svs", content_hash=f"s{s}",
+                        mpp_source="metadata") for s in range(1000)]  # fmt: skip
+        session.add_all(slides)
+        version = EncoderVersion(name="v", checkpoint_path="/ck.pt", checkpoint_sha256="0" * 64,
+                                 backbone="resnext50_32x4d", representation="backbone", dim=2048,
+                                 image_size=224, training_config={}, collection="hq_v")  # fmt: skip
+        session.add(version)
+        session.flush()
+        per_slide = max(1, n // 1000)
+        for lo in range(0, n, 50_000):
+            hi = min(lo + 50_000, n)
+            session.execute(insert(Image), [
+                {"id": i + 1, "dataset_id": ds.id, "content_hash": hashlib.sha256(b"%d" % i).hexdigest(),
+                 "source_path": slides[i // per_slide % 1000].path, "slide_id": slides[i // per_slide % 1000].id,
+                 "level": 0, "x": 224 * (i % per_slide), "y": 224 * (i // per_slide // 1000), "tile_size": 224,
+                 "width": 224, "height": 224, "label": LABELS[i % 8], "status": "done"} for i in range(lo, hi)
+            ])  # fmt: skip
+            session.execute(insert(Embedding), [
+                {"image_id": i + 1, "encoder_version_id": version.id,
+                 "point_id": f"00000000-0000-0000-0000-{i:012d}"} for i in range(lo, hi)
+            ])  # fmt: skip
+        session.commit()
+    engine.dispose()
+
+
+def postgres_bytes_per_tile(n: int) -> dict[str, float]:
+    """Bytes per slide tile in PostgreSQL (images + embeddings rows with their indexes), measured on a throwaway
+    server (:func:`_fill_sizing_tables`)."""
+    from sqlalchemy import text
+
+    from retrieval.db import make_engine
     from tests.support.services import postgres_server
 
     with postgres_server() as pg:
         url = pg.create_database("sizing")
-        migrate(url)
+        _fill_sizing_tables(url, n)
         engine = make_engine(url)
-        with session_factory(engine)() as session:
-            ds = get_or_create_dataset("archive", session=session)
-            slides = [Slide(dataset_id=ds.id, path=f"/archive/slides/slide-{s:04d}.svs", content_hash=f"s{s}",
-                            mpp_source="metadata") for s in range(1000)]  # fmt: skip
-            session.add_all(slides)
-            version = EncoderVersion(name="v", checkpoint_path="/ck.pt", checkpoint_sha256="0" * 64,
-                                     backbone="resnext50_32x4d", representation="backbone", dim=2048,
-                                     image_size=224, training_config={}, collection="hq_v")  # fmt: skip
-            session.add(version)
-            session.flush()
-            per_slide = max(1, n // 1000)
-            for lo in range(0, n, 50_000):
-                hi = min(lo + 50_000, n)
-                session.execute(insert(Image), [
-                    {"id": i + 1, "dataset_id": ds.id, "content_hash": hashlib.sha256(b"%d" % i).hexdigest(),
-                     "source_path": slides[i // per_slide % 1000].path, "slide_id": slides[i // per_slide % 1000].id,
-                     "level": 0, "x": 224 * (i % per_slide), "y": 224 * (i // per_slide // 1000), "tile_size": 224,
-                     "width": 224, "height": 224, "label": LABELS[i % 8], "status": "done"} for i in range(lo, hi)
-                ])  # fmt: skip
-                session.execute(insert(Embedding), [
-                    {"image_id": i + 1, "encoder_version_id": version.id,
-                     "point_id": f"00000000-0000-0000-0000-{i:012d}"} for i in range(lo, hi)
-                ])  # fmt: skip
-            session.commit()
-            session.execute(text("ANALYZE"))
+        with engine.connect() as conn:
+            conn.execute(text("ANALYZE"))
             sizes = {
-                t: float(session.execute(text(f"SELECT pg_total_relation_size('{t}')")).scalar_one())
+                t: float(conn.execute(text(f"SELECT pg_total_relation_size('{t}')")).scalar_one())
                 for t in ("images", "embeddings")
             }
         engine.dispose()
+    return {t: v / n for t, v in sizes.items()}
+
+
+def sqlite_bytes_per_tile(n: int, work: Path) -> dict[str, float]:
+    """Bytes per slide tile in the embedded default's SQLite file (images + embeddings, each with its indexes, from
+    the ``dbstat`` table after ``VACUUM``; ``file``: the whole file), same rows as :func:`postgres_bytes_per_tile`."""
+    import sqlite3
+
+    path = work / "sizing.db"
+    _fill_sizing_tables(f"sqlite:///{path}", n)
+    with sqlite3.connect(path) as conn:
+        conn.execute("VACUUM")
+        owner = dict(conn.execute("SELECT name, tbl_name FROM sqlite_master WHERE type IN ('table', 'index')"))
+        sizes = {"images": 0.0, "embeddings": 0.0}
+        for name, size in conn.execute("SELECT name, SUM(pgsize) FROM dbstat GROUP BY name"):
+            table = owner.get(name, name)
+            if table in sizes:
+                sizes[table] += float(size)
+    sizes["file"] = float(path.stat().st_size)
     return {t: v / n for t, v in sizes.items()}
 
 
@@ -301,6 +332,7 @@ def main() -> int:
     ap.add_argument("--queries", type=int, default=50, help="exact-mode queries")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--no-postgres", dest="postgres", action="store_false", help="skip the PostgreSQL size part")
+    ap.add_argument("--sizes-only", action="store_true", help="only the SQL bytes per tile (SQLite, PostgreSQL)")
     ap.add_argument("--out", type=Path, default=None, help="append the markdown table to this file")
     args = ap.parse_args()
     import logging
@@ -312,10 +344,23 @@ def main() -> int:
         cpu = next((ln.split(":", 1)[1].strip() for ln in fh if ln.startswith("model name")), "?")
     work = Path(tempfile.mkdtemp(prefix="hq-bench-pairs-"))
     try:
-        res = run(args.n, args.dim, work, args.seed, args.queries)
+        res = None if args.sizes_only else run(args.n, args.dim, work, args.seed, args.queries)
+        lite = sqlite_bytes_per_tile(args.n, work)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     pg = postgres_bytes_per_tile(args.n) if args.postgres else None
+    sizes = (
+        f"\nSQLite ({args.n:,} slide tiles of 1,000 slides, after VACUUM): images {lite['images']:.0f} B/tile, "
+        f"embeddings {lite['embeddings']:.0f} B/tile (tables + indexes, dbstat), whole file {lite['file']:.0f} B/tile\n"
+    )
+    if pg is not None:
+        sizes += (
+            f"\nPostgreSQL (throwaway server, {args.n:,} slide tiles of 1,000 slides): images "
+            f"{pg['images']:.0f} B/tile, embeddings {pg['embeddings']:.0f} B/tile (tables + indexes)\n"
+        )
+    if res is None:
+        print(f"command: {' '.join([Path(sys.executable).name, *sys.argv])}\n" + sizes)
+        return 0
     header = [
         f"command: {' '.join([Path(sys.executable).name, *sys.argv])}",
         f"machine: {os.cpu_count()} CPU cores ({cpu}), no GPU; {platform.platform()}",
@@ -324,12 +369,7 @@ def main() -> int:
         f"versions: {versions()}",
         "store: embedded qdrant-edge, int8 collection (rescored), SQLite; baseline: numpy on the same vectors in RAM",
     ]
-    text = "\n".join(header) + "\n\n" + table(res) + "\n"
-    if pg is not None:
-        text += (
-            f"\nPostgreSQL (throwaway server, {args.n:,} slide tiles of 1,000 slides): images "
-            f"{pg['images']:.0f} B/tile, embeddings {pg['embeddings']:.0f} B/tile (tables + indexes)\n"
-        )
+    text = "\n".join(header) + "\n\n" + table(res) + "\n" + sizes
     print(text)
     if args.out:
         with args.out.open("a") as fh:

@@ -8,7 +8,14 @@ For each N (default 10k and 100k) of D-dimensional (default 2048) unit vectors, 
   exact numpy brute force (``X @ q`` + argpartition) on the same vectors, with recall@10 against exact, and the
   store's exact mode (recall 1.0 expected);
 * batch pair throughput for 10k stored-id pairs (``Retrieval.pair_batch``) vs numpy on in-memory vectors;
-* memory (RSS growth of reopening the store and querying) and disk of the collection.
+* memory (RSS growth of reopening the store and querying; peak RSS and anonymous RSS over the whole run, sampled
+  every 0.2 s) and disk of the collection;
+* the dashboard's paths at this N (``--no-dashboard-paths`` skips them): a stored-id search through the function the
+  Search page calls (``dashboard.queries.top_k_by_id``, its result cache cleared per query) and the page preamble
+  (``dashboard.data.active_version``, which counts the stored vectors on every rerun); the cluster map's sample
+  (``retrieval.projection.sample_embeddings``, 5,000 points, with the vectors it read and its RSS growth) and its PCA;
+  the where-else heat map for 20 slides x 1,000 tiles (``retrieval.occurrence.where_else`` + ``render_all``; that
+  many of the N images are slide tiles).
 
 Vectors are synthetic but embedding-like: 8 classes x 20 sub-clusters, with low-rank (64-d) within-cluster
 variation plus small isotropic noise, L2-normalised (random isotropic 2048-d vectors would be an unrealistically
@@ -16,11 +23,14 @@ hard case for any ANN index). Queries are held-out vectors from the same distrib
 
     .venv/bin/python benchmarks/bench_query.py                       # N = 10k and 100k, 2048-d
     .venv/bin/python benchmarks/bench_query.py --n 2000 --dim 256    # quick smoke run
-    .venv/bin/python benchmarks/bench_query.py --n 1000000 --queries 50 --store-vectors-on-disk   # 1M (not yet run)
+    .venv/bin/python benchmarks/bench_query.py --n 1000000 --queries 50 --exact-queries 10 --store-vectors-on-disk \
+        --workdir /var/tmp                                               # 1M (not yet run)
 
 At 1M x 2048 the benchmark's own copy of the vectors (8 GB) goes to a memory-mapped file in its work folder
-(``--vectors-on-disk auto``) and the numpy baseline reads it in blocks, so the run fits a 24 GiB machine; the work
-folder then needs ~30 GB of disk (vectors 8 GB, the store with its memory-mapped copy ~20 GB).
+(``--vectors-on-disk auto``) and the numpy baseline reads it in blocks, so the run fits a 24 GiB machine. The run
+first estimates the disk it needs (~42 GB at 1M x 2048: vectors 8, engine 12.4 twice over while ``optimize()``
+rewrites its segments, memory-mapped copy 8, bare-engine baseline on 100k vectors 1, SQLite) and stops with a message
+when ``--workdir`` has less free space.
 """
 
 from __future__ import annotations
@@ -51,6 +61,85 @@ def rss_mb(field: str = "VmRSS:") -> float:
             if line.startswith(field):
                 return int(line.split()[1]) / 1024.0
     return float("nan")
+
+
+class RssPeaks:
+    """Peak RSS and anonymous RSS (MiB) of this process, sampled every ``every`` seconds in a daemon thread, per
+    phase (:meth:`phase` starts a new one). Anonymous RSS leaves out the file-backed pages of memory maps (the
+    benchmark's own vectors, the store's memory-mapped copy), which the kernel can drop at any time."""
+
+    def __init__(self, every: float = 0.2) -> None:
+        import threading
+
+        self.start_rss, self.start_anon = rss_mb(), rss_mb("RssAnon:")
+        self.peaks: dict[str, tuple[float, float]] = {}
+        self._name = "start"
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._run, args=(every,), daemon=True, name="rss-sampler")
+        self._thread.start()
+
+    def _sample(self) -> None:
+        rss, anon = rss_mb(), rss_mb("RssAnon:")
+        with self._lock:
+            old = self.peaks.get(self._name, (0.0, 0.0))
+            self.peaks[self._name] = (max(old[0], rss), max(old[1], anon))
+
+    def _run(self, every: float) -> None:
+        while not self._stop.wait(every):
+            self._sample()
+
+    def phase(self, name: str) -> None:
+        self._sample()
+        with self._lock:
+            self._name = name
+        self._sample()
+
+    def stop(self) -> dict[str, float]:
+        """Stop sampling; growth over the run's start: peak RSS and peak anonymous RSS, overall and per phase."""
+        self._sample()
+        self._stop.set()
+        self._thread.join()
+        out = {
+            "rss_peak_growth_mb": max(p[0] for p in self.peaks.values()) - self.start_rss,
+            "anon_peak_growth_mb": max(p[1] for p in self.peaks.values()) - self.start_anon,
+        }
+        for name, (_rss, anon) in self.peaks.items():
+            out[f"anon_peak_growth_mb[{name}]"] = anon - self.start_anon
+        return out
+
+
+def disk_needed(
+    n: int, dim: int, n_queries: int, vectors_on_disk: bool, bare_n: int, quantization: str
+) -> dict[str, float]:
+    """Bytes the run writes to its work folder, by part (estimates from the 100k x 2048 measurements in
+    BENCHMARKS.md: engine 12.39 KiB per 2048-d int8 vector, i.e. 5 B per dimension + 2.6 KiB; the memory-mapped copy
+    4 B per dimension + 16 B; SQLite ~0.5 KiB per image). ``optimize()`` writes the new segments before it drops the
+    old ones, so the engine counts twice."""
+    per_dim = 5 if quantization == "int8" else 4
+    engine = n * (dim * per_dim + 2_650)
+    return {
+        "benchmark vectors (.npy)": (n + n_queries) * dim * 4 if vectors_on_disk else 0,
+        "engine, twice (optimize)": 2 * engine,
+        "memory-mapped copy": n * (dim * 4 + 16),
+        "bare-engine baseline": min(n, bare_n) * (dim * 4 + 1_024),
+        "SQLite": n * 512,
+    }
+
+
+def check_disk(workdir: Path, need: dict[str, float], margin: float = 1.1) -> None:
+    """Stop with a message that says how much is needed where, when ``workdir`` has less free space."""
+    free = shutil.disk_usage(workdir).free
+    total = sum(need.values()) * margin
+    parts = ", ".join(f"{k} {v / 1e9:.1f} GB" for k, v in need.items() if v)
+    print(f"disk: the run needs ~{total / 1e9:.1f} GB in {workdir} ({parts}, +10 %); {free / 1e9:.1f} GB free",
+          file=sys.stderr)  # fmt: skip
+    if free < total:
+        raise SystemExit(
+            f"not enough disk in {workdir}: the run needs ~{total / 1e9:.1f} GB ({parts}, +10 %) but only "
+            f"{free / 1e9:.1f} GB are free. Pass --workdir on a larger disk, free space, or lower --n / "
+            "--bare-upsert-n."
+        )
 
 
 def make_vectors(n: int, dim: int, seed: int, path: Path | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -165,20 +254,41 @@ def run_one(
     quantization: str,
     vectors_on_disk: str = "auto",
     store_on_disk: bool = False,
+    bare_n: int = 100_000,
+    exact_queries: int = 50,
+    dashboard_paths: bool = True,
+    heat_slides: int = 20,
+    heat_tiles: int = 1000,
 ) -> dict[str, Any]:
+    """One N: build the index, time everything against numpy, and (``dashboard_paths``) the dashboard's paths.
+
+    Args:
+        bare_n: the bare-engine upsert baseline runs on the first ``min(n, bare_n)`` vectors (its rate hardly
+            depends on N; at 1M a full second shard would cost another 8 GB of disk and minutes).
+        exact_queries: queries timed in exact mode (each scans every vector).
+        heat_slides, heat_tiles: the first ``heat_slides x heat_tiles`` images are tiles of that many slides (fewer
+            tiles per slide when N is small), for the where-else heat map.
+    """
     from sqlalchemy import insert
 
     from retrieval.api import Retrieval
     from retrieval.catalog import get_or_create_dataset, point_payload
     from retrieval.db import make_engine, migrate, session_factory
     from retrieval.ids import point_id
-    from retrieval.models import Embedding, Image
+    from retrieval.models import Embedding, Image, Slide
     from retrieval.store.base import CollectionConfig, SearchFilter
     from retrieval.store.edge import EdgeVectorStore
     from tests.support.retrieval_factory import fake_version
 
     res: dict[str, Any] = {"n": n, "dim": dim}
     clock = [time.perf_counter()]
+    if dashboard_paths:  # imported before the RSS baseline: their code is not the index's memory
+        import sklearn.decomposition  # noqa: F401
+
+        import dashboard.heatmap  # noqa: F401
+        import dashboard.queries  # noqa: F401
+    rss = RssPeaks()
+    rss.phase("build")
     on_disk = vectors_on_disk == "yes" or (vectors_on_disk == "auto" and (n + n_queries) * dim * 4 > ON_DISK_BYTES)
     res["vectors_on_disk"] = on_disk
     x, cls = make_vectors(n + n_queries, dim, seed, workdir / f"vectors{n}.npy" if on_disk else None)
@@ -197,11 +307,30 @@ def run_one(
     ds = get_or_create_dataset("bench", session=session)
     hashes = [f"h{i:08d}" for i in range(n)]
     pids = [point_id(h, version.name) for h in hashes]
+    # the first S x T images are tiles of S slides (a 40-column grid of 256 px tiles), for the heat map
+    tiles_per = min(heat_tiles, n // (2 * heat_slides)) if heat_slides > 0 else 0
+    n_tiles = heat_slides * tiles_per if tiles_per > 0 else 0
+    slide_ids: list[int] = []
+    for sl in range(heat_slides if n_tiles else 0):
+        slide = Slide(dataset_id=ds.id, path=f"/bench/slide-{sl:02d}.svs", content_hash=f"bench-slide-{sl}",
+                      width=40 * 256, height=(tiles_per // 40 + 1) * 256, mpp_source="default")  # fmt: skip
+        session.add(slide)
+        session.flush()
+        slide_ids.append(int(slide.id))
+    res["heat_shape"] = (len(slide_ids), tiles_per)
+
+    def tile_of(i: int) -> dict[str, Any]:
+        if i >= n_tiles:
+            return {}
+        t = i % tiles_per
+        return {"slide_id": slide_ids[i // tiles_per], "level": 0, "x": (t % 40) * 256, "y": (t // 40) * 256,
+                "tile_size": 256}  # fmt: skip
+
     for lo in range(0, n, 50_000):  # in blocks: a million row dicts at once would cost gigabytes
         hi = min(lo + 50_000, n)
         session.execute(insert(Image), [
             {"id": i + 1, "dataset_id": ds.id, "content_hash": hashes[i], "source_path": f"/bench/{i}.png",
-             "label": labels[i], "status": "done"} for i in range(lo, hi)
+             "label": labels[i], "status": "done", **tile_of(i)} for i in range(lo, hi)
         ])  # fmt: skip
         session.execute(insert(Embedding), [
             {"image_id": i + 1, "encoder_version_id": version.id, "point_id": pids[i]} for i in range(lo, hi)
@@ -215,14 +344,15 @@ def run_one(
     for start in range(0, n, 1000):
         stop = min(start + 1000, n)
         payloads = [point_payload(Image(id=i + 1, dataset_id=ds.id, content_hash=hashes[i],
-                                        source_path=f"/bench/{i}.png", label=labels[i]), "bench")
+                                        source_path=f"/bench/{i}.png", label=labels[i], **tile_of(i)), "bench")
                     for i in range(start, stop)]  # fmt: skip
         block = np.ascontiguousarray(x[start:stop])
         t0 = time.perf_counter()
         store.upsert(version.collection, pids[start:stop], block, payloads)
         res["upsert_s"] += time.perf_counter() - t0
     res["upsert_per_s"] = n / res["upsert_s"]
-    res["bare_upsert_per_s"] = bare_engine_upsert(x, workdir / f"bare{n}")
+    res["bare_n"] = min(n, bare_n)
+    res["bare_upsert_per_s"] = bare_engine_upsert(x[: res["bare_n"]], workdir / f"bare{n}")
     phase(f"upserted ({res['upsert_per_s']:.0f}/s)", clock)
     t0 = time.perf_counter()
     store.optimize(version.collection)
@@ -235,6 +365,7 @@ def run_one(
 
     # reopen: memory growth of the store while querying
     gc.collect()
+    rss.phase("queries")
     rss0, anon0 = rss_mb(), rss_mb("RssAnon:")
     store = EdgeVectorStore(workdir / f"q{n}", config)
     r = Retrieval(session=session, store=store, version=version)
@@ -277,7 +408,7 @@ def run_one(
     res["recall10"] = float(np.mean([len(set(g) & set(e)) / k for g, e in zip(got, exact_ids, strict=True)]))
     res["recall10_f"] = float(np.mean([len(set(g) & set(e)) / k for g, e in zip(got_f, exact_f, strict=True)]))
     got_x: list[list[int]] = []
-    nx = min(n_queries, 50)
+    nx = min(n_queries, exact_queries)
     t = timed(lambda i: got_x.append([h.payload["image_id"] for h in store.search(version.collection, queries[i], k,
                                                                                     exact=True)]), nx)  # fmt: skip
     res["exact_p50_ms"], _ = pct(t)
@@ -300,7 +431,91 @@ def run_one(
     store.close()
     session.close()
     engine.dispose()
+    if dashboard_paths:
+        rss.phase("dashboard")
+        phase("batch pairs done; the dashboard's paths next", clock)
+        res.update(dashboard_timings(workdir, n, url, version.name, quantization, store_on_disk, labels, n_queries))
+    res.update(rss.stop())
+    phase("done", clock)
     return res
+
+
+def dashboard_timings(
+    workdir: Path, n: int, url: str, version_name: str, quantization: str, store_on_disk: bool, labels: np.ndarray,
+    repeats: int,
+) -> dict[str, Any]:  # fmt: skip
+    """The dashboard's paths on this index, through the functions the pages call, with the page's own services."""
+    import streamlit as st
+
+    from dashboard import data, queries
+    from dashboard.heatmap import render_all
+    from dashboard.services import _services, settings_key
+    from retrieval.catalog import active_encoder_version
+    from retrieval.errors import EmptyCollectionError
+    from retrieval.occurrence import stored_tiles, where_else
+    from retrieval.projection import DEFAULT_MAX_POINTS, load_or_compute, sample_embeddings
+    from retrieval.settings import Settings
+
+    settings = Settings(home=workdir / f"home{n}", database_url=url, qdrant_path=workdir / f"q{n}",
+                        quantization=quantization, vectors_on_disk=store_on_disk)  # type: ignore[arg-type]  # fmt: skip
+    key = settings_key(settings)
+    svc = _services(key)  # opened once, as after the page has loaded
+    out: dict[str, Any] = {}
+    rng = np.random.default_rng(7)
+    ids = rng.integers(1, n + 1, size=repeats + 1)
+    queries.top_k_by_id(key, version_name, int(ids[-1]), 10, None, None, None, False)  # warm-up
+    self_first: list[bool] = []
+
+    def search(i: int, label: str | None = None) -> None:
+        st.cache_data.clear()  # a new query: not a cached result
+        found = queries.top_k_by_id(key, version_name, int(ids[i]), 10, None, label, None, False)
+        self_first.append(bool(found) and found[0].image_id == int(ids[i]))  # a stored image is its own best match
+
+    t = timed(search, repeats)
+    out["dash_search_p50_ms"], out["dash_search_p95_ms"] = pct(t)
+    t = timed(lambda i: search(i, str(labels[int(ids[i]) - 1])), repeats)
+    out["dash_search_f_p50_ms"], out["dash_search_f_p95_ms"] = pct(t)
+    out["dash_search_self_first"] = float(np.mean(self_first))
+
+    def preamble(_: int) -> None:
+        with svc.session() as session:
+            assert data.active_version(session=session) is not None
+
+    t = timed(preamble, min(repeats, 20))
+    out["dash_preamble_p50_ms"], _ = pct(t)
+
+    with svc.session() as session:
+        version = active_encoder_version(session=session, name=version_name)
+        anon0 = rss_mb("RssAnon:")
+        t0 = time.perf_counter()
+        sample_ids, vectors = sample_embeddings(version, DEFAULT_MAX_POINTS, 0, session=session, store=svc.store)
+        out["cluster_sample_s"] = time.perf_counter() - t0
+        out["cluster_sample_n"] = len(sample_ids)
+        out["cluster_sample_anon_mb"] = rss_mb("RssAnon:") - anon0
+        del vectors
+        t0 = time.perf_counter()
+        load_or_compute(version, "pca", home=settings.home, session=session, store=svc.store, recompute=True)
+        out["cluster_pca_s"] = time.perf_counter() - t0
+        try:
+            tiles = stored_tiles(version, session=session)
+        except EmptyCollectionError:
+            tiles = None
+        if tiles is not None:
+            query = [int(tiles.image_ids[len(tiles) // 2])]
+            heat: list[float] = []
+            draw: list[float] = []
+            for _ in range(3):
+                t0 = time.perf_counter()
+                occ = where_else(query, version, session=session, store=svc.store)
+                heat.append(time.perf_counter() - t0)
+                t0 = time.perf_counter()
+                render_all(occ)
+                draw.append(time.perf_counter() - t0)
+            out["heat_s"], out["heat_draw_s"] = float(np.median(heat)), float(np.median(draw))
+            out["heat_tiles"] = len(tiles)
+    svc.store.close()
+    _services.clear()
+    return out
 
 
 def versions() -> str:
@@ -337,6 +552,16 @@ def main() -> int:
         action="store_true",
         help="the store keeps its float vectors cold on disk (HISTOQUERY_VECTORS_ON_DISK=1; for 1M x 2048)",
     )
+    ap.add_argument("--workdir", type=Path, default=None, help="parent of the work folder (default: the system temp)")
+    ap.add_argument(
+        "--bare-upsert-n",
+        type=int,
+        default=100_000,
+        help="vectors for the bare-engine upsert baseline (default 100000; its rate hardly depends on N)",
+    )
+    ap.add_argument("--exact-queries", type=int, default=50, help="queries timed in exact mode (each scans all N)")
+    ap.add_argument("--no-dashboard-paths", action="store_true",
+                    help="skip the Search page search, the cluster sample and the heat map")  # fmt: skip
     ap.add_argument("--out", type=Path, default=None, help="append the markdown table to this file")
     args = ap.parse_args()
     import logging
@@ -354,7 +579,23 @@ def main() -> int:
         f"{'on disk (cold)' if args.store_vectors_on_disk else 'cached'}, payload indexes); "
         "baseline: exact numpy brute force on the same in-RAM vectors",
     ]
-    work = Path(tempfile.mkdtemp(prefix="hq-bench-"))
+    if args.workdir is not None:
+        args.workdir.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix="hq-bench-", dir=args.workdir))
+    need: dict[str, float] = {}
+    for n in args.n:  # each N's files stay until the end of the run
+        on_disk = args.vectors_on_disk == "yes" or (
+            args.vectors_on_disk == "auto" and (n + args.queries) * args.dim * 4 > ON_DISK_BYTES
+        )
+        for part, size in disk_needed(
+            n, args.dim, args.queries, on_disk, args.bare_upsert_n, args.quantization
+        ).items():
+            need[part] = need.get(part, 0) + size
+    try:
+        check_disk(work, need)
+    except SystemExit:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
     results = []
     try:
         for n in args.n:
@@ -370,6 +611,9 @@ def main() -> int:
                     args.quantization,
                     args.vectors_on_disk,
                     args.store_vectors_on_disk,
+                    bare_n=args.bare_upsert_n,
+                    exact_queries=args.exact_queries,
+                    dashboard_paths=not args.no_dashboard_paths,
                 )  # fmt: skip
             )
             print(f"N={n}: done in {time.perf_counter() - t0:.0f}s", file=sys.stderr)
@@ -403,13 +647,38 @@ def main() -> int:
         )
         up = f"{res['upsert_per_s']:,.0f} ({res['upsert_s']:.1f} s)"
         bare = res["bare_upsert_per_s"]
-        lines.append(f"| upsert throughput, points/s (baseline: bare engine, pre-converted lists, no payload) | {n} | "
-                     f"{up} | {bare:,.0f} | {bare / res['upsert_per_s']:.2f}x |")  # fmt: skip
+        lines.append(f"| upsert throughput, points/s (baseline: bare engine, pre-converted lists, no payload, on the "
+                     f"first {res['bare_n']:,} vectors) | {n} | {up} | {bare:,.0f} | "
+                     f"{bare / res['upsert_per_s']:.2f}x |")  # fmt: skip
         lines.append(f"| optimize() (HNSW build) | {n} | {res['optimize_s']:.1f} s | - | - |")
         mem = (f"{res['disk_mb']:.0f} MB (of which the memory-mapped copy {res['mirror_mb']:.0f} MB) / "
                f"{res['store_rss_mb']:.0f} MB (anonymous {res['store_anon_mb']:.0f} MB)")  # fmt: skip
         raw = f"raw vectors {res['n'] * res['dim'] * 4 / 2**20:.0f} MB"
         lines.append(f"| disk / RSS growth reopening + querying | {n} | {mem} | {raw} | - |")
+        peaks = (f"{res['rss_peak_growth_mb']:,.0f} MB / anonymous {res['anon_peak_growth_mb']:,.0f} MB (build "
+                 f"{res.get('anon_peak_growth_mb[build]', float('nan')):,.0f}, queries "
+                 f"{res.get('anon_peak_growth_mb[queries]', float('nan')):,.0f}, dashboard paths "
+                 f"{res.get('anon_peak_growth_mb[dashboard]', float('nan')):,.0f})")  # fmt: skip
+        lines.append(f"| peak RSS growth over the whole run (sampled every 0.2 s; RSS includes the benchmark's own "
+                     f"memory-mapped vectors) | {n} | {peaks} | - | - |")  # fmt: skip
+        if "dash_search_p50_ms" in res:
+            lines.append(f"| Search page: stored-id top-10 (`dashboard.queries.top_k_by_id`, cache cleared) p50 / "
+                         f"p95 ms (unfiltered; label filter) | {n} | {res['dash_search_p50_ms']:.1f} / "
+                         f"{res['dash_search_p95_ms']:.1f}; {res['dash_search_f_p50_ms']:.1f} / "
+                         f"{res['dash_search_f_p95_ms']:.1f} (query first: {res['dash_search_self_first']:.0%}) "
+                         "| - | - |")  # fmt: skip
+            lines.append(f"| page preamble on every rerun (`dashboard.data.active_version`: counts the stored vectors) "
+                         f"p50 ms | {n} | {res['dash_preamble_p50_ms']:.1f} | - | - |")  # fmt: skip
+            lines.append(f"| cluster map sample (`retrieval.projection.sample_embeddings`, {res['cluster_sample_n']:,} "
+                         f"points) s, anonymous RSS growth | {n} | {res['cluster_sample_s']:.2f} s, "
+                         f"{res['cluster_sample_anon_mb']:.0f} MB | - | - |")  # fmt: skip
+            lines.append(f"| cluster map PCA recomputed (sample + PCA + cache file) | {n} | "
+                         f"{res['cluster_pca_s']:.2f} s | - | - |")  # fmt: skip
+            if "heat_s" in res:
+                s_, t_ = res["heat_shape"]
+                lines.append(f"| where-else heat map, {s_} slides x {t_:,} tiles (`where_else` + `render_all`) s | "
+                             f"{n} | {res['heat_s'] + res['heat_draw_s']:.3f} ({res['heat_s']:.3f} + "
+                             f"{res['heat_draw_s']:.3f}) | - | - |")  # fmt: skip
     text = "\n".join(header) + "\n\n" + "\n".join(lines) + "\n"
     print(text)
     if args.out:

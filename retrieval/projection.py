@@ -1,9 +1,11 @@
 """2-D projections (PCA, UMAP) of the stored embeddings of one encoder version, cached on disk.
 
-The dashboard's cluster map shows these. Large collections are sampled (a seeded uniform sample of the stored
-images), and a projection is computed once per (encoder version, method, sample size, seed) and kept under
-``<settings.home>/projections/``. The cache is reused as long as the number of stored vectors of that encoder version
-is unchanged; ingesting more images (or re-embedding) makes the next request recompute it.
+The dashboard's cluster map shows these. Large collections are sampled: a seeded sample of the stored image ids
+drawn in SQL (:func:`sample_image_ids`, never a read of every row) and the vectors of those ids only
+(:func:`read_vectors`), so memory is bounded by ``max_points`` x D whatever the collection's size. A projection is
+computed once per (encoder version, method, sample size, seed) and kept under ``<settings.home>/projections/``. The
+cache is reused as long as the number of stored vectors of that encoder version is unchanged; ingesting more images
+(or re-embedding) makes the next request recompute it.
 
 PCA is what the study plotted; UMAP is run on the top 50 principal components (``n_neighbors=15``, cosine metric),
 which keeps it fast on 2 CPU cores.
@@ -15,10 +17,10 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
-from sqlalchemy import func, select
+from sqlalchemy import BigInteger, cast, func, select
 from sqlalchemy.orm import Session
 
 from retrieval.errors import EmptyCollectionError, RetrievalError
@@ -113,36 +115,106 @@ def stored_count(version: EncoderVersion, *, session: Session) -> int:
     )
 
 
+#: The sample is drawn in SQL with a seeded hash of the image id (one pass over the version's embedding rows inside
+#: the database, returning only about ``max_points`` rows): h(id) = ((id * A + B_seed) mod P)^2 mod P. P < 2^31, so
+#: every intermediate fits the 64-bit integers of SQLite and PostgreSQL (no overflow to floats, no int4 overflow:
+#: the id is cast to BIGINT first). Squaring makes the selection irregular in the id (an affine map alone would pick
+#: every k-th id); each seed gives another sample.
+_HASH_P = 2_147_483_629  # a prime below 2^31
+_HASH_A = 1_103_515_245
+#: Rows asked for beyond ``max_points`` (about four standard deviations of the hash sample's size), so that one
+#: query nearly always returns enough; a short answer is retried with a larger fraction.
+_SLACK_SIGMAS = 4.0
+#: Vectors read from the store per call (bounds the transient Python objects of a store answer).
+READ_CHUNK = 1000
+
+
+def _hash_bucket(seed: int) -> Any:
+    """The SQL expression h(image_id) in [0, P) for ``seed`` (see ``_HASH_P``)."""
+    offset = (int(seed) * 2_654_435_761 + 12_345) % _HASH_P
+    h1 = (cast(Embedding.image_id, BigInteger) * _HASH_A + offset) % _HASH_P
+    return (h1 * h1) % _HASH_P
+
+
+def sample_image_ids(version: EncoderVersion, max_points: int, seed: int, *, session: Session) -> np.ndarray:
+    """A seeded sample of at most ``max_points`` image ids with a stored vector of ``version``, sorted.
+
+    Never reads every row: one ``COUNT``, then a hashed selection in SQL returning about ``max_points`` ids
+    (retried with a larger fraction in the rare case it returns too few), subsampled to exactly ``max_points``
+    with ``numpy.random.default_rng(seed)``. Memory is O(max_points) whatever the number of stored vectors.
+
+    Args:
+        version: encoder version whose stored vectors are sampled.
+        max_points: sample size cap (all ids when fewer are stored).
+        seed: sampling seed; the same seed and rows give the same sample.
+        session: SQL session.
+
+    Returns:
+        ``(N,)`` int64 image ids, ascending, ``N = min(max_points, stored)``.
+
+    Raises:
+        EmptyCollectionError: no stored vectors for the version.
+        RetrievalError: ``max_points`` below 1.
+    """
+    if max_points < 1:
+        raise RetrievalError(f"max_points must be at least 1, got {max_points}")
+    total = stored_count(version, session=session)
+    if total == 0:
+        raise EmptyCollectionError(
+            f"encoder version {version.name!r} has no stored vectors: ingest images first (histoquery ingest <folder>)"
+        )
+    base = select(Embedding.image_id).where(Embedding.encoder_version_id == version.id)
+    if total <= max_points:
+        return np.sort(np.fromiter(session.scalars(base), dtype=np.int64))
+    want = max_points + _SLACK_SIGMAS * np.sqrt(max_points) + 16
+    bucket = _hash_bucket(seed)
+    while True:
+        fraction = min(1.0, want / total)
+        cut = int(np.ceil(fraction * _HASH_P))
+        ids = np.fromiter(session.scalars(base.where(bucket < cut)), dtype=np.int64)
+        if len(ids) >= max_points or fraction >= 1.0:
+            break
+        logger.debug("hashed sample gave %d < %d ids at fraction %.4f: retrying larger", len(ids), max_points, fraction)
+        want *= 1.5
+    ids = np.sort(ids)
+    if len(ids) > max_points:
+        ids = np.sort(np.random.default_rng(seed).choice(ids, size=max_points, replace=False))
+    return ids
+
+
+def read_vectors(collection: str, image_ids: np.ndarray, dim: int, *, store: object) -> np.ndarray:
+    """The stored vectors of ``image_ids`` as one ``(N, D)`` float32 matrix, read ``READ_CHUNK`` ids per
+    ``store.vector_matrix`` call into a preallocated array (memory: N x D x 4 bytes plus one chunk).
+
+    Raises:
+        RetrievalError: the store lacks some of the ids (SQL and store out of step).
+    """
+    ids = np.asarray(image_ids, dtype=np.int64)
+    out = np.empty((ids.size, dim), dtype=np.float32)
+    for start in range(0, ids.size, READ_CHUNK):
+        chunk = ids[start : start + READ_CHUNK]
+        rows, found = store.vector_matrix(collection, chunk)  # type: ignore[attr-defined]
+        if not bool(np.all(found)):
+            missing = int(chunk[~np.asarray(found, dtype=bool)][0])
+            raise RetrievalError(
+                f"collection {collection!r} has no vector for image id {missing} although SQL records one: the SQL "
+                "records and the vector store disagree; run `histoquery doctor` to find and repair the difference"
+            )
+        out[start : start + chunk.size] = rows
+    return out
+
+
 def sample_embeddings(
     version: EncoderVersion, max_points: int, seed: int, *, session: Session, store: object
 ) -> tuple[np.ndarray, np.ndarray]:
-    """A seeded uniform sample of at most ``max_points`` stored (image id, vector) pairs of ``version``.
+    """A seeded sample of at most ``max_points`` stored (image id, vector) pairs of ``version``: the ids from
+    :func:`sample_image_ids`, the vectors of those ids only (:func:`read_vectors`).
 
     Returns:
         ``(image_ids (N,) int64, vectors (N, D) float32)``.
     """
-    rows = session.execute(
-        select(Embedding.image_id, Embedding.point_id)
-        .where(Embedding.encoder_version_id == version.id)
-        .order_by(Embedding.image_id)
-    ).all()
-    if not rows:
-        raise EmptyCollectionError(
-            f"encoder version {version.name!r} has no stored vectors: ingest images first (histoquery ingest <folder>)"
-        )
-    ids = np.array([r[0] for r in rows], dtype=np.int64)
-    points = [r[1] for r in rows]
-    if len(rows) > max_points:
-        pick = np.sort(np.random.default_rng(seed).choice(len(rows), size=max_points, replace=False))
-        ids = ids[pick]
-        points = [points[i] for i in pick]
-    vectors = np.asarray(store.retrieve(version.collection, points), dtype=np.float32)  # type: ignore[attr-defined]
-    if vectors.shape[0] != len(ids):
-        raise RetrievalError(
-            f"collection {version.collection!r} returned {vectors.shape[0]} of {len(ids)} vectors: the SQL records and "
-            "the vector store disagree; run `histoquery doctor` to find and repair the difference"
-        )
-    return ids, vectors
+    ids = sample_image_ids(version, max_points, seed, session=session)
+    return ids, read_vectors(version.collection, ids, version.dim, store=store)
 
 
 def _read_cache(path: Path, version: EncoderVersion, method: Method, total: int) -> Projection | None:
@@ -201,7 +273,7 @@ def load_or_compute(
         method: ``"pca"`` or ``"umap"``.
         home: ``settings.home``; the cache lives in ``home/projections``.
         session: SQL session (reads the Embedding records).
-        store: the vector store (``retrieve(collection, point_ids)``).
+        store: the vector store (``vector_matrix(collection, image_ids)``; only the sampled ids are read).
         max_points: sample size cap.
         seed: sampling and projection seed.
         recompute: ignore a valid cache file.

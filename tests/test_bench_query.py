@@ -36,9 +36,25 @@ def test_on_disk_vectors_equal_in_ram_and_blocked_top_k_equals_one_pass(tmp_path
             assert bench_query.brute_topk(x_disk, q, k, idx, chunk=64).tolist() == _reference(x_ram, q, k, idx)
 
 
+def test_disk_check_stops_with_what_is_needed_where(tmp_path: Path) -> None:
+    need = bench_query.disk_needed(1_000_000, 2048, 50, True, 100_000, "int8")
+    assert 35e9 < sum(need.values()) < 50e9  # the 1M x 2048 run: ~42 GB
+    bench_query.check_disk(tmp_path, {"tiny": 1_000})  # enough: no error
+    with pytest.raises(SystemExit, match=r"not enough disk in .*--workdir"):
+        bench_query.check_disk(tmp_path, {"engine": 1e18})
+
+
 @pytest.mark.slow
 def test_whole_run_with_vectors_on_disk(tmp_path: Path) -> None:
-    res = bench_query.run_one(400, 32, 5, 10, tmp_path, seed=1, quantization="int8", vectors_on_disk="yes")
+    res = bench_query.run_one(
+        400, 32, 5, 10, tmp_path, seed=1, quantization="int8", vectors_on_disk="yes", store_on_disk=True, bare_n=100
+    )
     assert res["vectors_on_disk"] is True
     assert res["recall10_exact_mode"] == 1.0 and res["recall10"] >= 0.9
-    assert res["upsert_per_s"] > 0 and res["bare_upsert_per_s"] > 0 and res["mirror_mb"] > 0
+    assert res["upsert_per_s"] > 0 and res["bare_upsert_per_s"] > 0 and res["mirror_mb"] > 0 and res["bare_n"] == 100
+    # the dashboard's paths ran on the same index: Search page, cluster sample, heat map (20 slides of
+    # min(1000, 400 // 40) tiles here; 20 x 1,000 at full size)
+    assert res["dash_search_self_first"] == 1.0 and res["dash_search_p50_ms"] > 0
+    assert res["cluster_sample_n"] == 400 and res["cluster_pca_s"] > 0
+    assert res["heat_shape"] == (20, 10) and res["heat_tiles"] == 200 and res["heat_s"] > 0
+    assert res["anon_peak_growth_mb"] >= res["anon_peak_growth_mb[build]"]
