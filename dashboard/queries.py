@@ -70,19 +70,18 @@ def top_k_by_id(
     dataset: str | None,
     label: str | None,
     slide_id: int | None,
-    exclude_same_slide: bool,
-    exclude_self: bool = False,
     exclude_same_group: bool = False,
+    exclude_self: bool = False,
 ) -> list[Result]:
-    """Top-k of a stored image (its stored vector is the query; the image itself ranks first unless excluded)."""
+    """Top-k of a stored image (its stored vector is the query; the image itself ranks first unless excluded;
+    ``exclude_same_group``: no images of its group, see ``Retrieval.top_k``)."""
     with open_retrieval(key, version) as r:
         found = r.top_k(
             int(image_id),
             k=k,
             filter=search_filter(dataset, label, slide_id),
-            exclude_same_slide=exclude_same_slide,
-            exclude_self=exclude_self,
             exclude_same_group=exclude_same_group,
+            exclude_self=exclude_self,
         )
     return _neighbours(found)
 

@@ -23,7 +23,7 @@ from sqlalchemy import select
 from retrieval import metrics as M
 from retrieval.api import Retrieval
 from retrieval.errors import EvaluationError, RetrievalError
-from retrieval.groups import count_groups, slide_group, split_groups
+from retrieval.groups import count_groups, image_group, split_groups
 from retrieval.jsonable import json_safe
 from retrieval.models import Dataset, EvalRun, Image, LabeledPair, PairSet, utcnow
 from retrieval.pairgen import available_pairs, generate_pairs
@@ -199,27 +199,27 @@ def _score_images(
     labels = [img.label for img in images]
     groups = [_group(img) for img in images]
     n_groups = count_groups(groups)
-    disjoint = n_groups > 0 if exclude_same_group is None else bool(exclude_same_group)
+    exclude_same_group = n_groups > 0 if exclude_same_group is None else bool(exclude_same_group)
     info: dict[str, Any] = {
         "seed": seed,
         "n_pairs_requested": n_pairs,
         "images": len(images),
         "groups": n_groups,
-        "group_disjoint": disjoint,
+        "group_disjoint": exclude_same_group,  # the report's name for it (stored reports keep reading)
         "warnings": [],
     }
     if n_groups == 0:
         info["warnings"].append(NO_GROUPS_WARNING.format(what=source))
         log.warning(NO_GROUPS_WARNING.format(what=source))
-    elif not disjoint:
+    elif not exclude_same_group:
         info["warnings"].append(f"pairs and top-k may join two images of one group ({n_groups} groups): in-group")
-    avail_same, avail_diff = available_pairs(labels, groups, exclude_same_group=disjoint)
-    pairs = generate_pairs(labels, n_pairs, groups=groups, exclude_same_group=disjoint, seed=seed)
+    avail_same, avail_diff = available_pairs(labels, groups, exclude_same_group=exclude_same_group)
+    pairs = generate_pairs(labels, n_pairs, groups=groups, exclude_same_group=exclude_same_group, seed=seed)
     if len(pairs) < n_pairs - n_pairs % 2:
         info["warnings"].append(
             f"asked for {n_pairs} pairs; {source} allows {2 * min(avail_same, avail_diff)} distinct balanced pairs "
-            f"({avail_same} same-label, {avail_diff} different-label{', group-disjoint' if disjoint else ''}): "
-            f"drew {len(pairs)}"
+            f"({avail_same} same-label, {avail_diff} different-label"
+            f"{', group-disjoint' if exclude_same_group else ''}): drew {len(pairs)}"
         )
     queries: list[tuple[QueryInput, QueryInput]] = [(images[p.a].id, images[p.b].id) for p in pairs]
     results = retrieval.pair_batch(queries)
@@ -242,14 +242,13 @@ def _score_images(
         [img.id for img in q_images],
         k=10,
         filter=SearchFilter(dataset=dataset),
-        exclude_same_slide=disjoint,
-        exclude_same_group=disjoint,
+        exclude_same_group=exclude_same_group,
         strict=False,
     )
     nl = [[n.label for n in ns] for ns in neighbours]
     scored.topk = topk_metrics(nl, [img.label for img in q_images])
     scored.info["topk_scope"] = f"neighbours ranked within dataset {dataset!r}" + (
-        ", never from the query's group" if disjoint else ""
+        ", never from the query's group" if exclude_same_group else ""
     )
     return scored
 
@@ -485,7 +484,5 @@ def _record(
 
 
 def _group(img: Image) -> str | None:
-    """The image's group (``Image.group``; a tile stored without one: its slide)."""
-    if img.group is not None:
-        return img.group
-    return slide_group(img.slide_id) if img.slide_id is not None else None
+    """The image's group (``retrieval.groups.image_group``: ``Image.group``, a tile stored without one: its slide)."""
+    return image_group(img.group, img.slide_id)
