@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -328,6 +328,65 @@ def pair_metrics(scored: ScoredPairs, threshold_cos: float, *, n_boot: int = 100
     for key, value in scored.info.items():
         out[key] = list(value) if isinstance(value, list) else value
     return out
+
+
+def decision_curve(scores: np.ndarray, labels: np.ndarray, points: int = 300) -> list[dict[str, float]]:
+    """Accuracy, TPR and FPR of the pair decisions at about ``points`` thresholds spanning the scores (quantiles,
+    plus both ends), ascending by threshold: the curves the dashboard plots.
+
+    Args:
+        scores: (N,) cosine similarities.
+        labels: (N,) 1 = same category.
+        points: number of score quantiles to use as thresholds.
+
+    Returns:
+        Rows of ``threshold_cos``, ``threshold_d``, ``accuracy``, ``tpr``, ``fpr`` (``metrics.SweepRow.as_dict``).
+    """
+    qs = np.unique(np.quantile(scores, np.linspace(0.0, 1.0, points)))
+    grid = np.concatenate([[-1.0], qs - 1e-6, [qs[-1] + 1e-6, 1.0 + 1e-6]])
+    rows = M.sweep(scores, labels, thresholds_d=list(2.0 - 2.0 * grid))
+    return sorted((row.as_dict() for row in rows), key=lambda d: d["threshold_cos"])
+
+
+#: Columns of :func:`per_class_accuracy`'s rows, in display order.
+PER_CLASS_COLUMNS = ("class", "pairs", "accuracy", "same-class pairs", "recall on same-class pairs")
+
+
+def per_class_accuracy(
+    scored: ScoredPairs, threshold_cos: float, label_of: Mapping[int, str | None]
+) -> list[dict[str, Any]]:
+    """Accuracy of the pair decisions at ``threshold_cos`` per class (the pairs involving each class) and recall on
+    its same-class pairs: one row per label of the pairs' images, sorted by label.
+
+    Args:
+        scored: scored pairs with ``image_ids``.
+        threshold_cos: decision threshold (same when cos >= it).
+        label_of: image id -> label (images missing or without a label count for no class).
+
+    Returns:
+        Rows keyed by :data:`PER_CLASS_COLUMNS` (``nan`` accuracy / recall when a class has no such pairs).
+    """
+    labels = np.asarray(scored.labels).astype(bool)
+    correct = (np.asarray(scored.scores) >= threshold_cos) == labels
+    counts: dict[str, dict[str, int]] = {}
+    for i, (a, b) in enumerate(scored.image_ids or []):
+        for label in {label_of.get(a), label_of.get(b)} - {None}:
+            c = counts.setdefault(str(label), {"pairs": 0, "correct": 0, "same pairs": 0, "same correct": 0})
+            c["pairs"] += 1
+            c["correct"] += int(correct[i])
+            if labels[i]:
+                c["same pairs"] += 1
+                c["same correct"] += int(correct[i])
+    return [
+        {
+            "class": label,
+            "pairs": c["pairs"],
+            "accuracy": c["correct"] / c["pairs"] if c["pairs"] else float("nan"),
+            "same-class pairs": c["same pairs"],
+            "recall on same-class pairs": c["same correct"] / c["same pairs"] if c["same pairs"] else float("nan"),
+        }
+        for label, c in sorted(counts.items())
+    ]
 
 
 def calibrate(
