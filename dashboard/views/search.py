@@ -64,9 +64,8 @@ def _filters(svc: Services) -> tuple[int, str | None, str | None, int | None, bo
         bind="query-params",  # the value is in the URL (?search_k=5): a search can be shared, back works
         persist_state="session",  # and it survives a change of page
     )
-    if OLD_EXCLUDE in st.query_params and EXCLUDE not in st.query_params:  # a link shared before the rename
-        st.query_params[EXCLUDE] = st.query_params[OLD_EXCLUDE]
-    st.query_params.pop(OLD_EXCLUDE, None)
+    if OLD_EXCLUDE in st.query_params:  # a link shared before the rename (a bound widget is set through the state)
+        st.session_state[EXCLUDE] = st.query_params.pop(OLD_EXCLUDE).lower() in ("true", "1")
     exclude = st.checkbox(
         "Exclude same group",
         key=EXCLUDE,
