@@ -420,9 +420,9 @@ class Retrieval:
                 if "image_id" in h.payload and "source_path" not in h.payload
             }
         )
-        if q_groups:  # points stored without a group in their payload: drop same-group ones by their SQL group
+        if q_groups:  # points stored before the group field have no "group" payload: drop same-group ones here
             unknown = self._groups(
-                {int(h.payload.get("image_id", -1)) for hs in hits for h in hs if h.payload.get("group") is None}
+                {int(h.payload.get("image_id", -1)) for hs in hits for h in hs if "group" not in h.payload}
             )
             for j, i in enumerate(good):
                 g = q_groups.get(int(res.image_ids[i] or 0)) if res.image_ids[i] is not None else None
@@ -430,7 +430,7 @@ class Retrieval:
                     hits[j] = [
                         h
                         for h in hits[j]
-                        if h.payload.get("group") is not None or unknown.get(int(h.payload.get("image_id", -1))) != g
+                        if "group" in h.payload or unknown.get(int(h.payload.get("image_id", -1))) != g
                     ]
         out: list[list[Neighbour]] = [[] for _ in queries]
         for i, hs in zip(good, hits, strict=True):
