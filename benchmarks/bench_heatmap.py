@@ -42,7 +42,7 @@ def build(home: Path, slides: int, tiles: int, seed: int = 0) -> None:
     from sqlalchemy import insert
 
     from retrieval.catalog import get_or_create_dataset, register_encoder_version
-    from retrieval.db import make_engine, migrate, session_factory
+    from retrieval.db import engine_for, migrate, session_factory
     from retrieval.ids import point_id
     from retrieval.models import Embedding, Image, Slide
     from retrieval.settings import get_settings
@@ -50,7 +50,7 @@ def build(home: Path, slides: int, tiles: int, seed: int = 0) -> None:
 
     settings = get_settings(home=home)
     migrate(settings.db_url)
-    engine = make_engine(settings.db_url)
+    engine = engine_for(settings.db_url)
     store = open_vector_store(settings)
     rng = np.random.default_rng(seed)
     try:
@@ -107,7 +107,6 @@ def build(home: Path, slides: int, tiles: int, seed: int = 0) -> None:
             store.optimize(version.collection)
     finally:
         store.close()
-        engine.dispose()
     (home / "BENCH_READY").write_text(f"{slides}x{tiles}")
 
 
@@ -147,13 +146,13 @@ def main() -> int:
 
     from dashboard.heatmap import render_all
     from retrieval.catalog import active_encoder_version
-    from retrieval.db import make_engine, session_factory
+    from retrieval.db import engine_for, session_factory
     from retrieval.occurrence import stored_tiles, tile_vectors, where_else
     from retrieval.settings import get_settings
     from retrieval.store import SearchFilter, open_vector_store
 
     settings = get_settings(home=home)
-    engine = make_engine(settings.db_url)
+    engine = engine_for(settings.db_url)
     store = open_vector_store(settings)
     rows: list[tuple[str, float, str]] = []
     try:
@@ -192,7 +191,6 @@ def main() -> int:
             )
     finally:
         store.close()
-        engine.dispose()
 
     total = t_cold + t_draw
     rows = [

@@ -82,12 +82,12 @@ def make_settings(home: Path, batch: int, device: str):  # noqa: ANN201
 
 def register(settings, ckpt: Path) -> None:  # noqa: ANN001
     from retrieval.catalog import register_encoder
-    from retrieval.db import make_engine, migrate, session_factory
+    from retrieval.db import engine_for, migrate, session_factory
     from retrieval.store import open_vector_store
 
     migrate(settings.db_url)
     store = open_vector_store(settings)
-    with session_factory(make_engine(settings.db_url))() as session:
+    with session_factory(engine_for(settings.db_url))() as session:
         register_encoder(ckpt, session=session, store=store, name="bench", activate=True)
     store.close()
 
@@ -150,7 +150,7 @@ def run_naive(paths: list[Path], ckpt: Path, device: str) -> tuple[float, int]:
 
     from ingest.decode import decode_bytes
     from retrieval.catalog import active_encoder_version, get_or_create_dataset, store_embeddings
-    from retrieval.db import make_engine, session_factory
+    from retrieval.db import engine_for, session_factory
     from retrieval.models import Image
     from retrieval.store import open_vector_store
     from training.encoder import Encoder
@@ -159,7 +159,7 @@ def run_naive(paths: list[Path], ckpt: Path, device: str) -> tuple[float, int]:
     settings = make_settings(home, 1, device)
     register(settings, ckpt)
     store = open_vector_store(settings)
-    sessions = session_factory(make_engine(settings.db_url))
+    sessions = session_factory(engine_for(settings.db_url))
     with sessions() as session:
         version = active_encoder_version(session=session)
         encoder = Encoder.from_checkpoint(version.checkpoint_path, device=device)

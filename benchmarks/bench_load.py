@@ -113,30 +113,27 @@ class QueryLoop:
 
     def _run(self) -> None:
         from retrieval.api import Retrieval
-        from retrieval.db import make_engine, session_factory
+        from retrieval.db import engine_for, session_factory
 
-        engine = make_engine(self.settings.db_url)
+        engine = engine_for(self.settings.db_url)
         sessions = session_factory(engine)
         rng = random.Random(0)
         period = self.burst / self.rate
-        try:
-            while not self._stop.is_set():
-                t0 = time.perf_counter()
-                try:
-                    with self._store() as store, sessions() as session:
-                        t_open = time.perf_counter()
-                        retrieval = Retrieval(session=session, store=store)
-                        for _ in range(self.burst):
-                            q = rng.choice(self.image_ids)
-                            t = time.perf_counter()
-                            retrieval.top_k(q, k=10)
-                            self.search_ms.append((time.perf_counter() - t) * 1e3)
-                        self.wait_ms.append((t_open - t0) * 1e3)
-                except Exception as exc:  # noqa: BLE001 - counted and reported, the load goes on
-                    self.errors.append(f"{type(exc).__name__}: {exc}")
-                self._stop.wait(max(0.0, period - (time.perf_counter() - t0)))
-        finally:
-            engine.dispose()
+        while not self._stop.is_set():
+            t0 = time.perf_counter()
+            try:
+                with self._store() as store, sessions() as session:
+                    t_open = time.perf_counter()
+                    retrieval = Retrieval(session=session, store=store)
+                    for _ in range(self.burst):
+                        q = rng.choice(self.image_ids)
+                        t = time.perf_counter()
+                        retrieval.top_k(q, k=10)
+                        self.search_ms.append((time.perf_counter() - t) * 1e3)
+                    self.wait_ms.append((t_open - t0) * 1e3)
+            except Exception as exc:  # noqa: BLE001 - counted and reported, the load goes on
+                self.errors.append(f"{type(exc).__name__}: {exc}")
+            self._stop.wait(max(0.0, period - (time.perf_counter() - t0)))
 
     def __enter__(self) -> QueryLoop:
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -254,13 +251,12 @@ def _expected(base_files: list[Path], load_files: list[Path]) -> dict[str, int]:
 def _stored_ids(settings: Any) -> list[int]:
     from sqlalchemy import select
 
-    from retrieval.db import make_engine, session_factory
+    from retrieval.db import engine_for, session_factory
     from retrieval.models import Image
 
-    engine = make_engine(settings.db_url)
+    engine = engine_for(settings.db_url)
     with session_factory(engine)() as session:
         ids = [int(i) for i in session.scalars(select(Image.id).where(Image.status == "done")).all()]
-    engine.dispose()
     return ids
 
 
@@ -279,18 +275,17 @@ def _checks(settings: Any) -> dict[str, Any]:
     """Doctor (SQL rows vs vector points), distinct content hashes, images not done."""
     from sqlalchemy import func, select
 
-    from retrieval.db import make_engine, session_factory
+    from retrieval.db import engine_for, session_factory
     from retrieval.doctor import check
     from retrieval.models import Image
     from retrieval.store import open_vector_store
 
-    engine = make_engine(settings.db_url)
+    engine = engine_for(settings.db_url)
     with session_factory(engine)() as session, contextlib.closing(open_vector_store(settings)) as store:
         (report,) = [r for r in check(session=session, store=store) if r.version == "load"]
         rows = session.scalar(select(func.count()).select_from(Image)) or 0
         hashes = session.scalar(select(func.count(func.distinct(Image.content_hash)))) or 0
         not_done = session.scalar(select(func.count()).select_from(Image).where(Image.status != "done")) or 0
-    engine.dispose()
     return {"sql_embeddings": report.sql_count, "vector_points": report.store_count, "doctor_ok": report.ok,
             "missing": len(report.missing_image_ids), "orphans": len(report.orphan_point_ids),
             "image_rows": int(rows), "distinct_hashes": int(hashes), "not_done": int(not_done)}  # fmt: skip

@@ -221,7 +221,7 @@ def product_row(
     from ingest.service import job_status, submit_ingest
     from retrieval.api import Retrieval
     from retrieval.catalog import register_encoder
-    from retrieval.db import make_engine, migrate, session_factory
+    from retrieval.db import engine_for, migrate, session_factory
     from retrieval.evaluation import calibrate, evaluate, score_dataset
     from retrieval.settings import get_settings
     from retrieval.store import open_vector_store
@@ -235,14 +235,13 @@ def product_row(
         allowed_roots=[args.data.resolve(), work.resolve()],  # the images, and the manifest written in the work folder
     )
     migrate(settings.db_url)
-    engine = make_engine(settings.db_url)
+    engine = engine_for(settings.db_url)
     store = open_vector_store(settings)
     try:
         with session_factory(engine)() as session:
             register_encoder(checkpoint, session=session, store=store, name=f"quality-{method}", activate=True)
     finally:
         store.close()
-        engine.dispose()
     t = time.perf_counter()
     job = submit_ingest([], settings=settings, dataset=SIDE_A, manifest=work / "manifest.csv")
     embed_s = time.perf_counter() - t

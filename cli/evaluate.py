@@ -16,6 +16,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from cli.flags import renamed_flag
+
 
 def register(subparsers: Any) -> None:
     p = subparsers.add_parser("evaluate", help="evaluate (or --calibrate) pair decisions on labeled pairs",
@@ -55,8 +57,7 @@ def register(subparsers: Any) -> None:
         action="store_true",
         help="force group-disjoint pairs and top-k (the default whenever the dataset has groups)",
     )
-    # the flag's old name: a hidden alias, so nothing a user types breaks
-    grp.add_argument("--never-same-slide", dest="exclude_same_group", action="store_true", help=argparse.SUPPRESS)
+    renamed_flag(grp, "--never-same-slide", "--exclude-same-group")  # the flag's old name
     grp.add_argument(
         "--allow-same-group",
         action="store_true",

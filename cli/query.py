@@ -11,9 +11,10 @@ Tables by default, ``--json`` for programs.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 from typing import Any
+
+from cli.flags import renamed_flag
 
 
 def _thresholds(p: argparse.ArgumentParser) -> None:
@@ -48,8 +49,7 @@ def register(subparsers: Any) -> None:
         help="no images of the query's group (patient / case / source image; a tile's group is its slide unless "
         "--groups, --group-from or a manifest gave it one)",
     )
-    # the flag's old name (before groups were first-class): a hidden alias, so nothing a user types breaks
-    pt.add_argument("--exclude-same-slide", dest="old_exclude_same_slide", action="store_true", help=argparse.SUPPRESS)
+    renamed_flag(pt, "--exclude-same-slide", "--exclude-same-group")  # the old name, before groups were first-class
     pt.add_argument("--include-self", action="store_true", help="let a stored query image appear in its results")
     pt.add_argument("--group-by-slide", action="store_true", help="group the table by slide")
     pt.add_argument("--json", action="store_true", help="print JSON")
@@ -95,12 +95,9 @@ def run_topk(args: argparse.Namespace) -> int:
     from retrieval.resolve import parse_query
     from retrieval.store.base import SearchFilter
 
-    if args.old_exclude_same_slide:
-        print("note: --exclude-same-slide is now --exclude-same-group (a tile's group is its slide)", file=sys.stderr)
     flt = SearchFilter(dataset=args.dataset, label=args.label, slide_id=args.slide)
-    exclude_group = args.exclude_same_group or args.old_exclude_same_slide
     with _open(args) as r:
-        found = r.top_k(parse_query(args.image), k=args.k, filter=flt, exclude_same_group=exclude_group,
+        found = r.top_k(parse_query(args.image), k=args.k, filter=flt, exclude_same_group=args.exclude_same_group,
                         exclude_self=not args.include_self)  # fmt: skip
         version = r.version.name
     if args.json:

@@ -22,10 +22,10 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
 from itertools import islice
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 from PIL import Image as PILImage
@@ -48,18 +48,40 @@ logger = logging.getLogger(__name__)
 EMBED_CHUNK = 64
 
 
+class NewImageRow(TypedDict):
+    """The ``images`` columns a new file's row takes from its batch (the pipeline adds dataset, content hash,
+    width, height and status when it inserts the row)."""
+
+    source_path: str
+    label: str | None
+    group: str | None
+    extra: dict[str, Any] | None
+    job_id: int
+
+
+class NewTileRow(NewImageRow):
+    """The ``images`` columns a new slide tile's row takes from its batch: a file's, plus where it lies on the slide."""
+
+    slide_id: int
+    level: int
+    x: int
+    y: int
+    tile_size: int
+
+
 @dataclass
 class Candidate:
     """One item of a batch after hashing: where it came from, its identity and how to get its model input.
 
-    ``loader(preprocess)`` returns ``(preprocess(rgb), (width, height))``.
+    ``loader(preprocess)`` returns ``(preprocess(rgb), (width, height))``. ``values`` are the columns of the row to
+    insert for a new file or tile; None for a stored image being re-embedded (``image_id`` names it).
     """
 
     source: str
     dataset_id: int
     content_hash: str
     loader: Callable[[Callable[[PILImage.Image], np.ndarray]], tuple[np.ndarray, tuple[int, int]]]
-    values: dict[str, Any] = field(default_factory=dict)
+    values: NewImageRow | NewTileRow | None = None
     image_id: int | None = None
 
 
@@ -101,7 +123,7 @@ def _hash_file(
         digest = file_hash(path)
     except BadImageError as exc:
         return _failure(exc, display_path(path), "read")
-    values = {
+    values: NewImageRow = {
         "source_path": path,
         "label": item.get("label"),
         "group": item.get("group"),
@@ -158,7 +180,7 @@ def _candidates(
                 rgb = read_region_rgb(cached_slide(path), level, x, y, size, out_size)
                 return preprocess(rgb), rgb.size
 
-            values = {
+            values: NewTileRow = {
                 "source_path": path,
                 "slide_id": int(payload["slide_id"]),
                 "level": level,
@@ -238,19 +260,14 @@ def _insert_rows(session: Session, cands: Sequence[Candidate], sizes: Sequence[t
     """Insert image rows, ignoring ones that exist (unique content hash / tile geometry): safe under races."""
     if not cands:
         return
-    values = [
-        {
-            "dataset_id": c.dataset_id,
-            "content_hash": c.content_hash,
-            "status": "pending",
-            "width": w,
-            "height": h,
-            **c.values,
-        }
-        for c, (w, h) in zip(cands, sizes, strict=True)
-    ]
-    keys = set().union(*values)  # executemany needs one key set (a batch is one kind, so this is a safeguard)
-    values = [{k: v.get(k) for k in keys} for v in values]
+    new: list[dict[str, Any]] = []
+    for c, (w, h) in zip(cands, sizes, strict=True):
+        if c.values is None:
+            raise IngestError(f"{c.source}: a stored image (re-embedding) has no new row to insert")
+        new.append({"dataset_id": c.dataset_id, "content_hash": c.content_hash, "status": "pending", "width": w,
+                    "height": h, **c.values})  # fmt: skip
+    keys = set().union(*new)  # executemany needs one key set (a batch is one kind, so this is a safeguard)
+    values = [{k: v.get(k) for k in keys} for v in new]
     insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
     # executemany of one compiled statement: a multi-row VALUES clause would be compiled afresh for every batch
     # (~0.4 ms per row in SQLAlchemy's compiler, measured), more than the insert itself
@@ -287,7 +304,7 @@ def run_batch(ctx: IngestContext, job_id: int, payload: BatchPayload) -> BatchOu
             if key in seen:
                 outcome.skipped += 1
             elif row is not None and row.id in embedded:
-                own = row.job_id == job_id and row.source_path == c.values.get("source_path", row.source_path)
+                own = row.job_id == job_id and (c.values is None or row.source_path == c.values["source_path"])
                 if own and payload["kind"] != "reembed":
                     outcome.done += 1  # stored by an earlier delivery of this very batch
                 else:
@@ -335,7 +352,7 @@ def run_batch(ctx: IngestContext, job_id: int, payload: BatchPayload) -> BatchOu
             job_id, len(ok), t3 - t0, t1 - t0, t2 - t1w, t3 - t2w, t1w - t1, t2w - t2,
         )  # fmt: skip
         for c, row in zip(ok, rows, strict=True):
-            own = payload["kind"] == "reembed" or (row.job_id == job_id and row.source_path == c.values["source_path"])
+            own = c.values is None or (row.job_id == job_id and row.source_path == c.values["source_path"])
             if own:
                 outcome.done += 1
             else:

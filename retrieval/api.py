@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,7 @@ from sqlalchemy.orm import Session
 
 from retrieval.catalog import active_encoder_version
 from retrieval.errors import CheckpointChangedError, EmptyCollectionError, RetrievalError
+from retrieval.groups import image_group, slide_group
 from retrieval.models import EncoderVersion, Image
 from retrieval.resolve import (
     QueryInput,
@@ -341,9 +343,10 @@ class Retrieval:
         query: QueryInput,
         k: int = 10,
         filter: SearchFilter | None = None,
-        exclude_same_slide: bool = False,
-        exclude_self: bool = True,
         exclude_same_group: bool = False,
+        exclude_self: bool = True,
+        *,
+        exclude_same_slide: bool | None = None,
     ) -> list[Neighbour]:
         """The ``k`` most similar stored images to ``query``, best first.
 
@@ -351,30 +354,32 @@ class Retrieval:
             query: stored image id, image file, PIL image or array.
             k: number of results (1..1000).
             filter: restrict by dataset / label / slide.
-            exclude_same_slide: never return tiles of the query's own slide (stored tile queries); narrower than
-                ``exclude_same_group``, which is what the CLI and evaluation use (a tile's group is its slide unless
-                group rules gave it one).
+            exclude_same_group: never return images of the query's group (stored queries): an image's group is its
+                ``group`` column (patient / case / source tile, from ``--groups``, ``--group-from`` or a manifest),
+                and a tile without one is grouped by its slide (``retrieval.groups.image_group``), so a tile query
+                never gets tiles of its own slide back. An image without a group excludes nothing but itself.
             exclude_self: never return the query image itself (stored queries).
-            exclude_same_group: never return images of the query's group (patient / case / slide; stored queries).
+            exclude_same_slide: deprecated old name of ``exclude_same_group`` (a DeprecationWarning).
 
         Raises:
             EmptyCollectionError: nothing is stored under the encoder version.
         """
-        return self.top_k_batch(
-            [query], k, filter, exclude_same_slide, exclude_self, strict=True, exclude_same_group=exclude_same_group
-        )[0]
+        exclude_same_group = _old_exclude_same_slide(exclude_same_group, exclude_same_slide)
+        return self.top_k_batch([query], k, filter, exclude_same_group, exclude_self, strict=True)[0]
 
     def top_k_batch(
         self,
         queries: Sequence[QueryInput],
         k: int = 10,
         filter: SearchFilter | None = None,
-        exclude_same_slide: bool = False,
+        exclude_same_group: bool = False,
         exclude_self: bool = True,
         strict: bool = True,
-        exclude_same_group: bool = False,
+        *,
+        exclude_same_slide: bool | None = None,
     ) -> list[list[Neighbour]]:
         """:meth:`top_k` for many queries in one planned batch (bad queries get ``[]`` unless ``strict``)."""
+        exclude_same_group = _old_exclude_same_slide(exclude_same_group, exclude_same_slide)
         if not 1 <= int(k) <= 1000:
             raise RetrievalError(f"k={k} is out of range: ask for 1 to 1000 neighbours")
         res = self.resolve(queries)
@@ -392,12 +397,13 @@ class Retrieval:
             flt = base
             if exclude_self and res.image_ids[i] is not None:
                 flt = dataclasses.replace(flt, exclude_image_ids=(*flt.exclude_image_ids, int(res.image_ids[i] or 0)))
-            slide = res.slide_ids[i]
-            if exclude_same_slide and slide is not None:
-                flt = dataclasses.replace(flt, exclude_slide_ids=(*flt.exclude_slide_ids, int(slide)))
             group = q_groups.get(int(res.image_ids[i] or 0)) if res.image_ids[i] is not None else None
             if group is not None:
                 flt = dataclasses.replace(flt, exclude_groups=(*flt.exclude_groups, group))
+                slide = res.slide_ids[i]
+                if slide is not None and group == slide_group(int(slide)):
+                    # grouped by its slide: points stored without a "group" payload are excluded by slide too
+                    flt = dataclasses.replace(flt, exclude_slide_ids=(*flt.exclude_slide_ids, int(slide)))
             filters.append(flt)
         hits = self.store.search_batch(self.version.collection, res.vectors[good], int(k), filters) if good else []
         if good and not any(hits) and self.store.count(self.version.collection) == 0:
@@ -415,16 +421,16 @@ class Retrieval:
             }
         )
         if q_groups:  # points stored before the group field have no "group" payload: drop same-group ones here
-            legacy = self._groups(
+            unknown = self._groups(
                 {int(h.payload.get("image_id", -1)) for hs in hits for h in hs if "group" not in h.payload}
             )
             for j, i in enumerate(good):
                 g = q_groups.get(int(res.image_ids[i] or 0)) if res.image_ids[i] is not None else None
-                if g is not None and legacy:
+                if g is not None and unknown:
                     hits[j] = [
                         h
                         for h in hits[j]
-                        if "group" in h.payload or legacy.get(int(h.payload.get("image_id", -1))) != g
+                        if "group" in h.payload or unknown.get(int(h.payload.get("image_id", -1))) != g
                     ]
         out: list[list[Neighbour]] = [[] for _ in queries]
         for i, hs in zip(good, hits, strict=True):
@@ -432,11 +438,14 @@ class Retrieval:
         return out
 
     def _groups(self, ids: set[int]) -> dict[int, str]:
-        """Group of each stored image that has one, in one light query."""
+        """Group of each stored image that has one (``retrieval.groups.image_group``), in one light query."""
         if not ids:
             return {}
-        stmt = select(Image.id, Image.group).where(Image.id.in_(sorted(ids)), Image.group.is_not(None))
-        return {int(i): str(g) for i, g in self.session.execute(stmt).all()}
+        stmt = select(Image.id, Image.group, Image.slide_id).where(
+            Image.id.in_(sorted(ids)), (Image.group.is_not(None)) | (Image.slide_id.is_not(None))
+        )
+        found = {int(i): image_group(g, s) for i, g, s in self.session.execute(stmt).all()}
+        return {i: g for i, g in found.items() if g is not None}
 
     def _image_rows(self, ids: set[int]) -> dict[int, tuple[Any, ...]]:
         """(source_path, level, x, y, tile_size) of the hit images, in one light query."""
@@ -471,3 +480,16 @@ class Retrieval:
             point_id=hit.id,
             group=p.get("group"),
         )
+
+
+def _old_exclude_same_slide(exclude_same_group: bool, exclude_same_slide: bool | None) -> bool:
+    """``exclude_same_group``, or the deprecated old keyword ``exclude_same_slide`` (same idea, old name)."""
+    if exclude_same_slide is None:
+        return bool(exclude_same_group)
+    warnings.warn(
+        "top_k(exclude_same_slide=...) is deprecated: use exclude_same_group=... (a tile's group is its slide "
+        "unless group rules gave it one)",
+        DeprecationWarning,
+        stacklevel=3,
+    )
+    return bool(exclude_same_group or exclude_same_slide)

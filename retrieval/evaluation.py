@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -23,7 +23,7 @@ from sqlalchemy import select
 from retrieval import metrics as M
 from retrieval.api import Retrieval
 from retrieval.errors import EvaluationError, RetrievalError
-from retrieval.groups import count_groups, slide_group, split_groups
+from retrieval.groups import count_groups, image_group, split_groups
 from retrieval.jsonable import json_safe
 from retrieval.models import Dataset, EvalRun, Image, LabeledPair, PairSet, utcnow
 from retrieval.pairgen import available_pairs, generate_pairs
@@ -199,27 +199,27 @@ def _score_images(
     labels = [img.label for img in images]
     groups = [_group(img) for img in images]
     n_groups = count_groups(groups)
-    disjoint = n_groups > 0 if exclude_same_group is None else bool(exclude_same_group)
+    exclude_same_group = n_groups > 0 if exclude_same_group is None else bool(exclude_same_group)
     info: dict[str, Any] = {
         "seed": seed,
         "n_pairs_requested": n_pairs,
         "images": len(images),
         "groups": n_groups,
-        "group_disjoint": disjoint,
+        "group_disjoint": exclude_same_group,  # the report's name for it (stored reports keep reading)
         "warnings": [],
     }
     if n_groups == 0:
         info["warnings"].append(NO_GROUPS_WARNING.format(what=source))
         log.warning(NO_GROUPS_WARNING.format(what=source))
-    elif not disjoint:
+    elif not exclude_same_group:
         info["warnings"].append(f"pairs and top-k may join two images of one group ({n_groups} groups): in-group")
-    avail_same, avail_diff = available_pairs(labels, groups, exclude_same_group=disjoint)
-    pairs = generate_pairs(labels, n_pairs, groups=groups, exclude_same_group=disjoint, seed=seed)
+    avail_same, avail_diff = available_pairs(labels, groups, exclude_same_group=exclude_same_group)
+    pairs = generate_pairs(labels, n_pairs, groups=groups, exclude_same_group=exclude_same_group, seed=seed)
     if len(pairs) < n_pairs - n_pairs % 2:
         info["warnings"].append(
             f"asked for {n_pairs} pairs; {source} allows {2 * min(avail_same, avail_diff)} distinct balanced pairs "
-            f"({avail_same} same-label, {avail_diff} different-label{', group-disjoint' if disjoint else ''}): "
-            f"drew {len(pairs)}"
+            f"({avail_same} same-label, {avail_diff} different-label"
+            f"{', group-disjoint' if exclude_same_group else ''}): drew {len(pairs)}"
         )
     queries: list[tuple[QueryInput, QueryInput]] = [(images[p.a].id, images[p.b].id) for p in pairs]
     results = retrieval.pair_batch(queries)
@@ -242,14 +242,13 @@ def _score_images(
         [img.id for img in q_images],
         k=10,
         filter=SearchFilter(dataset=dataset),
-        exclude_same_slide=disjoint,
-        exclude_same_group=disjoint,
+        exclude_same_group=exclude_same_group,
         strict=False,
     )
     nl = [[n.label for n in ns] for ns in neighbours]
     scored.topk = topk_metrics(nl, [img.label for img in q_images])
     scored.info["topk_scope"] = f"neighbours ranked within dataset {dataset!r}" + (
-        ", never from the query's group" if disjoint else ""
+        ", never from the query's group" if exclude_same_group else ""
     )
     return scored
 
@@ -329,6 +328,65 @@ def pair_metrics(scored: ScoredPairs, threshold_cos: float, *, n_boot: int = 100
     for key, value in scored.info.items():
         out[key] = list(value) if isinstance(value, list) else value
     return out
+
+
+def decision_curve(scores: np.ndarray, labels: np.ndarray, points: int = 300) -> list[dict[str, float]]:
+    """Accuracy, TPR and FPR of the pair decisions at about ``points`` thresholds spanning the scores (quantiles,
+    plus both ends), ascending by threshold: the curves the dashboard plots.
+
+    Args:
+        scores: (N,) cosine similarities.
+        labels: (N,) 1 = same category.
+        points: number of score quantiles to use as thresholds.
+
+    Returns:
+        Rows of ``threshold_cos``, ``threshold_d``, ``accuracy``, ``tpr``, ``fpr`` (``metrics.SweepRow.as_dict``).
+    """
+    qs = np.unique(np.quantile(scores, np.linspace(0.0, 1.0, points)))
+    grid = np.concatenate([[-1.0], qs - 1e-6, [qs[-1] + 1e-6, 1.0 + 1e-6]])
+    rows = M.sweep(scores, labels, thresholds_d=list(2.0 - 2.0 * grid))
+    return sorted((row.as_dict() for row in rows), key=lambda d: d["threshold_cos"])
+
+
+#: Columns of :func:`per_class_accuracy`'s rows, in display order.
+PER_CLASS_COLUMNS = ("class", "pairs", "accuracy", "same-class pairs", "recall on same-class pairs")
+
+
+def per_class_accuracy(
+    scored: ScoredPairs, threshold_cos: float, label_of: Mapping[int, str | None]
+) -> list[dict[str, Any]]:
+    """Accuracy of the pair decisions at ``threshold_cos`` per class (the pairs involving each class) and recall on
+    its same-class pairs: one row per label of the pairs' images, sorted by label.
+
+    Args:
+        scored: scored pairs with ``image_ids``.
+        threshold_cos: decision threshold (same when cos >= it).
+        label_of: image id -> label (images missing or without a label count for no class).
+
+    Returns:
+        Rows keyed by :data:`PER_CLASS_COLUMNS` (``nan`` accuracy / recall when a class has no such pairs).
+    """
+    labels = np.asarray(scored.labels).astype(bool)
+    correct = (np.asarray(scored.scores) >= threshold_cos) == labels
+    counts: dict[str, dict[str, int]] = {}
+    for i, (a, b) in enumerate(scored.image_ids or []):
+        for label in {label_of.get(a), label_of.get(b)} - {None}:
+            c = counts.setdefault(str(label), {"pairs": 0, "correct": 0, "same pairs": 0, "same correct": 0})
+            c["pairs"] += 1
+            c["correct"] += int(correct[i])
+            if labels[i]:
+                c["same pairs"] += 1
+                c["same correct"] += int(correct[i])
+    return [
+        {
+            "class": label,
+            "pairs": c["pairs"],
+            "accuracy": c["correct"] / c["pairs"] if c["pairs"] else float("nan"),
+            "same-class pairs": c["same pairs"],
+            "recall on same-class pairs": c["same correct"] / c["same pairs"] if c["same pairs"] else float("nan"),
+        }
+        for label, c in sorted(counts.items())
+    ]
 
 
 def calibrate(
@@ -485,7 +543,5 @@ def _record(
 
 
 def _group(img: Image) -> str | None:
-    """The image's group (``Image.group``; a tile stored without one: its slide)."""
-    if img.group is not None:
-        return img.group
-    return slide_group(img.slide_id) if img.slide_id is not None else None
+    """The image's group (``retrieval.groups.image_group``: ``Image.group``, a tile stored without one: its slide)."""
+    return image_group(img.group, img.slide_id)

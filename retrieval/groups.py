@@ -37,6 +37,18 @@ def slide_group(slide_id: int) -> str:
     return f"slide:{int(slide_id)}"
 
 
+def image_group(group: str | None, slide_id: int | None) -> str | None:
+    """The group an image counts in: its own ``group``, else (a tile) its slide's, else None (no group).
+
+    This is the one rule behind "never pair or return two images of the same group" (``exclude_same_group`` of
+    pair generation, evaluation and top-k): an image's group is its ``Image.group`` column (patient / case / source
+    tile, from the rules above), and a tile stored without one is grouped by the slide it was cut from.
+    """
+    if group is not None:
+        return group
+    return slide_group(slide_id) if slide_id is not None else None
+
+
 def manifest_group(values: Mapping[str, str]) -> str | None:
     """The group named by a manifest row (first non-empty of ``group``, ``patient``, ``case``, ``slide``)."""
     for key in MANIFEST_GROUP_COLUMNS:

@@ -14,7 +14,7 @@ from sqlalchemy import select
 from retrieval.api import Retrieval
 from retrieval.errors import EvaluationError
 from retrieval.evaluation import ScoredPairs, topk_metrics
-from retrieval.groups import count_groups, slide_group
+from retrieval.groups import count_groups, image_group
 from retrieval.models import Dataset, Image, LabeledPair, PairSet
 from retrieval.store.base import SearchFilter
 
@@ -87,15 +87,14 @@ def _add_topk(retrieval: Retrieval, scored: ScoredPairs, topk_queries: int, seed
             .where(Image.id.in_(ids[start : start + 900]), Image.label.is_not(None))
         )
         for iid, label, group, slide_id, dataset in session.execute(q):
-            grp = group if group is not None else (slide_group(slide_id) if slide_id is not None else None)
-            images.append((int(iid), str(label), grp, str(dataset)))
+            images.append((int(iid), str(label), image_group(group, slide_id), str(dataset)))
     if not images:
         scored.info["topk_scope"] = "no precision@k: none of the pair set's images has a label"
         return
     images.sort()
     rng = np.random.default_rng(seed)
     chosen = [images[int(i)] for i in rng.choice(len(images), size=min(topk_queries, len(images)), replace=False)]
-    disjoint = count_groups([g for _, _, g, _ in images]) > 0
+    exclude_same_group = count_groups([g for _, _, g, _ in images]) > 0
     neighbour_labels: list[list[str | None]] = []
     query_labels: list[str] = []
     for dataset in sorted({d for *_, d in chosen}):
@@ -104,13 +103,12 @@ def _add_topk(retrieval: Retrieval, scored: ScoredPairs, topk_queries: int, seed
             [c[0] for c in batch],
             k=10,
             filter=SearchFilter(dataset=dataset),
-            exclude_same_slide=disjoint,
-            exclude_same_group=disjoint,
+            exclude_same_group=exclude_same_group,
             strict=False,
         )
         neighbour_labels += [[n.label for n in ns] for ns in found]
         query_labels += [c[1] for c in batch]
     scored.topk = topk_metrics(neighbour_labels, query_labels)
     scored.info["topk_scope"] = "neighbours of the pair set's labeled images, ranked within each query's dataset" + (
-        ", never from the query's group" if disjoint else ""
+        ", never from the query's group" if exclude_same_group else ""
     )

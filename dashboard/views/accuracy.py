@@ -138,8 +138,9 @@ def _galleries(svc: Services, scored: queries.Scored, version: str) -> None:
     for q in picks:
         q_dataset = queries.image_infos(svc.key, (q,)).get(q)
         results = queries.top_k_by_id(
-            svc.key, version, q, 10, q_dataset.dataset if q_dataset else None, None, None, True, True, True
-        )
+            svc.key, version, q, 10, q_dataset.dataset if q_dataset else None, None, None,
+            exclude_same_group=True, exclude_self=True,
+        )  # fmt: skip
         infos = queries.image_infos(svc.key, (q, *(r.image_id for r in results)))
         qlabel = infos[q].label if q in infos else None
         hits = sum(1 for r in results if r.image_id in infos and infos[r.image_id].label == qlabel)

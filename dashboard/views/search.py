@@ -20,6 +20,8 @@ NEXT_QUERY = "hq_next_query"  # set by other pages / result buttons: the next st
 ID_INPUT = "search_image_id"
 SOURCE = "search_source"
 UPLOAD = "search_upload"
+EXCLUDE = "search_exclude_group"
+OLD_EXCLUDE = "search_exclude_slide"  # the checkbox's URL key before it was "Exclude same group"
 #: With copies collapsed, ask for this many times k so that k distinct images remain.
 FETCH_FACTOR = 3
 THRESHOLD_SOURCES = {
@@ -62,10 +64,13 @@ def _filters(svc: Services) -> tuple[int, str | None, str | None, int | None, bo
         bind="query-params",  # the value is in the URL (?search_k=5): a search can be shared, back works
         persist_state="session",  # and it survives a change of page
     )
+    if OLD_EXCLUDE in st.query_params:  # a link shared before the rename (a bound widget is set through the state)
+        st.session_state[EXCLUDE] = st.query_params.pop(OLD_EXCLUDE).lower() in ("true", "1")
     exclude = st.checkbox(
-        "Exclude own slide",
-        key="search_exclude_slide",
-        help="For a tile query: only show tiles of other slides than the query's.",
+        "Exclude same group",
+        key=EXCLUDE,
+        help="Never show images of the query's group (its patient / case / source image); a tile's group is its "
+        "slide unless the ingestion gave it one, so a tile query shows only tiles of other slides.",
         bind="query-params",  # the value is in the URL (?search_k=5): a search can be shared, back works
         persist_state="session",  # and it survives a change of page
     )
@@ -170,8 +175,9 @@ def render() -> None:
             else:
                 assert image_id is not None
                 results = queries.top_k_by_id(
-                    svc.key, version.name, image_id, fetch, dataset, label, slide_id, exclude, hide_self
-                )
+                    svc.key, version.name, image_id, fetch, dataset, label, slide_id,
+                    exclude_same_group=exclude, exclude_self=hide_self,
+                )  # fmt: skip
             if not results:
                 st.warning("No stored image matches these filters: widen them (dataset / label / slide).")
                 return

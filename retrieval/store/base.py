@@ -31,9 +31,11 @@ class SearchFilter:
         dataset: Dataset name.
         label: Image label.
         slide_id: Only tiles of this slide.
-        exclude_slide_ids: No tiles of these slides (``exclude_same_slide``).
+        exclude_slide_ids: No tiles of these slides (``Retrieval.top_k(exclude_same_group=True)`` adds the query's
+            slide when the query tile is grouped by its slide, for points stored without a group).
         exclude_image_ids: Never these images (the query itself).
-        exclude_groups: No images of these groups (``exclude_same_group``: patient / case / slide).
+        exclude_groups: No images of these groups (``exclude_same_group``: patient / case / slide, see
+            ``retrieval.groups.image_group``).
     """
 
     dataset: str | None = None

@@ -271,7 +271,7 @@ class EdgeVectorStore:
         the copy cannot answer: payload filters other than excluded images, a copy that does not hold exactly the
         engine's number of points, a zero query. The winners' payloads come from the engine by their point ids (one
         retrieve), which also proves that each of them is a stored point with that image id."""
-        if flt is not None and (flt.must() or flt.exclude_slide_ids):
+        if flt is not None and (flt.must() or set(flt.must_not()) - {"image_id"}):  # only image ids are masked here
             return None
         norm = float(np.linalg.norm(vec))
         mirror = self._mirror(name)

@@ -67,9 +67,22 @@ def test_tile_query_shows_its_slide_and_can_exclude_it(index_env: SampleIndex) -
     assert "slide **cmu_small_region.svs**" in texts(at)
     table = results_table(at)
     assert int(table["image_id"].iloc[0]) == tile
-    at.checkbox(key="search_exclude_slide").check().run()
+    at.checkbox(key="search_exclude_group").check().run()
     table = results_table(at)
-    assert "cmu_small_region.svs" not in set(table["slide"])
+    assert "cmu_small_region.svs" not in set(table["slide"])  # the sample's tiles are grouped by their slide
+
+
+def test_a_link_with_the_old_exclude_key_still_excludes(index_env: SampleIndex) -> None:
+    """A link shared before "Exclude own slide" became "Exclude same group" (``?search_exclude_slide=true``) still
+    excludes the query's group. Planted bug: the page reading only the new key (old links ignored) fails this."""
+    tile = index_env.image_ids["tile:512,512"]
+    at = AppTest.from_file(str(VIEWS / "search.py"), default_timeout=120)
+    at.session_state["search_image_id"] = tile
+    at.query_params["search_exclude_slide"] = "true"
+    at.run()
+    assert not at.exception and not at.error
+    assert at.checkbox(key="search_exclude_group").value is True
+    assert "cmu_small_region.svs" not in set(results_table(at)["slide"])
 
 
 def test_a_point_chosen_elsewhere_opens_in_search(index_env: SampleIndex) -> None:

@@ -129,7 +129,8 @@ def test_top_k_filters_and_exclusions(loaded: tuple[Catalog, Retrieval, list[int
     query_slide = slide_of[ids[0]]
     plain = r.top_k(ids[0], k=59)
     assert sum(n.slide_id == query_slide for n in plain) == 9  # the query's own slide is there without exclusion
-    other = r.top_k(ids[0], k=59, exclude_same_slide=True)
+    # these tiles have no group of their own: their group is their slide (retrieval.groups.image_group)
+    other = r.top_k(ids[0], k=59, exclude_same_group=True)
     assert len(other) == 50 and all(n.slide_id != query_slide for n in other)
     groups = group_by_slide(plain)
     assert sum(len(v) for v in groups.values()) == len(plain)
@@ -147,8 +148,6 @@ def test_top_k_excludes_the_query_group(catalog: Catalog) -> None:
     ids = [row.id for row in rows]
     plain = r.top_k(ids[0], k=59)
     assert sum(n.group == "P0" for n in plain) == 19
-    no_slide = r.top_k(ids[0], k=59, exclude_same_slide=True)
-    assert sum(n.group == "P0" for n in no_slide) == 10  # the patient's other slide is still there
     no_group = r.top_k(ids[0], k=59, exclude_same_group=True)
     assert len(no_group) == 40 and {n.group for n in no_group} == {"P1", "P2"}
     # an old point of patient P0 without "group" in its payload is still excluded (group read from SQL)
@@ -160,10 +159,26 @@ def test_top_k_excludes_the_query_group(catalog: Catalog) -> None:
     assert old.id not in {n.image_id for n in again} and {n.group for n in again} == {"P1", "P2"}
 
 
+def test_old_keyword_exclude_same_slide_is_exclude_same_group_with_a_warning(
+    loaded: tuple[Catalog, Retrieval, list[int], np.ndarray],
+) -> None:
+    """``exclude_same_slide`` (the old name) still works, as ``exclude_same_group``, and says it is deprecated.
+
+    Planted bug: accepting the old keyword and ignoring it (same-slide tiles back) fails this test."""
+    _, r, ids, _ = loaded
+    new = r.top_k(ids[0], k=59, exclude_same_group=True)
+    with pytest.warns(DeprecationWarning, match="exclude_same_group"):
+        old = r.top_k(ids[0], k=59, exclude_same_slide=True)
+    assert old == new and len(old) == 50
+    with pytest.warns(DeprecationWarning):
+        old_batch = r.top_k_batch(ids[:2], k=5, exclude_same_slide=True)
+    assert old_batch == r.top_k_batch(ids[:2], k=5, exclude_same_group=True)
+
+
 def test_top_k_batch_equals_singles(loaded: tuple[Catalog, Retrieval, list[int], np.ndarray]) -> None:
     _, r, ids, _ = loaded
-    batch = r.top_k_batch(ids[:8], k=5, exclude_same_slide=True)
-    assert batch == [r.top_k(i, k=5, exclude_same_slide=True) for i in ids[:8]]
+    batch = r.top_k_batch(ids[:8], k=5, exclude_same_group=True)
+    assert batch == [r.top_k(i, k=5, exclude_same_group=True) for i in ids[:8]]
     loose = r.top_k_batch([ids[0], 777777], k=5, strict=False)
     assert len(loose[0]) == 5 and loose[1] == []
 

@@ -270,3 +270,25 @@ def test_doctor_detects_and_repairs(env: Env, capsys: pytest.CaptureFixture[str]
     assert rep["reembedded"] == {env.version: 1}
     after = _json(capsys, ["doctor", "--json"])
     assert after["ok"] is True and after["versions"][0]["store_count"] == len(env.ids)
+
+
+@pytest.mark.parametrize(
+    ("argv", "old", "command"),
+    [
+        (["query", "topk", "12", "--exclude-same-slide"], "--exclude-same-slide", ["query", "topk"]),
+        (["evaluate", "--labeled", "ds", "--never-same-slide"], "--never-same-slide", ["evaluate"]),
+    ],
+)
+def test_renamed_flags_set_exclude_same_group_with_a_note(
+    argv: list[str], old: str, command: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Both old spellings (``cli/flags.py``) set ``exclude_same_group`` and say the new name; neither is in --help.
+
+    Planted bug: an alias that parses but sets another destination (the flag then ignored) fails this test."""
+    from cli.main import build_parser
+
+    args = build_parser().parse_args(argv)
+    assert args.exclude_same_group is True
+    assert f"{old} is now --exclude-same-group" in capsys.readouterr().err
+    assert build_parser().parse_args(argv[:-1]).exclude_same_group is False
+    assert old not in _help(capsys, [*command, "--help"])

@@ -238,3 +238,35 @@ def test_pair_sampling_is_reproducible_whatever_order_the_database_returns(any_c
     expected = generate_pairs([row.label for row in ordered], 60, groups=[row.group for row in ordered],
                               exclude_same_group=True, seed=4)  # fmt: skip
     assert after.image_ids == [(ordered[p.a].id, ordered[p.b].id) for p in expected]
+
+
+def test_per_class_accuracy_counts_each_pair_once_per_class_it_involves() -> None:
+    """A pair counts for each distinct label of its two images (once for a same-label pair); recall is over the
+    same-label pairs. Planted bug: counting a same-label pair twice for its class fails this test."""
+    from retrieval.evaluation import PER_CLASS_COLUMNS, ScoredPairs, per_class_accuracy
+
+    scored = ScoredPairs(
+        np.array([0.9, 0.2, 0.8, 0.7]),
+        np.array([1, 1, 0, 0]),
+        "t",
+        [(1, 2), (1, 3), (1, 4), (2, 5)],
+    )
+    label_of = {1: "A", 2: "A", 3: "A", 4: "B", 5: None}
+    rows = {r["class"]: r for r in per_class_accuracy(scored, 0.5, label_of)}
+    assert all(tuple(r) == PER_CLASS_COLUMNS for r in rows.values())
+    # A: pairs (1,2) right, (1,3) wrong, (1,4) wrong, (2,5) wrong; same-label pairs (1,2) right, (1,3) wrong
+    assert rows["A"] == {"class": "A", "pairs": 4, "accuracy": 0.25, "same-class pairs": 2,
+                         "recall on same-class pairs": 0.5}  # fmt: skip
+    assert rows["B"]["pairs"] == 1 and rows["B"]["accuracy"] == 0.0
+    assert np.isnan(rows["B"]["recall on same-class pairs"])
+
+
+def test_decision_curve_spans_all_thresholds_in_ascending_order() -> None:
+    from retrieval.evaluation import decision_curve
+
+    rng = np.random.default_rng(0)
+    scores, labels = rng.uniform(-1, 1, 200), rng.integers(0, 2, 200)
+    curve = decision_curve(scores, labels, points=50)
+    cos = [row["threshold_cos"] for row in curve]
+    assert cos == sorted(cos) and cos[0] == -1.0 and cos[-1] > 1.0
+    assert curve[0]["tpr"] == 1.0 and curve[-1]["tpr"] == 0.0

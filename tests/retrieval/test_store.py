@@ -161,6 +161,23 @@ def test_edge_and_server_backends_agree(tmp_path: Path) -> None:
     server.close()
 
 
+def test_exact_mode_honours_group_and_slide_exclusions(tmp_path: Path) -> None:
+    """The embedded store's numpy exact path masks only image ids: a group or slide exclusion goes to the engine.
+
+    Planted bug: the exact path answering a filter with ``exclude_groups`` (groups ignored) fails this test."""
+    ids, vecs, payloads = _data()
+    for p in payloads:
+        p["group"] = f"g{int(p['image_id']) % 5}"  # type: ignore[call-overload]
+    with EdgeVectorStore(tmp_path / "q") as s:
+        s.ensure_collection("c", DIM)
+        s.upsert("c", ids, vecs, payloads)
+        for flt in (SearchFilter(exclude_groups=("g0", "g1")), SearchFilter(exclude_slide_ids=(0, 1))):
+            hits = s.search("c", vecs[0], 50, flt, exact=True)
+            assert len(hits) == 50
+            assert not {h.payload["group"] for h in hits} & set(flt.exclude_groups)
+            assert not {h.payload["slide_id"] for h in hits} & set(flt.exclude_slide_ids)
+
+
 @pytest.mark.parametrize("backend", ["edge", "server", "remote"])
 def test_int8_quantisation_setting(backend: str, tmp_path: Path) -> None:
     """Scalar int8 quantisation (a setting) still finds the right neighbours after rescoring."""
