@@ -143,12 +143,14 @@ def backend_timings(home: Path, repeat: int = 7) -> list[tuple[str, float, float
     key = settings_key(settings)
     rows: list[tuple[str, float, float]] = []
     svc = _services(key)  # warm, as after the page has loaded once
-    queries.top_k_by_id(key, "bench-r18", 1, 10, None, None, None, False)
+    queries.top_k_by_id(key, "bench-r18", 1, 10, None, None, None, exclude_same_group=False)
     rng = np.random.default_rng(1)
 
     def ours() -> None:
         st.cache_data.clear()  # a new query: not a cached result
-        queries.top_k_by_id(key, "bench-r18", int(rng.integers(1, 1000)), 10, None, None, None, False)
+        queries.top_k_by_id(
+            key, "bench-r18", int(rng.integers(1, 1000)), 10, None, None, None, exclude_same_group=False
+        )
 
     ours_s = _median_time(ours, repeat)
     svc.store.close()  # the embedded store allows one opener: let the naive baseline open its own

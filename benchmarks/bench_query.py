@@ -463,12 +463,12 @@ def dashboard_timings(
     out: dict[str, Any] = {}
     rng = np.random.default_rng(7)
     ids = rng.integers(1, n + 1, size=repeats + 1)
-    queries.top_k_by_id(key, version_name, int(ids[-1]), 10, None, None, None, False)  # warm-up
+    queries.top_k_by_id(key, version_name, int(ids[-1]), 10, None, None, None, exclude_same_group=False)  # warm-up
     self_first: list[bool] = []
 
     def search(i: int, label: str | None = None) -> None:
         st.cache_data.clear()  # a new query: not a cached result
-        found = queries.top_k_by_id(key, version_name, int(ids[i]), 10, None, label, None, False)
+        found = queries.top_k_by_id(key, version_name, int(ids[i]), 10, None, label, None, exclude_same_group=False)
         self_first.append(bool(found) and found[0].image_id == int(ids[i]))  # a stored image is its own best match
 
     t = timed(search, repeats)
