@@ -81,3 +81,29 @@ def test_gallery_results_name_their_id_and_label_and_open_in_search(copies_env: 
         assert copies_env.labels[int(image_id.removeprefix("#"))] == label
     opens = [b for b in at.button if str(b.key).startswith("acc-open-")]
     assert len(opens) == 30
+
+
+def test_gallery_never_shows_the_querys_own_group(copies_env: SampleIndex) -> None:
+    """The fixture stores each image's group (patient) with its point, as ingestion does; a gallery result from the
+    query's own patient would flatter the encoder. Planted bug: the page passing ``exclude_same_group=False`` (or the
+    store ignoring the group payload) fails this test: with 4 images per patient, some neighbours share it."""
+    from sqlalchemy import select
+
+    from retrieval.db import engine_for, session_factory
+    from retrieval.models import Image
+    from retrieval.settings import get_settings
+
+    at = AppTest.from_file(str(VIEWS / "accuracy.py"), default_timeout=180)
+    at.run()
+    with session_factory(engine_for(get_settings(home=copies_env.home).db_url))() as session:
+        group = dict(session.execute(select(Image.id, Image.group)).tuples().all())
+    assert len(set(group.values())) == 16
+    query, checked = None, 0
+    for caption, _ in _images(at):
+        if caption.startswith("query #"):  # "query #17 · 02_STROMA"
+            query = int(caption.split(" ")[1].removeprefix("#"))
+            continue
+        result = int(caption.split(" · ")[1].removeprefix("#"))
+        assert query is not None and group[result] != group[query], (query, result, group[query])
+        checked += 1
+    assert checked == 30

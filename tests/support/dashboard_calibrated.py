@@ -33,22 +33,19 @@ def calibrated_index_with_copies(home: Path, sample_dir: Path) -> SampleIndex:
     from retrieval.settings import get_settings
     from retrieval.store import open_vector_store
 
-    index = build_sample_index(home, sample_dir)
+    index = build_sample_index(home, sample_dir, groups=16)  # four classes per patient, stored with the points
     settings = get_settings(home=home)
     engine = make_engine(settings.db_url)
     store = open_vector_store(settings)
     try:
         with session_factory(engine)() as session:
             rows = session.scalars(select(Image).order_by(Image.id)).all()
-            for i, row in enumerate(rows):
-                row.group = f"patient{i % 16}"  # four classes per patient
-            session.commit()
             version = catalog.active_encoder_version(session=session)
             found = store.vectors_by_image_ids(version.collection, [r.id for r in rows])
             copies_ds = catalog.get_or_create_dataset(COPIES_DATASET, session=session)
             copies = [
                 Image(dataset_id=copies_ds.id, content_hash=r.content_hash, source_path=r.source_path,
-                      width=r.width, height=r.height, label=r.label, status="pending")
+                      width=r.width, height=r.height, label=r.label, group=r.group, status="pending")
                 for r in rows
             ]  # fmt: skip
             session.add_all(copies)

@@ -37,8 +37,14 @@ def _sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def build_sample_index(home: Path, sample_dir: Path, slide: Path | None = None) -> SampleIndex:
-    """Embed the sample images (and ``len(TILE_ORIGINS)`` tiles of ``slide``) into a fresh index under ``home``."""
+def build_sample_index(
+    home: Path, sample_dir: Path, slide: Path | None = None, groups: int | None = None
+) -> SampleIndex:
+    """Embed the sample images (and ``len(TILE_ORIGINS)`` tiles of ``slide``) into a fresh index under ``home``.
+
+    ``groups``: put the i-th sample image (sorted by path) in group ``patient{i % groups}`` before it is embedded, so
+    that its stored point carries the group, as ingestion does.
+    """
     from retrieval import catalog
     from retrieval.db import make_engine, migrate, session_factory
     from retrieval.models import Image, Slide
@@ -61,12 +67,13 @@ def build_sample_index(home: Path, sample_dir: Path, slide: Path | None = None) 
             dataset = catalog.get_or_create_dataset("kather-sample", session=session)
             rows: list[Image] = []
             pixels: list[PILImage.Image] = []
-            for path in sorted(sample_dir.glob("*/*")):
+            for i, path in enumerate(sorted(sample_dir.glob("*/*"))):
                 data = path.read_bytes()
                 with PILImage.open(path) as img:
                     rgb = img.convert("RGB")
                 row = Image(dataset_id=dataset.id, content_hash=_sha(data), source_path=str(path.resolve()),
-                            width=rgb.width, height=rgb.height, label=path.parent.name, status="pending")  # fmt: skip
+                            width=rgb.width, height=rgb.height, label=path.parent.name, status="pending",
+                            group=f"patient{i % groups}" if groups else None)  # fmt: skip
                 session.add(row)
                 rows.append(row)
                 pixels.append(rgb)
