@@ -122,8 +122,20 @@ def instance_auc(checkpoint: Path, views: tuple[list[Image.Image], list[Image.Im
 
 
 def learning_run(tmp_path: Path, seed: int = 0) -> tuple[float, float, float]:
-    """Train on 256 textures, then ``(trained AUC, untrained AUC, largest |online - target| weight gap)``."""
-    torch.set_num_threads(1)  # two threads on a shared 2-core machine spin-wait; one is faster and steadier
+    """Train on 256 textures, then ``(trained AUC, untrained AUC, largest |online - target| weight gap)``.
+
+    Runs on one thread (two spin-wait on a shared 2-core machine) and restores the process's thread count after:
+    other tests compare runs bit for bit, and a thread count changed between their runs changes the sums' order.
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _learning_run(tmp_path, seed)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _learning_run(tmp_path: Path, seed: int) -> tuple[float, float, float]:
     train_dir = tmp_path / "train"
     train_dir.mkdir()
     for i, img in enumerate(textures(256, seed=1 + seed)):
