@@ -100,6 +100,10 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0, help="initialisation seed of the untrained twin")
     p.add_argument("--size", type=int, default=224)
     a = p.parse_args()
+    if not a.model and not a.untrained:
+        p.error("give --model PATH (a state_dict saved by quality_sweep.py) or --untrained")
+    if a.model and not Path(a.model).is_file():
+        p.error(f"--model {a.model}: no such file (quality_sweep.py saves /tmp/histoquery-sweep/model_<name>.pt)")
     torch.set_num_threads(2)
     torch.manual_seed(a.seed)
     model = BYOL(a.backbone, a.proj, a.hidden)
