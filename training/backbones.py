@@ -17,9 +17,23 @@ from training.errors import CheckpointError, ConfigError
 
 logger = logging.getLogger(__name__)
 
+
+def resnet18_nopool(**kwargs: object) -> nn.Module:
+    """ResNet-18 without the stem's max-pool: a stem for small inputs (output stride 16 instead of 32).
+
+    A 64 px training crop keeps a 4 x 4 layer-4 map instead of 2 x 2, at about four times the FLOPs of ``resnet18``
+    for the same input. Same parameters as ``resnet18`` (the max-pool has none), so torchvision ``resnet18``
+    weights load into it.
+    """
+    model = models.resnet18(**kwargs)  # type: ignore[arg-type]
+    model.maxpool = nn.Identity()
+    return model
+
+
 #: Supported backbones: name -> (torchvision constructor, pooled feature dimension).
 BACKBONES: dict[str, tuple[Callable[..., nn.Module], int]] = {
     "resnet18": (models.resnet18, 512),
+    "resnet18-nopool": (resnet18_nopool, 512),
     "resnet50": (models.resnet50, 2048),
     "resnext50_32x4d": (models.resnext50_32x4d, 2048),
     "resnext101_32x8d": (models.resnext101_32x8d, 2048),
