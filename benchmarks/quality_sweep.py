@@ -58,6 +58,8 @@ p.add_argument("--untrained", action="store_true")
 p.add_argument("--evals", type=int, default=1)
 p.add_argument("--maxpool", type=int, default=1)
 p.add_argument("--name", default="run")
+p.add_argument("--nn", type=int, default=0, help="mean-shift (MSF) targets: pull each prediction to the target and its K-1 nearest bank neighbours")
+p.add_argument("--bank", type=int, default=2048, help="memory bank size (target projections) for --nn")
 a = p.parse_args()
 torch.set_num_threads(2)
 torch.manual_seed(a.seed)
@@ -135,6 +137,34 @@ def evaluate_one(ea, eb, res, rep):
         res[cname2 + "_knn"] = round(float(np.mean(np.array(pred) == lb)), 3)
 
 
+bank = F.normalize(torch.randn(a.bank, a.proj), dim=1)
+bank_ptr = 0
+
+
+def msf_loss(x1, x2):
+    """Mean-shift BYOL (Koohpayegani et al. 2021): the target of each prediction is the other view's target
+    projection and its K-1 nearest neighbours in a bank of past target projections (K = 1 is BYOL)."""
+    global bank, bank_ptr
+    images = torch.cat([x1, x2], 0)
+    pred = F.normalize(model.predictor(model.online_projector(model.online_encoder(images))), dim=1)
+    with torch.no_grad():
+        t = F.normalize(model.target_projector(model.target_encoder(images)), dim=1)
+    b = x1.shape[0]
+    t_swap = torch.cat([t[b:], t[:b]], 0)  # prediction of view 1 regresses view 2's target and vice versa
+    filled = bank[: min(step * b, a.bank)]  # the bank fills from index 0 (the current batch is not in it yet)
+    targets = t_swap[:, None, :]
+    if len(filled) >= a.nn - 1:
+        nbr = filled[(t_swap @ filled.T).topk(a.nn - 1, dim=1).indices]
+        targets = torch.cat([targets, nbr], 1)  # (2B, K, P)
+    loss = (2 - 2 * (pred[:, None, :] * targets).sum(-1)).mean(1).mean() * 2
+    with torch.no_grad():
+        new = t[:b]
+        idx = (torch.arange(b) + bank_ptr) % a.bank
+        bank[idx] = new
+        bank_ptr = (bank_ptr + b) % a.bank
+    return loss
+
+
 if a.untrained:
     evaluate("untrained")
     sys.exit()
@@ -164,7 +194,10 @@ while True:
             lr = a.lr * 0.01
         for gr in opt.param_groups:
             gr["lr"] = lr
-        loss, _, _ = model(x1, x2)
+        if a.nn > 1:
+            loss = msf_loss(x1, x2)
+        else:
+            loss, _, _ = model(x1, x2)
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -175,7 +208,8 @@ while True:
         train_time += time.time() - ts
         if step % 50 == 0:
             print(f"step {step} loss {loss.item():.3f} t {train_time:.0f}", flush=True)
-        if train_time >= next_eval - 1e-9 or (total_steps and step >= total_steps):
+        at_eval = step % max(a.steps // a.evals, 1) == 0 if a.steps else train_time >= next_eval - 1e-9
+        if at_eval or (total_steps and step >= total_steps):
             evaluate(f"t={train_time:.0f}s step={step} img/s={seen / train_time:.1f}")
             next_eval += budget / a.evals
         if total_steps and step >= total_steps:
