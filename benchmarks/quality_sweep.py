@@ -58,7 +58,12 @@ p.add_argument("--untrained", action="store_true")
 p.add_argument("--evals", type=int, default=1)
 p.add_argument("--maxpool", type=int, default=1)
 p.add_argument("--name", default="run")
-p.add_argument("--nn", type=int, default=0, help="mean-shift (MSF) targets: pull each prediction to the target and its K-1 nearest bank neighbours")
+p.add_argument(
+    "--nn",
+    type=int,
+    default=0,
+    help="mean-shift (MSF) targets: pull each prediction to the target and its K-1 nearest bank neighbours",
+)
 p.add_argument("--bank", type=int, default=2048, help="memory bank size (target projections) for --nn")
 a = p.parse_args()
 torch.set_num_threads(2)
