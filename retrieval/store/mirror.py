@@ -129,7 +129,7 @@ class VectorMirror:
         row_bytes = 4 * self.dim
         with open(self.path, "r+b", buffering=0) as fh:
             for a, b in zip(starts[:-1].tolist(), starts[1:].tolist(), strict=True):
-                view, offset = memoryview(rows[a:b]).cast("B"), int(ids[a]) * row_bytes
+                view, offset = rows[a:b].data.cast("B"), int(ids[a]) * row_bytes
                 while view:  # a regular file takes it whole; a short write goes on where it stopped
                     done = os.pwrite(fh.fileno(), view, offset)
                     view, offset = view[done:], offset + done
