@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from dashboard import data
+from dashboard import data, queries
 from dashboard.services import Services, services
 from dashboard.ui import shown_errors
 
@@ -33,9 +33,12 @@ def open_services() -> Services:
 def active_version_or_stop(svc: Services, need_vectors: bool = True) -> data.VersionInfo:
     """The active encoder version; shows a helpful empty state and stops the page when there is none to use."""
     with svc.session() as session:
-        active = data.active_version(session=session)
-        if active is None and svc.settings.active_encoder:
-            active = next((v for v in data.versions(session=session) if v.name == svc.settings.active_encoder), None)
+        # the versions are read fresh (a few rows); their stored counts (O(N)) come cached under a cheap stamp
+        counts = queries.stored_counts(svc.key, data.stored_stamp(session=session))
+        listed = data.versions(session=session, counts=counts)
+    active = next((v for v in listed if v.is_active), None)
+    if active is None and svc.settings.active_encoder:
+        active = next((v for v in listed if v.name == svc.settings.active_encoder), None)
     if active is None:
         st.info(EMPTY_NO_ENCODER)
         st.stop()

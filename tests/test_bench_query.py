@@ -51,10 +51,15 @@ def test_whole_run_with_vectors_on_disk(tmp_path: Path) -> None:
     )
     assert res["vectors_on_disk"] is True
     assert res["recall10_exact_mode"] == 1.0 and res["recall10"] >= 0.9
+    # top-k order rotates per query: every kind was the first (cold) search of some query vector, and ran warm
+    for kind in ("topk", "topk_f", "store_topk"):
+        assert res[f"{kind}_cold_p50_ms"] > 0 and res[f"{kind}_p50_ms"] > 0
+    assert res["disk_read_kib_cold"] >= 0 and res["disk_read_kib_warm"] >= 0
     assert res["upsert_per_s"] > 0 and res["bare_upsert_per_s"] > 0 and res["mirror_mb"] > 0 and res["bare_n"] == 100
     # the dashboard's paths ran on the same index: Search page, cluster sample, heat map (20 slides of
     # min(1000, 400 // 40) tiles here; 20 x 1,000 at full size)
     assert res["dash_search_self_first"] == 1.0 and res["dash_search_p50_ms"] > 0
+    assert res["dash_preamble_p50_ms"] > 0 and res["dash_preamble_count_p50_ms"] > 0
     assert res["cluster_sample_n"] == 400 and res["cluster_pca_s"] > 0
     assert res["heat_shape"] == (20, 10) and res["heat_tiles"] == 200 and res["heat_s"] > 0
     assert res["anon_peak_growth_mb"] >= res["anon_peak_growth_mb[build]"]

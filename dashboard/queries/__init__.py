@@ -8,7 +8,8 @@ page writes ``queries.top_k_by_id(...)``:
   evaluation (also what the Models page compares);
 - :mod:`~dashboard.queries.clusters`: the cluster-map projection (the one place for the cluster view's queries);
 - :mod:`~dashboard.queries.occurrence`: where-else heat maps;
-- :mod:`~dashboard.queries.images`: image facts, thumbnails, full-resolution views, slide overviews.
+- :mod:`~dashboard.queries.images`: image facts, thumbnails, full-resolution views, slide overviews;
+- :mod:`~dashboard.queries.versions`: the stored-vector counts of the page preamble.
 
 Caching is a thin layer (``st.cache_data`` for results, ``st.cache_resource`` for background jobs): what is not
 caching or adapting a result for Streamlit lives in ``retrieval`` / ``ingest``. The functions take the settings key
@@ -48,6 +49,7 @@ from dashboard.queries.search import (
     top_k_by_upload,
     upload_query_check,
 )
+from dashboard.queries.versions import stored_counts
 
 __all__ = [
     "CHOICES_TTL_S",
@@ -78,6 +80,7 @@ __all__ = [
     "scored_pairs",
     "search_filter",
     "slide_with_results",
+    "stored_counts",
     "stored_image_ids",
     "stored_query_check",
     "stored_tiles",

@@ -13,7 +13,8 @@ from retrieval.errors import VectorStoreError
 #: Payload fields that queries filter on (SearchFilter: dataset, label, slide_id, group; vectors_by_image_ids:
 #: image_id);
 #: every backend creates a payload index for each, and for no other field, since each index costs every upsert
-#: (``dataset_id`` rides in the payload unindexed: nothing filters on it).
+#: (``dataset_id`` rides in the payload unindexed: nothing filters on it). Integer indexes are lookup-only: every
+#: filter matches exact values, none a range.
 PAYLOAD_INDEXES: dict[str, Literal["keyword", "integer"]] = {
     "image_id": "integer",
     "dataset": "keyword",

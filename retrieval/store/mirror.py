@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import mmap
+import os
 import threading
 import uuid
 from collections.abc import Sequence
@@ -79,7 +80,8 @@ class VectorMirror:
         if max_row < self._rows:
             return
         rows = max(max_row + 1, int(self._rows * _GROWTH), _MIN_ROWS)
-        self.flush()
+        # no flush (msync) first: the old mapping's dirty pages stay in the page cache, which the new mapping shares;
+        # an msync here wrote the whole file out synchronously at every growth of a bulk load
         self._map(rows)
 
     @property
@@ -104,14 +106,7 @@ class VectorMirror:
         vecs = np.asarray(vectors, dtype=np.float32)
         if ids.size == 0:
             return
-        uuids = np.zeros((ids.size, 16), dtype=np.uint8)
-        valid = np.zeros(ids.size, dtype=bool)
-        for j, pid in enumerate(point_ids):
-            try:
-                uuids[j] = np.frombuffer(uuid.UUID(str(pid)).bytes, dtype=np.uint8)
-                valid[j] = True
-            except ValueError:
-                continue
+        uuids, valid = _uuid_bytes(point_ids)
         norms = np.linalg.norm(vecs, axis=1)
         keep = (ids > 0) & (norms > 0) & np.isfinite(norms) & valid
         ids, vecs, norms, uuids = ids[keep], vecs[keep], norms[keep], uuids[keep]
@@ -120,9 +115,24 @@ class VectorMirror:
         with self._lock:
             self._reserve(int(ids.max()))
             assert self._vectors is not None and self._present is not None and self._ids is not None
-            self._vectors[ids] = vecs / norms[:, None]
+            self._write_rows(ids, vecs / norms[:, None])
             self._ids[ids] = uuids
             self._present[ids] = 1  # last: a present row is always complete
+
+    def _write_rows(self, ids: np.ndarray, rows: np.ndarray) -> None:
+        """Write ``rows`` (N, D) at row numbers ``ids`` with one ``pwrite`` per run of consecutive ids (a bulk load
+        writes runs of hundreds), not through the memory map: storing into a fresh page of the map costs a page
+        fault; the map shares the page cache, so its readers see the rows at once. A repeated id: the last row."""
+        order = np.argsort(ids, kind="stable")
+        ids, rows = ids[order], np.ascontiguousarray(rows[order], dtype=np.float32)
+        starts = np.concatenate(([0], np.flatnonzero(np.diff(ids) != 1) + 1, [ids.size]))
+        row_bytes = 4 * self.dim
+        with open(self.path, "r+b", buffering=0) as fh:
+            for a, b in zip(starts[:-1].tolist(), starts[1:].tolist(), strict=True):
+                view, offset = rows[a:b].data.cast("B"), int(ids[a]) * row_bytes
+                while view:  # a regular file takes it whole; a short write goes on where it stopped
+                    done = os.pwrite(fh.fileno(), view, offset)
+                    view, offset = view[done:], offset + done
 
     def clear(self, image_ids: np.ndarray) -> None:
         """Mark rows ``image_ids`` absent (before their points are deleted from the engine)."""
@@ -182,6 +192,29 @@ class VectorMirror:
             self.flush()
             self._vectors = self._present = self._ids = None
             self._rows = 0
+
+
+def _uuid_bytes(point_ids: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """(N, 16) uuid bytes of ``point_ids`` and a (N,) mask of those that are uuids: canonical ids (what
+    :func:`retrieval.ids.point_id` makes) in one hex decode of the batch, any other form one by one."""
+    n = len(point_ids)
+    hexes = [str(p).replace("-", "") for p in point_ids]
+    if all(len(h) == 32 for h in hexes):
+        try:
+            return np.frombuffer(bytes.fromhex("".join(hexes)), dtype=np.uint8).reshape(n, 16).copy(), np.ones(
+                n, dtype=bool
+            )
+        except ValueError:
+            pass  # some id is not hex: one by one below
+    uuids = np.zeros((n, 16), dtype=np.uint8)
+    valid = np.zeros(n, dtype=bool)
+    for j, pid in enumerate(point_ids):
+        try:
+            uuids[j] = np.frombuffer(uuid.UUID(str(pid)).bytes, dtype=np.uint8)
+            valid[j] = True
+        except ValueError:
+            continue
+    return uuids, valid
 
 
 def remove_mirror(path: Path) -> None:

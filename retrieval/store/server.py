@@ -105,7 +105,12 @@ class ServerVectorStore:
             quantization_config=quant,
         )
         for field_name, kind in PAYLOAD_INDEXES.items():
-            schema = models.PayloadSchemaType.KEYWORD if kind == "keyword" else models.PayloadSchemaType.INTEGER
+            # integer fields are only matched exactly: a lookup index without the range part (as the embedded store)
+            schema: models.PayloadSchemaType | models.IntegerIndexParams = (
+                models.PayloadSchemaType.KEYWORD
+                if kind == "keyword"
+                else models.IntegerIndexParams(type=models.IntegerIndexType.INTEGER, lookup=True, range=False)
+            )
             self.client.create_payload_index(name, field_name=field_name, field_schema=schema)
         log.info("created server collection %s (%d-d, cosine)", name, dim)
 

@@ -139,3 +139,59 @@ def test_exact_mode_without_holes_applies_exclusions_and_counts(tmp_path: Path) 
     got = s.search("c", q, n, SearchFilter(exclude_image_ids=excluded), exact=True)
     keep = ~np.isin(ids, excluded)
     assert [h.payload["image_id"] for h in got] == _brute(vecs, ids, q, n - 3, keep)
+
+
+def test_rows_written_in_any_order_match_a_numpy_reference(tmp_path: Path) -> None:
+    """Rows go to the file in runs of consecutive ids (one pwrite each), not through the map: shuffled batches with
+    gaps, a repeated id (the last row wins), growth between batches and point ids in any uuid spelling still give
+    exactly what a plain array would hold, through a mapping opened before the writes and after a reopen."""
+    import uuid
+
+    rng = np.random.default_rng(3)
+    dim = 8
+    m = VectorMirror(tmp_path / "m.f32", dim)
+    want: dict[int, tuple[np.ndarray, str]] = {}
+    old_map_ids = np.array([10, 11, 12])
+    m.write(old_map_ids, rng.normal(size=(3, dim)).astype(np.float32), [point_id(f"o{i}", "v") for i in range(3)])
+    early_view = m.matrix()  # the mapping before the file grows
+    spellings = [str, lambda u: u.upper(), lambda u: u.replace("-", ""), lambda u: "{" + u + "}"]
+    for batch in range(4):
+        ids = np.concatenate([np.arange(100 * batch + 1, 100 * batch + 40), [5000 * (batch + 1), 100 * batch + 7]])
+        ids = ids[rng.permutation(ids.size)]
+        vecs = rng.normal(size=(ids.size, dim)).astype(np.float32)
+        pids = [point_id(f"b{batch}-{j}", "v") for j in range(ids.size)]
+        m.write(ids, vecs, [spellings[j % 4](p) for j, p in enumerate(pids)])
+        for j, i in enumerate(ids.tolist()):  # in batch order: a repeated id keeps its last row
+            want[i] = (vecs[j] / np.linalg.norm(vecs[j]), pids[j])
+    for i in old_map_ids.tolist():
+        want.pop(i, None)
+    for reader in (m, VectorMirror(tmp_path / "m.f32", dim)):
+        keys = np.array(sorted(want))
+        rows, found = reader.read(keys)
+        assert found.all()
+        np.testing.assert_allclose(rows, np.stack([want[i][0] for i in keys.tolist()]), atol=1e-6)
+        assert reader.point_ids(keys.tolist()) == [str(uuid.UUID(want[i][1])) for i in keys.tolist()]
+        assert not reader.read(np.array([41, 4999]))[1].any()  # holes between the runs stay absent
+        if reader is not m:
+            reader.close()
+    assert early_view.shape[0] <= m.rows and np.asarray(early_view[10]).any()  # the old mapping still reads
+    m.close()
+
+
+def test_integer_payload_indexes_are_lookup_only(tmp_path: Path) -> None:
+    """Integer payload fields are matched exactly, never by range: their indexes skip the range part, which every
+    upsert would keep up for nothing (the old collections' ``PayloadSchemaType.Integer`` built both)."""
+    from retrieval.store.base import PAYLOAD_INDEXES
+
+    s = EdgeVectorStore(tmp_path / "q")
+    s.ensure_collection("c", 4)
+    schema = s._shard("c").info().payload_schema
+    assert set(schema) == set(PAYLOAD_INDEXES)
+    for name, kind in PAYLOAD_INDEXES.items():
+        if kind == "integer":
+            params = schema[name].params
+            assert params is not None and params.lookup is True and params.range is False, name
+    s.upsert("c", [point_id("h1", "v")], np.ones((1, 4), np.float32), [{"image_id": 1, "slide_id": 9, "label": "A"}])
+    assert [h.payload["image_id"] for h in s.search("c", np.ones(4), 5, SearchFilter(slide_id=9))] == [1]
+    assert s.search("c", np.ones(4), 5, SearchFilter(exclude_slide_ids=(9,))) == []
+    s.close()
