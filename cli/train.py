@@ -22,6 +22,10 @@ _FLAG_FIELDS = {
 }
 
 
+#: ``training.backbones.BACKBONES``' names, listed here so that parsing stays free of torch (a test checks they match).
+BACKBONE_NAMES = ("resnext50_32x4d", "resnext101_32x8d", "resnet18", "resnet18-nopool", "resnet50")
+
+
 def register(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "train",
@@ -37,7 +41,7 @@ def register(subparsers: Any) -> None:
         help="recipe: paper, fast-cpu, cpu-crops or recommended (default: paper, or the checkpoint's own config "
         "with --resume); an unknown name is refused with the list",
     )
-    p.add_argument("--backbone", choices=("resnext50_32x4d", "resnext101_32x8d", "resnet18", "resnet50"))
+    p.add_argument("--backbone", choices=BACKBONE_NAMES)
     p.add_argument("--backbone-weights", type=str, help="local torchvision state_dict to initialise the backbone")
     p.add_argument("--epochs", type=int)
     p.add_argument("--batch-size", type=int)

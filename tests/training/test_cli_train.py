@@ -39,3 +39,12 @@ def test_cli_train_overrides_resume_and_errors(
     assert "unknown config field" in capsys.readouterr().err
     assert main(["train", str(data), "--resume", "--out", str(tmp_path / "none.pt")]) == 2
     assert "no checkpoint" in capsys.readouterr().err
+
+
+def test_cli_backbone_choices_are_the_registered_backbones() -> None:
+    """Planted bug: a backbone added to ``BACKBONES`` but not to the CLI's list (``--backbone resnet18-nopool``
+    refused) fails it."""
+    from cli.train import BACKBONE_NAMES
+    from training.backbones import BACKBONES
+
+    assert sorted(BACKBONE_NAMES) == sorted(BACKBONES)
