@@ -166,6 +166,7 @@ def render() -> None:
             return
         with shown_errors("check the query image"):
             _query_warnings(svc, version, image_id, upload)
+        shown: list[search_cards.Card] = []  # the overviews below still draw (empty) when the search fails
         with shown_errors("search"):
             fetch = k if show_copies else min(1000, k * FETCH_FACTOR)
             if upload is not None:

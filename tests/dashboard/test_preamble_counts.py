@@ -45,10 +45,8 @@ def test_preamble_shows_the_new_version_and_its_count_after_changes(
     monkeypatch.setenv("HISTOQUERY_HOME", str(home))
     for name in ("HISTOQUERY_DATABASE_URL", "HISTOQUERY_QDRANT_PATH", "HISTOQUERY_ACTIVE_ENCODER"):
         monkeypatch.delenv(name, raising=False)
-    import streamlit as st
-
-    st.cache_data.clear()
-    st.cache_resource.clear()
+    # no global cache clearing: that would drop other tests' cached services with their stores still open (the
+    # embedded store allows one opener per process); this home's cache key is its own
     svc = services()  # the object the page opens (same settings, from the environment)
     with svc.session() as session:
         fake_version(session, svc.store, name="enc-a", dim=16)
@@ -81,4 +79,3 @@ def test_preamble_shows_the_new_version_and_its_count_after_changes(
     at.run()
     assert "Encoder **enc-a**" in _shown(at) and "6 stored vectors" in _shown(at), _shown(at)
     svc.store.close()
-    st.cache_resource.clear()

@@ -94,3 +94,15 @@ def test_a_point_chosen_elsewhere_opens_in_search(index_env: SampleIndex) -> Non
     assert not at.exception and not at.error
     assert at.number_input(key="search_image_id").value == chosen
     assert int(results_table(at)["image_id"].iloc[0]) == chosen
+
+
+def test_a_failed_search_shows_one_clear_error(index_env: SampleIndex) -> None:
+    """A query id that is not in the database: one error in the user's words, and the slide overview below does not
+    fail on its own (planted: ``shown`` assigned only after a successful search gave a second, "unexpected
+    UnboundLocalError" message)."""
+    at = AppTest.from_file(str(VIEWS / "search.py"), default_timeout=120)
+    at.session_state["search_image_id"] = 10**9
+    at.run()
+    assert not at.exception, at.exception
+    errors = [str(e.value) for e in at.error]
+    assert errors == ["Could not search: unknown image id 1000000000: no such image in the database"], errors
