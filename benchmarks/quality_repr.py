@@ -7,6 +7,9 @@ leave-one-out kNN-5), then scores each read-out:
 
 - ``l4`` (the product's pooled backbone feature), ``l3`` (layer-3 pooled), ``l34`` (both, each L2-normalised);
 - ``gem`` (generalised-mean pooling of layer 4, p = 3);
+- with ``--second-order``: ``l2`` (layer-2 pooled) and second-order pooling: ``l2gram`` / ``l3gram`` (Gram of the
+  map), ``l2cov`` / ``l3cov`` (per-image channel covariance), ``l3rp64`` / ``l4rp64`` (Gram of 64 random channel
+  projections); the product's ``texture`` read-out (``training/readout.py``) grew out of these;
 - post-processing fitted on the unlabeled fit set: ``ctr`` (centring), ``pcaK`` (centre + top-K principal axes),
   ``whtK`` (PCA-whitened to K dims), ``sqrt`` (signed square root, then centring).
 
@@ -35,20 +38,48 @@ from training.preprocess import normalize_batch, uint8_to_float
 from training.probe import balanced_pairs, best_threshold, roc_auc
 
 
-def maps(enc: torch.nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def maps(enc: torch.nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     x = enc.maxpool(enc.relu(enc.bn1(enc.conv1(x))))
-    l3 = enc.layer3(enc.layer2(enc.layer1(x)))
-    return l3, enc.layer4(l3)
+    l2 = enc.layer2(enc.layer1(x))
+    l3 = enc.layer3(l2)
+    return l2, l3, enc.layer4(l3)
 
 
-def features(enc: torch.nn.Module, imgs: np.ndarray, idx: np.ndarray, size: int) -> dict[str, np.ndarray]:
+def gram(m: torch.Tensor, proj: torch.Tensor | None = None, centre: bool = False) -> np.ndarray:
+    """Second-order pooling of a feature map: the upper triangle of ``F F^T / HW`` (optionally of the channels
+    randomly projected by ``proj`` first, and of the per-image centred map: a covariance)."""
+    f = m.flatten(2)  # (B, C, HW)
+    if proj is not None:
+        f = torch.einsum("dc,bcn->bdn", proj, f)
+    if centre:
+        f = f - f.mean(2, keepdim=True)
+    g = f @ f.transpose(1, 2) / f.shape[2]
+    iu = torch.triu_indices(g.shape[1], g.shape[1])
+    return g[:, iu[0], iu[1]].numpy()
+
+
+def features(enc: torch.nn.Module, imgs: np.ndarray, idx: np.ndarray, size: int, second: bool = False
+             ) -> dict[str, np.ndarray]:  # fmt: skip
     out: dict[str, list[np.ndarray]] = {"l3": [], "l4": [], "gem": []}
+    if second:
+        out.update({"l2": [], "l2gram": [], "l2cov": [], "l3gram": [], "l3cov": [], "l3rp64": [], "l4rp64": []})
+        g = torch.Generator().manual_seed(7)
+        p3 = torch.randn(64, 256, generator=g) / 16
+        p4 = torch.randn(64, 512, generator=g) / 22.6
     with torch.inference_mode():
         for s in range(0, len(idx), 100):
             x = normalize_batch(uint8_to_float(torch.from_numpy(imgs[idx[s : s + 100]])))
             if size != 224:
                 x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
-            l3, l4 = maps(enc, x)
+            l2, l3, l4 = maps(enc, x)
+            if second:
+                out["l2"].append(l2.mean((2, 3)).numpy())
+                out["l2gram"].append(gram(l2))
+                out["l2cov"].append(gram(l2, centre=True))
+                out["l3gram"].append(gram(l3))
+                out["l3cov"].append(gram(l3, centre=True))
+                out["l3rp64"].append(gram(l3, p3))
+                out["l4rp64"].append(gram(l4, p4))
             out["l3"].append(l3.mean((2, 3)).numpy())
             out["l4"].append(l4.mean((2, 3)).numpy())
             out["gem"].append(l4.clamp_min(1e-6).pow(3).mean((2, 3)).pow(1 / 3).numpy())
@@ -99,6 +130,7 @@ def main() -> None:
     p.add_argument("--hidden", type=int, default=512)
     p.add_argument("--seed", type=int, default=0, help="initialisation seed of the untrained twin")
     p.add_argument("--size", type=int, default=224)
+    p.add_argument("--second-order", action="store_true", help="also score second-order (Gram / covariance) pooling")
     a = p.parse_args()
     if not a.model and not a.untrained:
         p.error("give --model PATH (a state_dict saved by quality_sweep.py) or --untrained")
@@ -115,12 +147,15 @@ def main() -> None:
     side_a, _, cal_a, ev_b = group_split(labels, groups)
     rest = np.setdiff1d(side_a, cal_a)
     fit_idx = np.random.default_rng(5).choice(rest, min(1000, len(rest)), replace=False)
-    f_fit, f_a, f_b = (features(enc, imgs, idx, a.size) for idx in (fit_idx, cal_a, ev_b))
+    f_fit, f_a, f_b = (features(enc, imgs, idx, a.size, a.second_order) for idx in (fit_idx, cal_a, ev_b))
     f_fit["l34"], f_a["l34"], f_b["l34"] = (
         np.concatenate([unit(f["l3"]), unit(f["l4"])], 1) for f in (f_fit, f_a, f_b)
     )
     results = {}
-    for feat in ("l4", "l3", "l34", "gem"):
+    feats = ["l4", "l3", "l34", "gem"]
+    if a.second_order:
+        feats = ["l3", "l2", "l2gram", "l2cov", "l3gram", "l3cov", "l3rp64", "l4rp64"]
+    for feat in feats:
         for name, (xa, xb) in readouts(f_fit[feat], [f_a[feat], f_b[feat]]).items():
             results[f"{feat}_{name}"] = score(xa, xb, labels[cal_a], labels[ev_b])
             print(f"{feat}_{name:7s} acc/auc/knn {results[f'{feat}_{name}']}", flush=True)

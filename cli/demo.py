@@ -1,6 +1,6 @@
 """``histoquery demo``: the whole platform on the embedded default, in one command.
 
-Train (the ``cpu-crops`` preset, or the GPU preset when CUDA is present) on a labeled folder (default: the shipped
+Train (the ``cpu-texture`` preset, or the GPU preset when CUDA is present) on a labeled folder (default: the shipped
 Kather 2016 sample), register the checkpoint as the active encoder version, ingest the images (labels from folder
 names) and a slide into embedded Qdrant + SQLite, calibrate the same/different threshold on pairs from one half of
 the labeled images' groups (source images), evaluate it on pairs from the other half (held out: no image and no
@@ -45,7 +45,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--home", type=Path, default=None, help="where everything is stored (default HISTOQUERY_HOME)")
     p.add_argument("--steps", type=int, default=None, help="cap the training steps (quick runs, CI)")
     p.add_argument("--epochs", type=int, default=None, help="training epochs (default: the preset's)")
-    p.add_argument("--preset", default=None, help="training preset (default cpu-crops; GPU preset with CUDA)")
+    p.add_argument("--preset", default=None, help="training preset (default cpu-texture; GPU preset with CUDA)")
     p.add_argument("--pairs", type=int, default=200, help="labeled pairs per half (calibration / evaluation)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--retrain", action="store_true", help="train again even if a checkpoint exists")
@@ -85,7 +85,7 @@ def step(report: Report, index: int, total: int, name: str, title: str) -> Itera
 
 # ------------------------------------------------------------------------------------------------------ the steps
 def _choose_preset(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
-    """Preset name and overrides: cpu-crops on CPU; on CUDA the GPU preset shortened to the sample's size."""
+    """Preset name and overrides: cpu-texture on CPU; on CUDA the GPU preset shortened to the sample's size."""
     import torch
 
     if args.preset:
@@ -93,7 +93,7 @@ def _choose_preset(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
     elif torch.cuda.is_available():
         name, overrides = "recommended", {"epochs": 20, "batch_size": 32, "warmup_epochs": 2}
     else:
-        name, overrides = "cpu-crops", {}
+        name, overrides = "cpu-texture", {}
     if args.epochs is not None:
         overrides["epochs"] = args.epochs
     overrides["seed"] = args.seed

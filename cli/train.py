@@ -24,6 +24,9 @@ _FLAG_FIELDS = {
 
 #: ``training.backbones.BACKBONES``' names, listed here so that parsing stays free of torch (a test checks they match).
 BACKBONE_NAMES = ("resnext50_32x4d", "resnext101_32x8d", "resnet18", "resnet18-nopool", "resnet50")
+#: ``training.config.Representation``'s values, for the same reason (checked by the same test).
+REPRESENTATIONS = ("backbone", "projection", "texture")
+PRESET_NAMES = "paper, fast-cpu, cpu-crops, cpu-texture or recommended"
 
 
 def register(subparsers: Any) -> None:
@@ -38,7 +41,7 @@ def register(subparsers: Any) -> None:
     p.add_argument(
         "--preset",
         default=None,
-        help="recipe: paper, fast-cpu, cpu-crops or recommended (default: paper, or the checkpoint's own config "
+        help=f"recipe: {PRESET_NAMES} (default: paper, or the checkpoint's own config "
         "with --resume); an unknown name is refused with the list",
     )
     p.add_argument("--backbone", choices=BACKBONE_NAMES)
@@ -48,7 +51,12 @@ def register(subparsers: Any) -> None:
     p.add_argument("--image-size", type=int)
     p.add_argument("--lr", type=float)
     p.add_argument("--optimizer", choices=("sgd", "adamw", "lars"))
-    p.add_argument("--representation", choices=("backbone", "projection"), help="what the Encoder returns")
+    p.add_argument(
+        "--representation",
+        choices=REPRESENTATIONS,
+        help="what the Encoder returns: backbone (pooled features), projection, or texture (early-stage second-order "
+        "statistics on axes fitted to the training images; cpu-texture's)",
+    )
     p.add_argument("--seed", type=int)
     p.add_argument("--device", type=str, help="auto | cpu | cuda | cuda:1 (default: settings.device)")
     p.add_argument("--num-workers", type=int, help="decode workers (default: 8 on CUDA, 0 on CPU)")

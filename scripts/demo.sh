@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install HistoQuery into .venv (if needed) and run the demo on the embedded default:
-# train the cpu-crops preset on the shipped sample (GPU preset when CUDA is present), ingest it into embedded
+# train the cpu-texture preset on the shipped sample (GPU preset when CUDA is present), ingest it into embedded
 # Qdrant + SQLite, calibrate and evaluate the same/different threshold, print a report and start the dashboard.
 # A second run reuses the checkpoint and the ingested data. Extra arguments go to `histoquery demo`
 # (e.g. `bash scripts/demo.sh --no-dashboard`, `bash scripts/demo.sh --data /path/to/labeled/folder`).

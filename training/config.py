@@ -13,7 +13,7 @@ from training.errors import ConfigError
 
 Optimizer = Literal["sgd", "adamw", "lars"]
 Schedule = Literal["constant", "cosine"]
-Representation = Literal["backbone", "projection"]
+Representation = Literal["backbone", "projection", "texture"]
 
 
 @dataclass
@@ -50,6 +50,9 @@ class TrainConfig:
     channels_last: bool = True  # on CUDA
     center_features: bool = False  # Encoder subtracts the training-set mean vector before L2 normalisation
     center_samples: int = 1024  # training images (decoded once, kept in memory) used to estimate that mean
+    # (and to fit the texture read-out)
+    texture_components: int = 64  # representation "texture": principal axes kept (training/readout.py)
+    texture_clusters: int = 5  # representation "texture": k-means clusters whose LDA axes the vector also holds
     collapse_warn: float = 0.1  # warn when std(normalised z) * sqrt(d) falls below this
     probe_pairs: int = 1000
     probe_knn_k: int = 5
@@ -80,6 +83,10 @@ class TrainConfig:
         for name in ("image_size", "projection_dim", "hidden_dim", "epochs", "batch_size"):
             if int(getattr(self, name)) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if int(self.texture_components) < 1:
+            raise ConfigError(f"texture_components must be >= 1, got {self.texture_components}")
+        if int(self.texture_clusters) < 2:
+            raise ConfigError(f"texture_clusters must be >= 2 (two groups to separate), got {self.texture_clusters}")
         if self.batch_size < 2:
             raise ConfigError("batch_size must be >= 2 (batch-norm in the projector needs two samples)")
         if self.image_size < 16:

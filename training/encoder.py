@@ -24,6 +24,7 @@ from training.byol import mlp
 from training.checkpoint import file_sha256, load_checkpoint
 from training.errors import CheckpointError, InputError
 from training.preprocess import normalize_batch, resize_center_crop, uint8_to_float
+from training.readout import TextureHead
 
 logger = logging.getLogger(__name__)
 
@@ -41,7 +42,9 @@ class Encoder:
     Attributes:
         dim: vector size ``D`` (2048 for ResNeXt backbone features, ``projection_dim`` for projections).
         backbone: torchvision backbone name.
-        representation: ``"backbone"`` (pooled features, default) or ``"projection"`` (projector output).
+        representation: ``"backbone"`` (pooled features, default), ``"projection"`` (projector output) or
+            ``"texture"`` (second-order statistics of the early stages on axes fitted to the training images,
+            :mod:`training.readout`).
         image_size: side ``S`` of the model input.
         checkpoint_sha256: SHA-256 of the checkpoint file (identifies the encoder version).
         config: the training configuration stored in the checkpoint (plain dict).
@@ -85,7 +88,8 @@ class Encoder:
         Args:
             path: checkpoint written by the trainer or :func:`training.testing.make_untrained_checkpoint`.
             device: ``None`` / ``"auto"`` picks CUDA when available.
-            representation: override the checkpoint's representation (``"backbone"`` or ``"projection"``).
+            representation: override the checkpoint's representation (``"backbone"``, ``"projection"``, or
+                ``"texture"`` when the checkpoint holds a fitted texture read-out).
             backbone: if given, the backbone the caller expects; a checkpoint of another backbone is an error.
 
         Raises:
@@ -97,8 +101,8 @@ class Encoder:
         if backbone is not None and backbone != name:
             raise CheckpointError(f"checkpoint {path} holds a {name} encoder, not {backbone}: pick the right file")
         rep = representation or str(config.get("representation", "backbone"))
-        if rep not in ("backbone", "projection"):
-            raise CheckpointError(f"representation must be 'backbone' or 'projection', got {rep!r}")
+        if rep not in ("backbone", "projection", "texture"):
+            raise CheckpointError(f"representation must be 'backbone', 'projection' or 'texture', got {rep!r}")
         try:
             trunk = build_backbone(name)
         except Exception as exc:
@@ -111,7 +115,15 @@ class Encoder:
             proj = mlp(dim, int(config["hidden_dim"]), int(config["projection_dim"]))
             _load_part(proj, state, "online_projector", path, name)
             model, dim = nn.Sequential(trunk, proj), int(config["projection_dim"])
-        if config.get("center_features"):
+        if rep == "texture":
+            fitted = payload.get("texture_readout")
+            if not isinstance(fitted, dict):
+                raise CheckpointError(
+                    f"checkpoint {path} holds no fitted texture read-out: train with --representation texture"
+                )
+            head = TextureHead(trunk, fitted)
+            model, dim = head, head.dim
+        elif config.get("center_features"):
             mean = payload.get("projection_mean" if rep == "projection" else "feature_mean")
             if not isinstance(mean, torch.Tensor) or tuple(mean.shape) != (dim,):
                 raise CheckpointError(f"checkpoint {path} asks for centred features but holds no {dim}-d mean")

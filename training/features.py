@@ -1,4 +1,5 @@
-"""Eval-mode outputs of the online network during training: the probe embedder and the feature-centring means.
+"""Eval-mode outputs of the online network during training: the probe embedder, the feature-centring means and the
+fitted ``texture`` read-out (:mod:`training.readout`).
 
 Both use exactly the :class:`training.encoder.Encoder` transform (resize + centre crop, ImageNet normalisation,
 bf16 autocast on CUDA) so that per-epoch probe numbers describe the checkpoint that is saved.
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -17,6 +19,7 @@ from training.byol import BYOL
 from training.config import TrainConfig
 from training.data import load_uint8
 from training.preprocess import normalize_batch, uint8_to_float
+from training.readout import TextureHead, fit_state
 
 
 def online_outputs(model: BYOL, batch: torch.Tensor, config: TrainConfig, device: torch.device
@@ -31,6 +34,21 @@ def online_outputs(model: BYOL, batch: torch.Tensor, config: TrainConfig, device
         feats = model.online_encoder(x)
         proj = model.online_projector(feats)
     return feats.float(), proj.float()
+
+
+def needs_fit_images(config: TrainConfig) -> bool:
+    """Whether the checkpoint holds something fitted on training images (centring means, the texture read-out)."""
+    return bool(config.center_features) or config.representation == "texture"
+
+
+def texture_state(model: BYOL, config: TrainConfig, images: np.ndarray, device: torch.device
+                  ) -> dict[str, dict[str, torch.Tensor]]:  # fmt: skip
+    """``{"texture_readout": state}`` fitted on the given unlabeled uint8 images (the Encoder's eval transform)."""
+    state = fit_state(
+        model.online_encoder, images, config.texture_components, config.texture_clusters, config.seed, device,
+        lambda u: normalize_batch(uint8_to_float(u)),
+    )  # fmt: skip
+    return {"texture_readout": state}
 
 
 def center_subset(files: list[Path], config: TrainConfig) -> np.ndarray:
@@ -51,9 +69,20 @@ def feature_means(model: BYOL, config: TrainConfig, images: np.ndarray, device: 
     return {k: v / max(1, len(images)) for k, v in sums.items()}
 
 
-def embedder(model: BYOL, config: TrainConfig, device: torch.device, centers: dict[str, torch.Tensor] | None
+def embedder(model: BYOL, config: TrainConfig, device: torch.device, centers: dict[str, Any] | None
               ) -> Callable[[np.ndarray], np.ndarray]:  # fmt: skip
-    """Embed uint8 batches with the online network exactly as :class:`Encoder` will (incl. centring)."""
+    """Embed uint8 batches with the online network exactly as :class:`Encoder` will (incl. centring, or the fitted
+    texture read-out in ``centers["texture_readout"]``)."""
+    if config.representation == "texture":
+        head = TextureHead(model.online_encoder, (centers or {})["texture_readout"]).to(device)
+
+        def embed_texture(batch: np.ndarray) -> np.ndarray:
+            model.eval()
+            with torch.inference_mode():
+                x = normalize_batch(uint8_to_float(torch.from_numpy(batch).to(device)))
+                return F.normalize(head(x).float(), dim=1).cpu().numpy()
+
+        return embed_texture
 
     def embed(batch: np.ndarray) -> np.ndarray:
         feats, proj = online_outputs(model, torch.from_numpy(batch), config, device)

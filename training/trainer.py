@@ -24,7 +24,7 @@ from training.config import TrainConfig
 from training.data import EpochBatchSampler, ImageFiles, collate, epoch_seed, fingerprint, list_images
 from training.encoder import resolve_device
 from training.errors import CheckpointError, DataError
-from training.features import center_subset, embedder, feature_means
+from training.features import center_subset, embedder, feature_means, needs_fit_images, texture_state
 from training.monitor import CollapseMonitor
 from training.optim import build_optimizer, lr_at
 from training.probe import Probe
@@ -104,7 +104,7 @@ def train(
         if labeled
         else None
     )
-    center_images = center_subset(files, config) if config.center_features else None
+    center_images = center_subset(files, config) if needs_fit_images(config) else None
     sampler = EpochBatchSampler(len(files), config.batch_size, config.seed)
     workers = config.num_workers if config.num_workers is not None else (min(8, os.cpu_count() or 1) if cuda else 0)
     loader = DataLoader(
@@ -205,7 +205,7 @@ def train(
         train_seconds += row["seconds"]
         if not np.isfinite(row["loss"]):
             logger.error("epoch %d: loss is %s; lower the learning rate", epoch + 1, row["loss"])
-        centers = feature_means(model, config, center_images, device) if center_images is not None else None
+        centers = _fitted(model, config, center_images, device)
         if probe is not None:
             row.update(probe.evaluate(embedder(model, config, device, centers)))
         model.train()
@@ -238,9 +238,21 @@ def write_untrained(data_dir: str | Path, config: TrainConfig, out: str | Path) 
     torch.manual_seed(config.seed)
     model = BYOL(config.backbone, config.projection_dim, config.hidden_dim, config.backbone_weights).to(device)
     opt = build_optimizer(model.online_parameters(), config.optimizer, config.lr, config.momentum, config.weight_decay)
-    centers = feature_means(model, config, center_subset(files, config), device) if config.center_features else None
+    centers = _fitted(model, config, center_subset(files, config) if needs_fit_images(config) else None, device)
     _save(out, config, model, opt, 0, 0, fingerprint(files, data_dir), len(files), [], centers)
     return out
+
+
+def _fitted(model: BYOL, config: TrainConfig, images: np.ndarray | None, device: torch.device
+            ) -> dict[str, Any] | None:  # fmt: skip
+    """What the checkpoint holds besides the weights, fitted on unlabeled training images: the centring means
+    and / or the texture read-out (``None`` when the config asks for neither)."""
+    if images is None:
+        return None
+    fitted: dict[str, Any] = feature_means(model, config, images, device) if config.center_features else {}
+    if config.representation == "texture":
+        fitted.update(texture_state(model, config, images, device))
+    return fitted
 
 
 def _summary(row: dict[str, Any]) -> str:
@@ -253,7 +265,7 @@ def _summary(row: dict[str, Any]) -> str:
 
 def _save(
     out: Path, config: TrainConfig, model: BYOL, opt: torch.optim.Optimizer, epoch: int, step: int,
-    data_fp: str, num_files: int, history: list[dict[str, Any]], centers: dict[str, torch.Tensor] | None = None,
+    data_fp: str, num_files: int, history: list[dict[str, Any]], centers: dict[str, Any] | None = None,
 ) -> None:  # fmt: skip
     state = {part: getattr(model, part).state_dict() for part in BYOL.PARTS}
     payload = build_payload(

@@ -48,3 +48,16 @@ def test_cli_backbone_choices_are_the_registered_backbones() -> None:
     from training.backbones import BACKBONES
 
     assert sorted(BACKBONE_NAMES) == sorted(BACKBONES)
+
+
+def test_cli_representation_and_preset_lists_are_the_registered_ones() -> None:
+    """Planted bugs: ``texture`` added to ``Representation`` but not to the CLI's choices, or a preset registered
+    but missing from the ``--preset`` help, fail it."""
+    from typing import get_args
+
+    from cli.train import PRESET_NAMES, REPRESENTATIONS
+    from training.config import Representation
+    from training.presets import PRESETS
+
+    assert sorted(REPRESENTATIONS) == sorted(get_args(Representation))
+    assert sorted(PRESET_NAMES.replace(" or ", ", ").split(", ")) == sorted(PRESETS)
