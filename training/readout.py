@@ -22,6 +22,7 @@ Everything at query time is torch (``TextureHead``), so it runs on the GPU with 
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
@@ -102,7 +103,9 @@ def fit(desc: np.ndarray, components: int, clusters: int, seed: int) -> dict[str
     assign = KMeans(clusters, n_init=4, random_state=seed).fit_predict(unit)
     if len(set(assign.tolist())) < 2:  # identical images: nothing to separate, keep the principal axes only
         return {"mean": mean, "components": axes, "lda_axes": np.zeros((k, 0))}
-    lda = LinearDiscriminantAnalysis(solver="eigen", shrinkage=0.5).fit(coords, assign)
+    with warnings.catch_warnings():  # a cluster of one image (small folders) is fine with shrinkage
+        warnings.simplefilter("ignore", UserWarning)
+        lda = LinearDiscriminantAnalysis(solver="eigen", shrinkage=0.5).fit(coords, assign)
     n_axes = min(len(set(assign.tolist())) - 1, k)
     # the principal coordinates of the fit set have mean 0, so their LDA coordinates are ``coords @ axes`` (as
     # scikit-learn's eigen solver computes them)

@@ -119,3 +119,28 @@ def test_the_untrained_twin_gets_its_own_fitted_read_out(tmp_path: Path, sample_
     out = write_untrained(sample_dir, tiny_config(representation="texture", texture_components=8), tmp_path / "u.pt")
     enc = Encoder.from_checkpoint(out, device="cpu")
     assert enc.representation == "texture" and enc.dim >= 8 + 1
+
+
+def test_wide_first_stages_are_projected_to_a_fixed_orthonormal_basis() -> None:
+    """ResNet-50 / ResNeXt's layer 1 has 256 channels: its covariance is taken on 64 fixed random orthonormal
+    projections (the same for every call with that seed), so every backbone gives a 4,160-d descriptor. Planted
+    bugs that fail it: no projection (a 256-channel covariance, 32,896 numbers), or a projection redrawn per call."""
+    from training.backbones import build_backbone
+    from training.readout import MAX_CHANNELS, fit_state, stage1_projection
+
+    trunk = build_backbone("resnet50").eval()
+    p1, p2 = stage1_projection(trunk, seed=3), stage1_projection(trunk, seed=3)
+    assert p1 is not None and p2 is not None and p1.shape == (MAX_CHANNELS, 256)
+    torch.testing.assert_close(p1, p2)
+    torch.testing.assert_close(p1 @ p1.T, torch.eye(MAX_CHANNELS), atol=1e-5, rtol=0)
+    assert stage1_projection(build_backbone("resnet18"), seed=3) is None  # 64 channels: kept as they are
+    images = np.random.default_rng(0).integers(0, 256, (6, 3, 32, 32), dtype=np.uint8)
+    with torch.inference_mode():
+        d = descriptors(trunk, torch.from_numpy(images).float() / 255, p1)
+    assert d.shape == (6, 2 * MAX_CHANNELS * (MAX_CHANNELS + 1) // 2)
+    state = fit_state(trunk, images, 4, 3, 3, torch.device("cpu"), lambda u: u.float() / 255)
+    torch.testing.assert_close(state["stage1_projection"], p1)
+    head = TextureHead(trunk, state).eval()
+    with torch.inference_mode():
+        out = head(torch.from_numpy(images).float() / 255)
+    assert out.shape == (6, head.dim) and head.dim == 4 + 2
