@@ -15,7 +15,7 @@ import shutil
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import qdrant_edge as qe
@@ -66,6 +66,12 @@ def _image_id(payload: dict[str, Any]) -> int:
     """The payload's integer ``image_id`` (0 when absent: such points are not mirrored)."""
     value = payload.get("image_id")
     return int(value) if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def _row(arr: np.ndarray, i: int) -> list[float]:
+    """Row ``i`` of a C-contiguous float32 matrix as the bindings' vector: a memoryview, a sequence of Python floats
+    (typed as the list the stubs name; the bindings copy its values when the point is built)."""
+    return cast(list[float], memoryview(arr[i]))
 
 
 def _open_shard(path: Path) -> qe.EdgeShard:
@@ -220,9 +226,10 @@ class EdgeVectorStore:
         image_ids = np.array([_image_id(p) for p in payloads], dtype=np.int64)
         for start in range(0, len(arr), _UPSERT_CHUNK):
             stop = min(start + _UPSERT_CHUNK, len(arr))
-            # a row's tolist() converts ~2.5x faster than handing the bindings the numpy row (a float sequence); the
-            # bindings copy each payload into the point, so it is passed as it is
-            points = [qe.Point(str(ids[i]), arr[i].tolist(), payloads[i]) for i in range(start, stop)]
+            # a memoryview of the float32 row: the bindings read its floats one by one without the 2,048 Python floats
+            # a row's tolist() builds first (~40 % less CPU for the vector; the numpy row itself is slower still, as a
+            # sequence of numpy scalars); the bindings copy each payload into the point, so it is passed as it is
+            points = [qe.Point(str(ids[i]), _row(arr, i), payloads[i]) for i in range(start, stop)]
             shard.update(qe.UpdateOperation.upsert_points(points))
             # after the engine: a present row always has a point
             mirror.write(image_ids[start:stop], arr[start:stop], [str(i) for i in ids[start:stop]])
