@@ -2,11 +2,12 @@
 
 With ``vectors_on_disk`` the engine searches the int8 copies in RAM and rescores the best candidates with the float
 vectors, read from disk: ~280 KiB per query whose neighbourhood is not in the page cache, which took a cold top-k from
-~1.6 ms to ~15 ms at 1M x 2048 (BENCHMARKS.md). :class:`PageCacheWarmer` reads a collection's float vectors and
-payloads once, sequentially, in a background thread, so that later searches find them in the page cache. It is bounded
-by memory: it does not start when the files do not fit in ``MemAvailable`` minus a reserve, and stops early when
-``MemAvailable`` falls under the reserve while it reads (each case logged with what to do). Reading goes through
-``read`` (page cache, not this process's RSS) and skips the holes of sparse files.
+~1.6 ms to ~15 ms at 1M x 2048 (BENCHMARKS.md). :class:`PageCacheWarmer` reads a collection's segment files (float
+vectors, payloads, HNSW links, indexes; not the int8 copies) once, sequentially, in a background thread, so that later
+searches find them in the page cache. It is bounded by memory: it does not start when the files do not fit in
+``MemAvailable`` minus a reserve, and stops early when ``MemAvailable`` falls under the reserve while it reads (each
+case logged with what to do). Reading goes through ``read`` (page cache, not this process's RSS) and skips the holes
+of sparse files.
 """
 
 from __future__ import annotations
@@ -41,15 +42,15 @@ def mem_available() -> int | None:
 
 
 def warm_files(collection_dir: Path) -> list[Path]:
-    """The files a search reads from disk: each segment's float vectors (``vector_storage``, without the int8 copies,
-    which the engine keeps in RAM) and payloads (``payload_storage``), largest first."""
-    out: list[Path] = []
-    for seg in sorted((collection_dir / "segments").glob("*")):
-        for part in ("vector_storage", "payload_storage"):
-            for path in (seg / part).rglob("*"):
-                if path.is_file() and not path.name.startswith("quantized") and "deleted" not in path.parts:
-                    out.append(path)
-    return sorted(out, key=allocated, reverse=True)
+    """The files a search may read from disk: every segment file (HNSW links, id tracker, payload indexes, payloads,
+    float vectors) except the int8 copies, which the engine keeps in RAM. The float vectors (``vector_storage``) come
+    last: an unrescored search needs the rest first. Not the WAL (read only on open)."""
+    out = [
+        path
+        for path in (collection_dir / "segments").rglob("*")
+        if path.is_file() and not path.name.startswith("quantized")
+    ]
+    return sorted(out, key=lambda p: ("vector_storage" in p.parts, allocated(p)))
 
 
 def allocated(path: Path) -> int:

@@ -86,9 +86,9 @@ def _float_files(root: Path) -> list[Path]:
 
 
 def test_warm_up_reads_the_float_vectors_and_payloads_into_the_page_cache(tmp_path: Path) -> None:
-    """The first search of an on-disk collection starts the warm-up: it reads every segment's float vectors and
-    payloads (not the int8 copies, which stay in RAM), and afterwards their pages are resident; rescoring ("auto")
-    starts once it is done."""
+    """The first search of an on-disk collection starts the warm-up: it reads every segment file, float vectors and
+    payloads included (not the int8 copies, which stay in RAM, nor the WAL), and afterwards the float vectors' pages
+    are resident; rescoring ("auto") starts once it is done."""
     root = tmp_path / "q"
     vecs = _build(root, CollectionConfig(vectors_on_disk=True))
     floats = _float_files(root)
@@ -104,9 +104,10 @@ def test_warm_up_reads_the_float_vectors_and_payloads_into_the_page_cache(tmp_pa
         assert warmer is not None
         res = warmer.wait(60)
         assert res.outcome == "done", res
-        parts = {p.parent.name if p.parent.name != "vectors" else "vector_storage" for p in res.files}
+        parts = {part for p in res.files for part in p.parts}
         assert {"vector_storage", "payload_storage"} <= parts
-        assert not any(p.name.startswith("quantized") for p in res.files)
+        assert not any(p.name.startswith("quantized") or "wal" in p.parts for p in res.files)
+        assert "vector_storage" in res.files[-1].parts  # the float vectors last: the rest serves unrescored searches
         # every allocated block (a file's last block is partly beyond its end), and at least every float vector
         assert res.total_bytes - 4096 * len(res.files) <= res.bytes_read <= res.total_bytes
         assert res.bytes_read > N * DIM * 4
