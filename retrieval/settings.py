@@ -47,9 +47,9 @@ class Settings(BaseSettings):
     rescore: Literal["auto", "on", "off"] = Field(
         default="auto",
         description="Rescore the int8 candidates of a search with the float vectors. 'auto': always, except for an "
-        "embedded collection whose float vectors are on disk and not (yet) read into the page cache by the warm-up "
-        "(a cold rescoring reads ~280 KiB per query, ~15 ms at 1M; without it recall@10 is ~0.01 lower). 'on': "
-        "always (cold queries read from disk). 'off': never (int8 order and scores). Both backends.",
+        "embedded collection whose float vectors are on disk and do not fit in memory (the warm-up skipped or "
+        "stopped): a cold rescoring reads ~280 KiB per query, ~15 ms at 1M; without it recall@10 is ~0.01 lower. "
+        "'on': always (cold queries read from disk). 'off': never (int8 order and scores). Both backends.",
     )
     warm_on_open: bool = Field(
         default=True,

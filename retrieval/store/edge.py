@@ -291,14 +291,15 @@ class EdgeVectorStore:
 
     def rescores(self, name: str) -> bool:
         """Whether a search of ``name`` now rescores the int8 candidates with the float vectors (``rescore``:
-        "on", "off", or "auto": always for collections kept in RAM; for on-disk ones once the warm-up has read them
-        into the page cache, so that no search waits on disk reads)."""
+        "on", "off", or "auto": rescore, except an on-disk collection whose warm-up found that it does not fit in
+        memory (skipped, or stopped when memory ran short): every search of it would read from disk, so it is
+        answered in int8 order). While the warm-up runs, "auto" rescores: answers do not change when it ends."""
         if self.config.rescore != "auto":
             return self.config.rescore == "on"
         if not self.vectors_on_disk(name):
             return True
         warmer = self._warmers.get(self.resolve(name))
-        return warmer is not None and warmer.result.outcome == "done"
+        return warmer is None or warmer.result.outcome in ("running", "done")
 
     def _before_search(self, name: str) -> bool:
         """Start the warm-up on a collection's first search (when enabled); whether this search rescores."""

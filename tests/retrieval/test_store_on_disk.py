@@ -88,7 +88,7 @@ def _float_files(root: Path) -> list[Path]:
 def test_warm_up_reads_the_float_vectors_and_payloads_into_the_page_cache(tmp_path: Path) -> None:
     """The first search of an on-disk collection starts the warm-up: it reads every segment file, float vectors and
     payloads included (not the int8 copies, which stay in RAM, nor the WAL), and afterwards the float vectors' pages
-    are resident; rescoring ("auto") starts once it is done."""
+    are resident; "auto" rescores throughout."""
     root = tmp_path / "q"
     vecs = _build(root, CollectionConfig(vectors_on_disk=True))
     floats = _float_files(root)
@@ -100,6 +100,7 @@ def test_warm_up_reads_the_float_vectors_and_payloads_into_the_page_cache(tmp_pa
     try:
         assert s.warm_status("c") is None  # nothing read before a search
         assert s.search("c", vecs[7], 1)[0].payload["image_id"] == 8
+        assert s.rescores("c")  # during the warm-up too: answers do not change when it ends
         warmer = s.warm("c")  # the one the search started
         assert warmer is not None
         res = warmer.wait(60)
@@ -180,7 +181,8 @@ def big_stores(tmp_path_factory: pytest.TempPathFactory) -> dict[bool, tuple[Pat
         ("off", False, False, False),
         ("off", True, True, False),
         ("auto", False, False, True),  # float vectors in RAM: always rescored
-        ("auto", True, False, False),  # on disk, never warmed: int8 order, no disk reads
+        ("auto", True, False, True),  # on disk, no warm-up asked: nothing known against rescoring
+        ("auto", True, True, True),  # on disk, warm
     ],
 )
 def test_rescore_setting_reaches_the_embedded_engine(
