@@ -8,7 +8,11 @@ For each N (default 10k and 100k) of D-dimensional (default 2048) unit vectors, 
   raw ``store.search``, each "cold" (the first search of its query vector, which reads that vector's neighbourhood
   from disk when the store keeps its float vectors on disk; the order of the three rotates per query) and "warm"
   (the same call again), with the block-device bytes read per call; next to exact numpy brute force (``X @ q`` +
-  argpartition) on the same vectors, with recall@10 against exact, and the store's exact mode (recall 1.0 expected);
+  argpartition) on the same vectors, with recall@10 against exact, and the store's exact mode (recall 1.0 expected).
+  Top-k runs in passes, each after closing the store, evicting its files from the page cache and reopening it: with
+  rescoring on and no warm-up (the code before 2026-12-02 evening), rescoring off, and the default settings (rescore
+  "auto", page-cache warm-up on the first search) timed after the warm-up; ``--no-rescore-variants`` runs the last
+  only;
 * batch pair throughput for 10k stored-id pairs (``Retrieval.pair_batch``) vs numpy on in-memory vectors;
 * memory (RSS growth of reopening the store and querying; peak RSS and anonymous RSS over the whole run, sampled
   every 0.2 s) and disk of the collection;
