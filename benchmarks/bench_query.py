@@ -8,7 +8,11 @@ For each N (default 10k and 100k) of D-dimensional (default 2048) unit vectors, 
   raw ``store.search``, each "cold" (the first search of its query vector, which reads that vector's neighbourhood
   from disk when the store keeps its float vectors on disk; the order of the three rotates per query) and "warm"
   (the same call again), with the block-device bytes read per call; next to exact numpy brute force (``X @ q`` +
-  argpartition) on the same vectors, with recall@10 against exact, and the store's exact mode (recall 1.0 expected);
+  argpartition) on the same vectors, with recall@10 against exact, and the store's exact mode (recall 1.0 expected).
+  Top-k runs in passes, each after closing the store, evicting its files from the page cache and reopening it: with
+  rescoring on and no warm-up (the code before 2026-12-02 evening), rescoring off, and the default settings (rescore
+  "auto", page-cache warm-up on the first search) timed after the warm-up; ``--no-rescore-variants`` runs the last
+  only;
 * batch pair throughput for 10k stored-id pairs (``Retrieval.pair_batch``) vs numpy on in-memory vectors;
 * memory (RSS growth of reopening the store and querying; peak RSS and anonymous RSS over the whole run, sampled
   every 0.2 s) and disk of the collection;
@@ -46,6 +50,7 @@ import shutil
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -247,6 +252,72 @@ def bare_engine_upsert(x: np.ndarray, path: Path, chunk: int = 512) -> float:
     return len(x) / elapsed
 
 
+def drop_page_cache(folder: Path) -> None:
+    """Evict the files of a closed store from the page cache (``POSIX_FADV_DONTNEED``; pages still mapped by a
+    process stay), so that the next searches read from disk what they need."""
+    for path in folder.rglob("*"):
+        if path.is_file():
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+            finally:
+                os.close(fd)
+
+
+def topk_pass(
+    r: Any, store: Any, collection: str, queries: np.ndarray, flt: list[Any], k: int, x: np.ndarray,
+    masks: dict[str, np.ndarray], qcls: np.ndarray, exact_ids: list[np.ndarray], exact_f: list[np.ndarray],
+) -> dict[str, float]:  # fmt: skip
+    """Top-k timings of one store configuration: the unfiltered and filtered API calls and the raw store search,
+    each cold (the first search of its query vector; which call makes it rotates per query) and warm (the same call
+    again), with the block-device KiB read per call and recall@10 against exact numpy. The numpy baseline runs in
+    the first pass (``exact_ids`` empty), interleaved, and its answers are reused by later passes."""
+    timings: dict[str, list[float]] = {}
+    read_kib: dict[str, list[float]] = {"cold": [], "warm": []}
+    got: list[list[int]] = []
+    got_f: list[list[int]] = []
+    baseline = not exact_ids
+
+    def clock_it(name: str, fn: Any) -> Any:
+        t0 = time.perf_counter()
+        out = fn()
+        timings.setdefault(name, []).append(time.perf_counter() - t0)
+        return out
+
+    for i in range(len(queries)):
+        calls = {
+            "topk": lambda i=i: r.top_k(queries[i], k=k),
+            "topk_f": lambda i=i: r.top_k(queries[i], k=k, filter=flt[i]),
+            "store_topk": lambda i=i: store.search(collection, queries[i], k),
+        }
+        names = list(calls)
+        first = names[i % 3]
+        bytes0 = disk_read_bytes()
+        found = {first: clock_it(first + "_cold", calls[first])}
+        read_kib["cold"].append((disk_read_bytes() - bytes0) / 1024)
+        for name in names:
+            if name != first:
+                found[name] = calls[name]()  # the query's pages are warm now: these calls are not timed
+        bytes0 = disk_read_bytes()
+        for name in names:
+            clock_it(name, calls[name])  # warm: the same call again
+        read_kib["warm"].append((disk_read_bytes() - bytes0) / 1024 / len(names))
+        got.append([nb.image_id for nb in found["topk"]])
+        got_f.append([nb.image_id for nb in found["topk_f"]])
+        if baseline:
+            exact_ids.append(clock_it("np_topk", lambda i=i: brute_topk(x, queries[i], k)) + 1)
+            mask = masks[LABELS[int(qcls[i])]]
+            exact_f.append(clock_it("np_topk_f", lambda i=i, mask=mask: brute_topk(x, queries[i], k, mask)) + 1)
+    out: dict[str, float] = {}
+    for name, kib in read_kib.items():
+        out[f"disk_read_kib_{name}"] = float(np.median(kib))
+    for name, values in timings.items():
+        out[name + "_p50_ms"], out[name + "_p95_ms"] = pct(values)
+    out["recall10"] = float(np.mean([len(set(g) & set(e)) / k for g, e in zip(got, exact_ids, strict=True)]))
+    out["recall10_f"] = float(np.mean([len(set(g) & set(e)) / k for g, e in zip(got_f, exact_f, strict=True)]))
+    return out
+
+
 def phase(msg: str, t0: list[float]) -> None:
     now = time.perf_counter()
     print(f"  [{now - t0[0]:7.1f}s] {msg}", file=sys.stderr, flush=True)
@@ -271,6 +342,7 @@ def run_one(
     dashboard_paths: bool = True,
     heat_slides: int = 20,
     heat_tiles: int = 1000,
+    rescore_variants: bool = True,
 ) -> dict[str, Any]:
     """One N: build the index, time everything against numpy, and (``dashboard_paths``) the dashboard's paths.
 
@@ -280,6 +352,7 @@ def run_one(
         exact_queries: queries timed in exact mode (each scans every vector).
         heat_slides, heat_tiles: the first ``heat_slides x heat_tiles`` images are tiles of that many slides (fewer
             tiles per slide when N is small), for the where-else heat map.
+        rescore_variants: also time top-k with rescoring always on (no warm-up) and off, beside the default.
     """
     from sqlalchemy import insert
 
@@ -393,55 +466,36 @@ def run_one(
     phase("pair queries done", clock)
     flt = [SearchFilter(label=LABELS[int(c)]) for c in qcls]
     masks = {lab: np.flatnonzero(labels == lab) for lab in LABELS}
-    exact_ids: list[np.ndarray] = []  # the numpy baseline's answers, kept from its timed calls below
+    # The numpy baseline's answers and times, from the first pass (interleaved with it: load drift hits both alike).
+    exact_ids: list[np.ndarray] = []
     exact_f: list[np.ndarray] = []
-    r.top_k(queries[0], k=k)  # warm-up
-    # The first search of a new query vector reads cold pages, whichever call makes it: with
-    # --store-vectors-on-disk, the float vectors that rescore the int8 candidates (~240 KiB per query on the 2-core VM,
-    # real disk reads, see BENCHMARKS.md); later calls on the same vector find them in the page cache. The 1M run of
-    # 2026-11-30 always searched unfiltered first, so that column alone paid it. Now the order rotates per query
-    # (each kind is first for a third of the queries) and each kind is reported twice: "cold", when it was the first
-    # search of its query vector, and "warm", the same call again right after. numpy runs after, interleaved too,
-    # so that load drift on a shared machine hits every column alike.
-    timings: dict[str, list[float]] = {n: [] for n in ("np_topk", "np_topk_f")}
-    read_kib: dict[str, list[float]] = {"cold": [], "warm": []}
-    got: list[list[int]] = []
-    got_f: list[list[int]] = []
-
-    def clock_it(name: str, fn: Any) -> Any:
+    # Each pass closes the store, evicts its files from the page cache and reopens it with the pass's settings, so
+    # that the first search of each query vector is really cold. The variants (``rescore_variants``): rescoring
+    # always on without warm-up (the code before 2026-12-02 evening) and rescoring off. The last pass is the
+    # product's default (rescore "auto", warm-up on open): timed once the warm-up has finished, i.e. the steady
+    # state of a dashboard / API process; the rest of the run (exact mode, batch pairs) uses that store.
+    passes: list[tuple[str, CollectionConfig]] = []
+    if rescore_variants:
+        passes += [("on_", replace(config, rescore="on", warm_on_open=False)),
+                   ("off_", replace(config, rescore="off", warm_on_open=False))]  # fmt: skip
+    passes.append(("", config))
+    for prefix, cfg in passes:
+        store.close()
+        drop_page_cache(workdir / f"q{n}")
+        store = EdgeVectorStore(workdir / f"q{n}", cfg)
+        r = Retrieval(session=session, store=store, version=version)
         t0 = time.perf_counter()
-        out = fn()
-        timings.setdefault(name, []).append(time.perf_counter() - t0)
-        return out
-
-    for i in range(n_queries):
-        calls = {
-            "topk": lambda i=i: r.top_k(queries[i], k=k),
-            "topk_f": lambda i=i: r.top_k(queries[i], k=k, filter=flt[i]),
-            "store_topk": lambda i=i: store.search(version.collection, queries[i], k),
-        }
-        names = list(calls)
-        first = names[i % 3]
-        bytes0 = disk_read_bytes()
-        found = {first: clock_it(first + "_cold", calls[first])}
-        read_kib["cold"].append((disk_read_bytes() - bytes0) / 1024)
-        for name in names:
-            if name != first:
-                found[name] = calls[name]()  # the query's pages are warm now: these calls are not timed
-        bytes0 = disk_read_bytes()
-        for name in names:
-            clock_it(name, calls[name])  # warm: the same call again
-        read_kib["warm"].append((disk_read_bytes() - bytes0) / 1024 / len(names))
-        got.append([nb.image_id for nb in found["topk"]])
-        got_f.append([nb.image_id for nb in found["topk_f"]])
-        exact_ids.append(clock_it("np_topk", lambda i=i: brute_topk(x, queries[i], k)) + 1)
-        exact_f.append(clock_it("np_topk_f", lambda i=i: brute_topk(x, queries[i], k, masks[LABELS[int(qcls[i])]])) + 1)
-    for name, kib in read_kib.items():
-        res[f"disk_read_kib_{name}"] = float(np.median(kib))
-    for name, values in timings.items():
-        res[name + "_p50_ms"], res[name + "_p95_ms"] = pct(values)
-    res["recall10"] = float(np.mean([len(set(g) & set(e)) / k for g, e in zip(got, exact_ids, strict=True)]))
-    res["recall10_f"] = float(np.mean([len(set(g) & set(e)) / k for g, e in zip(got_f, exact_f, strict=True)]))
+        r.top_k(queries[0], k=k)  # warm-up of the Python path (and the start of the page-cache warm-up)
+        res[prefix + "open_first_search_ms"] = (time.perf_counter() - t0) * 1000
+        warmer = store.warm(version.collection) if cfg.warm_on_open else None
+        if warmer is not None:
+            w = warmer.wait(600)
+            res[prefix + "warm_s"], res[prefix + "warm_mib"] = w.seconds, w.bytes_read / 2**20
+            res[prefix + "warm_outcome"] = f"{w.outcome} {w.reason}".strip()
+        res[prefix + "rescored"] = store.rescores(version.collection)
+        got = topk_pass(r, store, version.collection, queries, flt, k, x, masks, qcls, exact_ids, exact_f)
+        res.update({(key if key.startswith("np_") else prefix + key): v for key, v in got.items()})
+        phase(f"top-k pass {prefix or 'default'!r} done (rescored: {res[prefix + 'rescored']})", clock)
     got_x: list[list[int]] = []
     nx = min(n_queries, exact_queries)
     t = timed(lambda i: got_x.append([h.payload["image_id"] for h in store.search(version.collection, queries[i], k,
@@ -606,6 +660,8 @@ def main() -> int:
     ap.add_argument("--exact-queries", type=int, default=50, help="queries timed in exact mode (each scans all N)")
     ap.add_argument("--no-dashboard-paths", action="store_true",
                     help="skip the Search page search, the cluster sample and the heat map")  # fmt: skip
+    ap.add_argument("--no-rescore-variants", action="store_true",
+                    help="time top-k with the default settings only (not also rescoring on, and off)")  # fmt: skip
     ap.add_argument("--out", type=Path, default=None, help="append the markdown table to this file")
     args = ap.parse_args()
     import logging
@@ -658,6 +714,7 @@ def main() -> int:
                     bare_n=args.bare_upsert_n,
                     exact_queries=args.exact_queries,
                     dashboard_paths=not args.no_dashboard_paths,
+                    rescore_variants=not args.no_rescore_variants,
                 )  # fmt: skip
             )
             print(f"N={n}: done in {time.perf_counter() - t0:.0f}s", file=sys.stderr)
@@ -689,6 +746,24 @@ def main() -> int:
                      f"{cold:,.0f} / {warm:,.0f} | - | - |")  # fmt: skip
         rec = f"{res['recall10']:.4f} / {res['recall10_f']:.4f}"
         lines.append(f"| recall@10 vs exact (unfiltered / filtered) | {n} | {rec} | 1.0 | - |")
+        if "warm_s" in res:
+            lines.append(f"| default (rescore auto): page-cache warm-up on open, before the rows above | {n} | "
+                         f"{res['warm_mib']:,.0f} MiB in {res['warm_s']:.1f} s ({res['warm_outcome']}); "
+                         f"rescoring after it: {res['rescored']} | - | - |")  # fmt: skip
+        for prefix, what in (("on_", "rescoring on, no warm-up (before)"), ("off_", "rescoring off")):
+            if prefix + "recall10" not in res:
+                continue
+            for name, key in (("unfiltered (API)", "topk"), ("label filter (API)", "topk_f"),
+                              ("raw store.search", "store_topk")):  # fmt: skip
+                b = base_of[key]
+                cold, warm = res[f"{prefix}{key}_cold_p50_ms"], res[f"{prefix}{key}_p50_ms"]
+                lines.append(f"| {what}: top-k {name} cold / warm p50 (p95) ms | {n} | {cold:.3f} "
+                             f"({res[f'{prefix}{key}_cold_p95_ms']:.3f}) / {warm:.3f} "
+                             f"({res[f'{prefix}{key}_p95_ms']:.3f}) | {res[b + '_p50_ms']:.3f} | "
+                             f"{res[b + '_p50_ms'] / cold:.2f}x cold |")  # fmt: skip
+            lines.append(f"| {what}: disk read per call p50 KiB (cold / warm); recall@10 (unfiltered / filtered) | "
+                         f"{n} | {res[prefix + 'disk_read_kib_cold']:,.0f} / {res[prefix + 'disk_read_kib_warm']:,.0f}"
+                         f"; {res[prefix + 'recall10']:.4f} / {res[prefix + 'recall10_f']:.4f} | - | - |")  # fmt: skip
         ex = f"{res['exact_p50_ms']:.3f}, {res['recall10_exact_mode']:.4f}"
         ratio = res["np_topk_p50_ms"] / res["exact_p50_ms"]
         lines.append(f"| exact mode p50 ms, recall@10 | {n} | {ex} | {res['np_topk_p50_ms']:.3f}, 1.0 | {ratio:.2f}x |")

@@ -1,14 +1,17 @@
-"""Upsert path A/B: the embedded store's ``upsert`` before and after the issue-15 changes, alternated in one run.
+"""Upsert path A/B/C: the embedded store's ``upsert`` before and after the issue-15 changes, alternated in one run.
 
 "before" is a frozen copy of the code as it was (kept here, not in the product): integer payload indexes with a range
 part, a copy of every payload dict, uuids parsed one by one, mirror rows stored through the memory map and an msync
-of the whole mirror at every growth. "after" is the product's ``EdgeVectorStore.upsert``. Both write the same
-vectors and the ingestion payload (``retrieval.catalog.point_payload``: 12 fields, 5 payload indexes; the first 20%
-of the images are slide tiles) into their own collection, block by block, the order alternating per block so that
-load drift on a shared machine hits both alike. Each block's wall time and process CPU time (all threads) are
+of the whole mirror at every growth. "tolist" is the product as of 2026-12-02 afternoon (commit 634a5af: each row
+handed to the bindings as ``row.tolist()``). "after" is the product's ``EdgeVectorStore.upsert`` (each row handed as a
+memoryview of the float32 matrix). All write the same vectors and the ingestion payload
+(``retrieval.catalog.point_payload``: 12 fields, 5 payload indexes; the first 20% of the images are slide tiles) into
+their own collection, block by block, the order rotating per block so that load drift on a shared machine hits each
+alike. Each block's wall time and process CPU time (all threads) are
 summed per variant: on a machine whose cores are busy with other work, CPU time per point is the stable figure and
-wall throughput an upper bound of what a quiet machine takes. At the end both collections are checked to hold the
-same points, payloads, mirror rows and filtered answers.
+wall throughput an upper bound of what a quiet machine takes. At the end every collection is checked to hold the
+same points, engine vectors, payloads, mirror rows and filtered answers as "after". The bare engine (pre-converted
+lists, integer ids, no payload) runs on the first ``--bare-n`` vectors, and the table gives its ratio to "after".
 
     .venv/bin/python benchmarks/bench_upsert.py --n 100000 --store-vectors-on-disk --workdir /var/tmp
 """
@@ -116,6 +119,27 @@ class OldStore(EdgeVectorStore):
         self._dirty.add(self.resolve(name))
 
 
+class TolistStore(EdgeVectorStore):
+    """``EdgeVectorStore`` with the 634a5af upsert: each row handed to the bindings as ``row.tolist()``."""
+
+    def upsert(self, name: str, ids: Sequence[str], vectors: np.ndarray, payloads: Sequence[dict[str, Any]]) -> None:
+        import qdrant_edge as qe
+
+        from retrieval.store.base import as_matrix
+        from retrieval.store.edge import _image_id
+
+        arr = as_matrix(vectors, self.dim(name))
+        shard = self._shard(name)
+        mirror = self._mirror(name)
+        image_ids = np.array([_image_id(p) for p in payloads], dtype=np.int64)
+        for start in range(0, len(arr), 512):
+            stop = min(start + 512, len(arr))
+            points = [qe.Point(str(ids[i]), arr[i].tolist(), payloads[i]) for i in range(start, stop)]
+            shard.update(qe.UpdateOperation.upsert_points(points))
+            mirror.write(image_ids[start:stop], arr[start:stop], [str(i) for i in ids[start:stop]])
+        self._dirty.add(self.resolve(name))
+
+
 def payload_of(i: int, n_tiles: int) -> dict[str, Any]:
     """The ingestion payload of image ``i + 1`` (``retrieval.catalog.point_payload``); the first ``n_tiles`` are tiles
     of 20 slides."""
@@ -133,8 +157,8 @@ def payload_of(i: int, n_tiles: int) -> dict[str, Any]:
 
 
 def same_contents(old: EdgeVectorStore, new: EdgeVectorStore, n: int, seed: int) -> str:
-    """Both collections hold the same points, payloads and mirror rows, and answer filters alike: 'yes' or what
-    differs."""
+    """Both collections hold the same points, engine vectors, payloads and mirror rows, and answer filters alike:
+    'yes' or what differs."""
     from retrieval.store.base import SearchFilter
 
     if old.count("c") != new.count("c"):
@@ -146,6 +170,8 @@ def same_contents(old: EdgeVectorStore, new: EdgeVectorStore, n: int, seed: int)
     pa, pb = old.vectors_by_image_ids("c", ids.tolist()), new.vectors_by_image_ids("c", ids.tolist())
     if {i: p for i, (_, p) in pa.items()} != {i: p for i, (_, p) in pb.items()}:
         return "payloads differ"
+    if set(pa) != set(pb) or not all(np.array_equal(pa[i][0], pb[i][0]) for i in pa):
+        return "engine vectors differ"
     q = va[0]
     for flt in (SearchFilter(slide_id=3), SearchFilter(label=LABELS[1]), SearchFilter(exclude_slide_ids=(1, 2))):
         ha = [h.payload["image_id"] for h in old.search("c", q, 10, flt, exact=True)]
@@ -176,7 +202,9 @@ def main() -> int:
         pids = [point_id(f"h{i:08d}", "bench") for i in range(args.n)]
         config = CollectionConfig(quantization="int8", vectors_on_disk=args.store_vectors_on_disk)
         stores: dict[str, EdgeVectorStore] = {"before": OldStore(work / "old", config),
+                                              "tolist": TolistStore(work / "tolist", config),
                                               "after": EdgeVectorStore(work / "new", config)}  # fmt: skip
+        names = list(stores)
         for s in stores.values():
             s.ensure_collection("c", args.dim)
         wall = dict.fromkeys(stores, 0.0)
@@ -187,13 +215,15 @@ def main() -> int:
             stop = min(start + args.block, args.n)
             payloads = [payload_of(i, n_tiles) for i in range(start, stop)]
             block = np.ascontiguousarray(x[start:stop])
-            for name in ("before", "after") if b % 2 == 0 else ("after", "before"):
+            for name in names[b % 3 :] + names[: b % 3]:  # each variant first in a third of the blocks
                 c0, t0 = time.process_time(), time.perf_counter()
                 stores[name].upsert("c", pids[start:stop], block, payloads)
                 wall[name] += time.perf_counter() - t0
                 cpu[name] += time.process_time() - c0
                 blocks[name].append((time.process_time() - c0) / (stop - start))
-        check = same_contents(stores["before"], stores["after"], args.n, args.seed)
+        checks = {name: same_contents(stores[name], stores["after"], args.n, args.seed) for name in names[:-1]}
+        bad = [f"{name}: {what}" for name, what in checks.items() if what != "yes"]
+        check = "; ".join(bad) if bad else "yes"
         for s in stores.values():
             s._dirty.clear()  # no optimize() on close: this benchmark times the upserts only
             s.close()
@@ -216,20 +246,22 @@ def main() -> int:
         f"versions: python {platform.python_version()}, numpy {np.__version__}, "
         f"qdrant-edge-py {version('qdrant-edge-py')}",
         f"store: int8, float vectors {'on disk (cold)' if args.store_vectors_on_disk else 'cached'}; "
-        f"{args.n:,} x {args.dim}, blocks of {args.block}, order alternating per block; same contents: {check}",
+        f"{args.n:,} x {args.dim}, blocks of {args.block}, order rotating per block; same contents: {check}",
     ]
     lines = ["| variant | points/s (wall) | wall s | CPU µs per point (all threads) | points per CPU-second | CPU µs "
              "per point, first / last tenth of the blocks |", "|---|---|---|---|---|---|"]  # fmt: skip
     tenth = max(1, len(blocks["after"]) // 10)
-    for name in ("before", "after"):
+    for name in names:
         per = cpu[name] / args.n
         trend = f"{np.mean(blocks[name][:tenth]) * 1e6:.1f} / {np.mean(blocks[name][-tenth:]) * 1e6:.1f}"
         lines.append(f"| {name} | {args.n / wall[name]:,.0f} | {wall[name]:.1f} | {per * 1e6:.1f} | {1 / per:,.0f} | "
                      f"{trend} |")  # fmt: skip
-    lines.append(f"| after / before | {wall['before'] / wall['after']:.2f}x | | {cpu['after'] / cpu['before']:.2f}x | "
-                 f"{cpu['before'] / cpu['after']:.2f}x | |")  # fmt: skip
+    for base in ("before", "tolist"):
+        lines.append(f"| after / {base} | {wall[base] / wall['after']:.2f}x | | {cpu['after'] / cpu[base]:.2f}x | "
+                     f"{cpu[base] / cpu['after']:.2f}x | |")  # fmt: skip
     lines.append(f"| bare engine (pre-converted lists, integer ids, no payload, cached vectors; first {bare_n:,}) | "
                  f"{bare:,.0f} | | {bare_cpu * 1e6:.1f} (incl. list conversion) | | |")  # fmt: skip
+    lines.append(f"| bare engine / after (points/s) | {bare / (args.n / wall['after']):.2f}x | | | | |")
     text = "\n".join(header) + "\n\n" + "\n".join(lines) + "\n"
     print(text)
     if args.out:

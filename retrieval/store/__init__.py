@@ -24,6 +24,8 @@ def collection_config(settings: Settings) -> CollectionConfig:
         hnsw_ef_search=settings.hnsw_ef_search,
         quantization=settings.quantization,
         vectors_on_disk=settings.vectors_on_disk,
+        rescore=settings.rescore,
+        warm_on_open=settings.warm_on_open,
     )
 
 

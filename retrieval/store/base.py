@@ -98,6 +98,14 @@ class CollectionConfig:
     quantization: Literal["none", "int8"] = "int8"
     vectors_on_disk: bool = False
     full_scan_threshold_kb: int = 10_000
+    #: rescoring of int8 candidates with the float vectors: "on", "off", or "auto" (rescore, except an embedded
+    #: on-disk collection that the warm-up found too large for memory; a server rescores always)
+    rescore: Literal["auto", "on", "off"] = "auto"
+    #: embedded store: read an on-disk collection's float vectors and payloads into the page cache, in a background
+    #: thread, on its first search (:mod:`retrieval.store.warm`), when they fit in memory
+    warm_on_open: bool = True
+    #: MemAvailable the warm-up leaves free (MiB): it does not start, or stops, when it would leave less
+    warm_reserve_mb: int = 2048
 
 
 @runtime_checkable

@@ -136,8 +136,10 @@ class ServerVectorStore:
         self.resolve(name)
 
     def _params(self, exact: bool) -> models.SearchParams:
-        # as in the embedded store: rescored int8 search; exact mode bypasses the quantised copies
-        quant = models.QuantizationSearchParams(ignore=exact, rescore=True, oversampling=2.0)
+        # as in the embedded store: rescored int8 search ("off": not rescored; the server keeps its own page cache,
+        # so "auto" rescores); exact mode bypasses the quantised copies
+        rescore = self.config.rescore != "off"
+        quant = models.QuantizationSearchParams(ignore=exact, rescore=rescore, oversampling=2.0)
         return models.SearchParams(hnsw_ef=self.config.hnsw_ef_search, exact=exact, quantization=quant)
 
     def search(
