@@ -252,18 +252,6 @@ def bare_engine_upsert(x: np.ndarray, path: Path, chunk: int = 512) -> float:
     return len(x) / elapsed
 
 
-def drop_page_cache(folder: Path) -> None:
-    """Evict the files of a closed store from the page cache (``POSIX_FADV_DONTNEED``; pages still mapped by a
-    process stay), so that the next searches read from disk what they need."""
-    for path in folder.rglob("*"):
-        if path.is_file():
-            fd = os.open(path, os.O_RDONLY)
-            try:
-                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-            finally:
-                os.close(fd)
-
-
 def topk_pass(
     r: Any, store: Any, collection: str, queries: np.ndarray, flt: list[Any], k: int, x: np.ndarray,
     masks: dict[str, np.ndarray], qcls: np.ndarray, exact_ids: list[np.ndarray], exact_f: list[np.ndarray],
@@ -363,6 +351,7 @@ def run_one(
     from retrieval.models import Embedding, Image, Slide
     from retrieval.store.base import CollectionConfig, SearchFilter
     from retrieval.store.edge import EdgeVectorStore
+    from retrieval.store.warm import evict
     from tests.support.retrieval_factory import fake_version
 
     res: dict[str, Any] = {"n": n, "dim": dim}
@@ -481,7 +470,7 @@ def run_one(
     passes.append(("", config))
     for prefix, cfg in passes:
         store.close()
-        drop_page_cache(workdir / f"q{n}")
+        evict(workdir / f"q{n}")
         store = EdgeVectorStore(workdir / f"q{n}", cfg)
         r = Retrieval(session=session, store=store, version=version)
         t0 = time.perf_counter()

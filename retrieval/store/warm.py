@@ -41,6 +41,19 @@ def mem_available() -> int | None:
     return None
 
 
+def evict(folder: Path) -> None:
+    """Evict the files under ``folder`` (a closed store's) from the page cache (``POSIX_FADV_DONTNEED``; pages still
+    mapped by a process stay): the next searches read from disk what they need. For benchmarks and tests of cold
+    reads."""
+    for path in folder.rglob("*"):
+        if path.is_file():
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+            finally:
+                os.close(fd)
+
+
 def warm_files(collection_dir: Path) -> list[Path]:
     """The files a search may read from disk: every segment file (HNSW links, id tracker, payload indexes, payloads,
     float vectors) except the int8 copies, which the engine keeps in RAM. The float vectors (``vector_storage``) come

@@ -6,7 +6,6 @@ from __future__ import annotations
 import ctypes
 import logging
 import mmap
-import os
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +19,7 @@ from retrieval.store import collection_config
 from retrieval.store.base import CollectionConfig
 from retrieval.store.edge import EdgeVectorStore
 from retrieval.store.server import ServerVectorStore
-from retrieval.store.warm import _extents, warm_files
+from retrieval.store.warm import _extents, evict, warm_files
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")  # local mode warns that payload indexes are no-ops
 
@@ -47,16 +46,6 @@ def _build(root: Path, config: CollectionConfig, dim: int = DIM) -> np.ndarray:
     s.optimize("c")
     s.close()
     return vecs
-
-
-def _drop(root: Path) -> None:
-    for path in root.rglob("*"):
-        if path.is_file():
-            fd = os.open(path, os.O_RDONLY)
-            try:
-                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-            finally:
-                os.close(fd)
 
 
 def _resident(path: Path) -> float:
@@ -93,7 +82,7 @@ def test_warm_up_reads_the_float_vectors_and_payloads_into_the_page_cache(tmp_pa
     vecs = _build(root, CollectionConfig(vectors_on_disk=True))
     floats = _float_files(root)
     assert floats, "no float-vector file found in the collection"
-    _drop(root)
+    evict(root)
     if max(_resident(p) for p in floats) > 0.5:
         pytest.skip("this file system keeps the pages in memory (tmpfs?): cannot start cold")
     s = EdgeVectorStore(root, CollectionConfig(vectors_on_disk=True))
