@@ -77,8 +77,36 @@ class OldMirror(VectorMirror):
             self._present[ids] = 1
 
 
-class OldStore(EdgeVectorStore):
+class TolistStore(EdgeVectorStore):
+    """``EdgeVectorStore`` with the 634a5af upsert: each row handed to the bindings as ``row.tolist()``."""
+
+    copy_payload = False  # the upsert before 634a5af also copied each payload into a new dict
+
+    def upsert(self, name: str, ids: Sequence[str], vectors: np.ndarray, payloads: Sequence[dict[str, Any]]) -> None:
+        import qdrant_edge as qe
+
+        from retrieval.store.base import as_matrix
+        from retrieval.store.edge import _image_id
+
+        arr = as_matrix(vectors, self.dim(name))
+        shard = self._shard(name)
+        mirror = self._mirror(name)
+        image_ids = np.array([_image_id(p) for p in payloads], dtype=np.int64)
+        for start in range(0, len(arr), 512):
+            stop = min(start + 512, len(arr))
+            points = [
+                qe.Point(str(ids[i]), arr[i].tolist(), dict(payloads[i]) if self.copy_payload else payloads[i])
+                for i in range(start, stop)
+            ]
+            shard.update(qe.UpdateOperation.upsert_points(points))
+            mirror.write(image_ids[start:stop], arr[start:stop], [str(i) for i in ids[start:stop]])
+        self._dirty.add(self.resolve(name))
+
+
+class OldStore(TolistStore):
     """``EdgeVectorStore`` with the old upsert (a dict copy per payload), old mirror and old integer indexes."""
+
+    copy_payload = True
 
     def ensure_collection(self, name: str, dim: int) -> None:
         import qdrant_edge as qe
@@ -100,44 +128,6 @@ class OldStore(EdgeVectorStore):
                 mirror = OldMirror(self.root / "mirrors" / f"{real}.f32", self.dim(real))
                 self._mirrors[real] = mirror
             return mirror
-
-    def upsert(self, name: str, ids: Sequence[str], vectors: np.ndarray, payloads: Sequence[dict[str, Any]]) -> None:
-        import qdrant_edge as qe
-
-        from retrieval.store.base import as_matrix
-        from retrieval.store.edge import _image_id
-
-        arr = as_matrix(vectors, self.dim(name))
-        shard = self._shard(name)
-        mirror = self._mirror(name)
-        image_ids = np.array([_image_id(p) for p in payloads], dtype=np.int64)
-        for start in range(0, len(arr), 512):
-            stop = min(start + 512, len(arr))
-            points = [qe.Point(str(ids[i]), arr[i].tolist(), dict(payloads[i])) for i in range(start, stop)]
-            shard.update(qe.UpdateOperation.upsert_points(points))
-            mirror.write(image_ids[start:stop], arr[start:stop], [str(i) for i in ids[start:stop]])
-        self._dirty.add(self.resolve(name))
-
-
-class TolistStore(EdgeVectorStore):
-    """``EdgeVectorStore`` with the 634a5af upsert: each row handed to the bindings as ``row.tolist()``."""
-
-    def upsert(self, name: str, ids: Sequence[str], vectors: np.ndarray, payloads: Sequence[dict[str, Any]]) -> None:
-        import qdrant_edge as qe
-
-        from retrieval.store.base import as_matrix
-        from retrieval.store.edge import _image_id
-
-        arr = as_matrix(vectors, self.dim(name))
-        shard = self._shard(name)
-        mirror = self._mirror(name)
-        image_ids = np.array([_image_id(p) for p in payloads], dtype=np.int64)
-        for start in range(0, len(arr), 512):
-            stop = min(start + 512, len(arr))
-            points = [qe.Point(str(ids[i]), arr[i].tolist(), payloads[i]) for i in range(start, stop)]
-            shard.update(qe.UpdateOperation.upsert_points(points))
-            mirror.write(image_ids[start:stop], arr[start:stop], [str(i) for i in ids[start:stop]])
-        self._dirty.add(self.resolve(name))
 
 
 def payload_of(i: int, n_tiles: int) -> dict[str, Any]:
