@@ -36,6 +36,7 @@ sys.path.insert(0, str(ROOT))
 from training.byol import BYOL
 from training.preprocess import normalize_batch, uint8_to_float
 from training.probe import balanced_pairs, best_threshold, roc_auc
+from training.readout import channel_products
 
 
 def maps(enc: torch.nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -46,16 +47,9 @@ def maps(enc: torch.nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Ten
 
 
 def gram(m: torch.Tensor, proj: torch.Tensor | None = None, centre: bool = False) -> np.ndarray:
-    """Second-order pooling of a feature map: the upper triangle of ``F F^T / HW`` (optionally of the channels
-    randomly projected by ``proj`` first, and of the per-image centred map: a covariance)."""
-    f = m.flatten(2)  # (B, C, HW)
-    if proj is not None:
-        f = torch.einsum("dc,bcn->bdn", proj, f)
-    if centre:
-        f = f - f.mean(2, keepdim=True)
-    g = f @ f.transpose(1, 2) / f.shape[2]
-    iu = torch.triu_indices(g.shape[1], g.shape[1])
-    return g[:, iu[0], iu[1]].numpy()
+    """Second-order pooling of a feature map (``training.readout.channel_products``): Gram, or covariance with
+    ``centre``, optionally of randomly projected channels."""
+    return channel_products(m, proj, centre).numpy()
 
 
 def features(enc: torch.nn.Module, imgs: np.ndarray, idx: np.ndarray, size: int, second: bool = False

@@ -78,8 +78,11 @@ def embedder(model: BYOL, config: TrainConfig, device: torch.device, centers: di
 
         def embed_texture(batch: np.ndarray) -> np.ndarray:
             model.eval()
-            with torch.inference_mode():
-                x = normalize_batch(uint8_to_float(torch.from_numpy(batch).to(device)))
+            cuda = device.type == "cuda"
+            x = normalize_batch(uint8_to_float(torch.from_numpy(batch).to(device)))
+            if cuda and config.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with torch.inference_mode(), torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda and config.amp):
                 return F.normalize(head(x).float(), dim=1).cpu().numpy()
 
         return embed_texture

@@ -23,7 +23,7 @@ Everything at query time is torch (``TextureHead``), so it runs on the GPU with 
 from __future__ import annotations
 
 import warnings
-from typing import Any
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -40,16 +40,24 @@ CHUNK = 64
 STATE_KEYS = ("stage1_projection", "mean", "components", "lda_axes")
 
 
+def channel_products(maps: torch.Tensor, projection: torch.Tensor | None = None, centre: bool = True) -> torch.Tensor:
+    """``(B, C, H, W)`` -> ``(B, C'(C'+1)/2)``: the upper triangle of each image's ``F F^T / HW`` over its channels
+    (``C' = C``, or the rows of ``projection`` applied to the channels first); ``centre``: of the per-image centred
+    map, i.e. the channel covariance (the read-out's), else the Gram matrix."""
+    with torch.autocast(maps.device.type, enabled=False):  # float32 even under the Encoder's bf16 autocast
+        f = maps.float().flatten(2)
+        if projection is not None:
+            f = torch.einsum("dc,bcn->bdn", projection.to(f), f)
+        if centre:
+            f = f - f.mean(2, keepdim=True)
+        products = f @ f.transpose(1, 2) / f.shape[2]
+    iu = torch.triu_indices(products.shape[1], products.shape[1], device=products.device)
+    return products[:, iu[0], iu[1]]
+
+
 def _upper_covariance(maps: torch.Tensor, projection: torch.Tensor | None) -> torch.Tensor:
-    """``(B, C, H, W)`` -> ``(B, C'(C'+1)/2)``: signed-square-rooted upper triangle of each image's channel
-    covariance, L2-normalised (``C' = C``, or the projection's rows)."""
-    f = maps.float().flatten(2)
-    if projection is not None:
-        f = torch.einsum("dc,bcn->bdn", projection.to(f), f)
-    f = f - f.mean(2, keepdim=True)
-    cov = f @ f.transpose(1, 2) / f.shape[2]
-    iu = torch.triu_indices(cov.shape[1], cov.shape[1], device=cov.device)
-    upper = cov[:, iu[0], iu[1]]
+    """Signed square root of :func:`channel_products` (covariance), L2-normalised."""
+    upper = channel_products(maps, projection)
     return F.normalize(upper.sign() * upper.abs().sqrt(), dim=1)
 
 
@@ -113,7 +121,8 @@ def fit(desc: np.ndarray, components: int, clusters: int, seed: int) -> dict[str
 
 
 def fit_state(trunk: nn.Module, images: np.ndarray, components: int, clusters: int, seed: int,
-              device: torch.device, normalise: Any) -> dict[str, torch.Tensor]:  # fmt: skip
+              device: torch.device, normalise: Callable[[torch.Tensor], torch.Tensor]
+              ) -> dict[str, torch.Tensor]:  # fmt: skip
     """Descriptors of ``(N, 3, S, S)`` uint8 training images, then :func:`fit`: the state :class:`TextureHead`
     and the checkpoint hold (float32, CPU). ``normalise`` maps a uint8 batch on ``device`` to model input."""
     projection = stage1_projection(trunk, seed)
@@ -156,9 +165,10 @@ class TextureHead(nn.Module):
 
     def project(self, desc: torch.Tensor) -> torch.Tensor:
         """Descriptors ``(B, D)`` -> vectors ``(B, dim)``: LDA coordinates first, then the principal ones."""
-        coords = (desc.float() - self.mean) @ self.components.T
-        pc = F.normalize(coords, dim=1)
-        if self.lda_axes.shape[1] == 0:
-            return pc
-        lda = F.normalize(coords @ self.lda_axes, dim=1)
-        return torch.cat([lda, pc], dim=1) / 2**0.5
+        with torch.autocast(desc.device.type, enabled=False):
+            coords = (desc.float() - self.mean) @ self.components.T
+            pc = F.normalize(coords, dim=1)
+            if self.lda_axes.shape[1] == 0:
+                return pc
+            lda = F.normalize(coords @ self.lda_axes, dim=1)
+            return torch.cat([lda, pc], dim=1) / 2**0.5

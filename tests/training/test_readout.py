@@ -144,3 +144,17 @@ def test_wide_first_stages_are_projected_to_a_fixed_orthonormal_basis() -> None:
     with torch.inference_mode():
         out = head(torch.from_numpy(images).float() / 255)
     assert out.shape == (6, head.dim) and head.dim == 4 + 2
+
+
+def test_second_order_statistics_stay_float32_under_bf16_autocast() -> None:
+    """The Encoder embeds under bf16 autocast on CUDA; covariances and their projections must not be computed in
+    bf16 (8 bits of mantissa). Checked with the CPU's bf16 autocast. Planted bug that fails it: dropping the
+    ``autocast(enabled=False)`` guard in ``channel_products`` (the matmul then runs in bf16, errors ~1e-2)."""
+    from training.readout import channel_products
+
+    maps = torch.randn(4, 64, 12, 12, generator=torch.Generator().manual_seed(0)) + 0.5
+    want = channel_products(maps)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = channel_products(maps)
+    assert got.dtype == torch.float32
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
