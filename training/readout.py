@@ -38,6 +38,17 @@ MAX_CHANNELS = 64
 CHUNK = 64
 #: Keys of the fitted state stored in the checkpoint under ``"texture_readout"``.
 STATE_KEYS = ("stage1_projection", "mean", "components", "lda_axes")
+#: Fewest training images the read-out can be fitted on.
+MIN_FIT_IMAGES = 3
+
+
+def require_fit_images(count: int, source: object) -> None:
+    """Raise :class:`DataError` naming ``source`` when ``count`` images are too few to fit the read-out."""
+    if count < MIN_FIT_IMAGES:
+        raise DataError(
+            f"{source}: {count} image(s), but the texture representation is fitted on at least {MIN_FIT_IMAGES} "
+            "training images: add images, or train with --representation backbone"
+        )
 
 
 def channel_products(maps: torch.Tensor, projection: torch.Tensor | None = None, centre: bool = True) -> torch.Tensor:
@@ -99,8 +110,7 @@ def fit(desc: np.ndarray, components: int, clusters: int, seed: int) -> dict[str
     from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
 
     x = np.asarray(desc, dtype=np.float64)
-    if len(x) < 3:
-        raise DataError(f"the texture read-out is fitted on the training images: it needs at least 3, got {len(x)}")
+    require_fit_images(len(x), "the images decoded to fit the texture read-out")
     clusters = min(clusters, len(x) - 1)
     mean = x.mean(0)
     _, _, vt = np.linalg.svd(x - mean, full_matrices=False)

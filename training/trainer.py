@@ -28,6 +28,7 @@ from training.features import center_subset, embedder, feature_means, needs_fit_
 from training.monitor import CollapseMonitor
 from training.optim import build_optimizer, lr_at
 from training.probe import Probe
+from training.readout import require_fit_images
 from training.runlog import metrics_paths, write_metrics
 
 __all__ = ["ProgressFn", "TrainResult", "metrics_paths", "train", "write_untrained"]
@@ -89,6 +90,8 @@ def train(
     if cuda:
         torch.backends.cudnn.benchmark = True  # fixed input sizes: let cuDNN pick the fastest kernels
     files = list_images(data_dir)
+    if config.representation == "texture":
+        require_fit_images(len(files), data_dir)  # before training, not after it
     data_fp = fingerprint(files, data_dir)
     torch.manual_seed(config.seed)
     model = BYOL(config.backbone, config.projection_dim, config.hidden_dim, config.backbone_weights).to(device)

@@ -59,7 +59,7 @@ def test_discriminant_axes_separate_types_the_principal_axes_dilute() -> None:
 
 def test_too_few_images_is_a_clear_error_and_few_images_shrink_the_clusters() -> None:
     rng = np.random.default_rng(1)
-    with pytest.raises(DataError, match="at least 3"):
+    with pytest.raises(DataError, match="at least 3 training images"):
         fit(rng.normal(size=(2, 10)), 8, 5, seed=0)
     small = fit(rng.normal(size=(4, 10)), 8, 5, seed=0)
     assert small["lda_axes"].shape[1] <= 2  # at most 3 clusters of 4 images
@@ -158,3 +158,19 @@ def test_second_order_statistics_stay_float32_under_bf16_autocast() -> None:
         got = channel_products(maps)
     assert got.dtype == torch.float32
     torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+
+
+def test_too_small_a_folder_is_refused_before_training(tmp_path: Path, sample_dir: Path) -> None:
+    """Two images cannot fit the read-out: the user hears it before any training step, with the folder named.
+    Planted bug that fails it: no check in ``train`` (the fit fails after training, naming no folder)."""
+    from training.trainer import train
+
+    folder = tmp_path / "two"
+    folder.mkdir()
+    for p in [p for p in sorted(sample_dir.rglob("*")) if p.is_file()][:2]:
+        (folder / p.name).write_bytes(p.read_bytes())
+    steps: list[int] = []
+    with pytest.raises(DataError, match=rf"{folder}: 2 image\(s\).*--representation backbone"):
+        train(folder, tiny_config(representation="texture"), tmp_path / "t.pt",
+              progress=lambda step, total, info: steps.append(step))  # fmt: skip
+    assert steps == [] and not (tmp_path / "t.pt").exists()
