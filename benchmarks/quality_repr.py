@@ -115,6 +115,24 @@ def score(xa: np.ndarray, xb: np.ndarray, la: np.ndarray, lb: np.ndarray) -> tup
     )
 
 
+def load_split(model_path: str | None, backbone: str = "resnet18", proj: int = 128, hidden: int = 512, seed: int = 0
+               ) -> tuple[torch.nn.Module, np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray, np.ndarray]]:  # fmt: skip
+    """The online encoder of a ``quality_sweep.py`` state_dict (or the seed's untrained twin when None), in eval
+    mode, and the seed-0 split: decoded images, labels, and the indices of the 1,000 unlabeled side-A fit images,
+    the 600 side-A calibration images and the 1,000 side-B evaluation images."""
+    torch.set_num_threads(2)
+    torch.manual_seed(seed)
+    model = BYOL(backbone, proj, hidden)
+    if model_path:
+        model.load_state_dict(torch.load(model_path, map_location="cpu", weights_only=True))
+    d = np.load(decoded_cache())
+    imgs, labels, groups = d["imgs"], d["labels"], d["groups"]
+    side_a, _, cal_a, ev_b = group_split(labels, groups)
+    rest = np.setdiff1d(side_a, cal_a)
+    fit_idx = np.random.default_rng(5).choice(rest, min(1000, len(rest)), replace=False)
+    return model.online_encoder.eval(), imgs, labels, (fit_idx, cal_a, ev_b)
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--model", help="state_dict saved by quality_sweep.py")
@@ -130,17 +148,7 @@ def main() -> None:
         p.error("give --model PATH (a state_dict saved by quality_sweep.py) or --untrained")
     if a.model and not Path(a.model).is_file():
         p.error(f"--model {a.model}: no such file (quality_sweep.py saves /tmp/histoquery-sweep/model_<name>.pt)")
-    torch.set_num_threads(2)
-    torch.manual_seed(a.seed)
-    model = BYOL(a.backbone, a.proj, a.hidden)
-    if a.model:
-        model.load_state_dict(torch.load(a.model, map_location="cpu", weights_only=True))
-    enc = model.online_encoder.eval()
-    d = np.load(decoded_cache())
-    imgs, labels, groups = d["imgs"], d["labels"], d["groups"]
-    side_a, _, cal_a, ev_b = group_split(labels, groups)
-    rest = np.setdiff1d(side_a, cal_a)
-    fit_idx = np.random.default_rng(5).choice(rest, min(1000, len(rest)), replace=False)
+    enc, imgs, labels, (fit_idx, cal_a, ev_b) = load_split(a.model, a.backbone, a.proj, a.hidden, a.seed)
     f_fit, f_a, f_b = (features(enc, imgs, idx, a.size, a.second_order) for idx in (fit_idx, cal_a, ev_b))
     f_fit["l34"], f_a["l34"], f_b["l34"] = (
         np.concatenate([unit(f["l3"]), unit(f["l4"])], 1) for f in (f_fit, f_a, f_b)

@@ -29,11 +29,10 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from lc_memory import ROOT, decoded_cache, group_split
-from quality_repr import score, unit
+from lc_memory import ROOT
+from quality_repr import load_split, score, unit
 
 sys.path.insert(0, str(ROOT))
-from training.byol import BYOL
 from training.preprocess import normalize_batch, uint8_to_float
 from training.readout import channel_products, fit
 
@@ -73,16 +72,7 @@ def main() -> None:
     a = p.parse_args()
     if not a.model and not a.untrained:
         p.error("give --model PATH (a state_dict saved by quality_sweep.py) or --untrained")
-    torch.set_num_threads(2)
-    torch.manual_seed(0)
-    model = BYOL("resnet18", 128, 512)
-    if a.model:
-        model.load_state_dict(torch.load(a.model, map_location="cpu", weights_only=True))
-    enc = model.online_encoder.eval()
-    d = np.load(decoded_cache())
-    imgs, labels, groups = d["imgs"], d["labels"], d["groups"]
-    side_a, _, cal_a, ev_b = group_split(labels, groups)
-    fit_idx = np.random.default_rng(5).choice(np.setdiff1d(side_a, cal_a), 1000, replace=False)
+    enc, imgs, labels, (fit_idx, cal_a, ev_b) = load_split(a.model)
     if a.recalibrate_bn:
         for mod in enc.modules():
             if isinstance(mod, torch.nn.BatchNorm2d):
