@@ -57,6 +57,11 @@ p.add_argument("--seed", type=int, default=0)
 p.add_argument("--untrained", action="store_true")
 p.add_argument("--evals", type=int, default=1)
 p.add_argument("--maxpool", type=int, default=1)
+p.add_argument(
+    "--freeze-early",
+    action="store_true",
+    help="keep the stem and layer 1 at their random init (BN in eval mode): only layers 2-4 train",
+)
 p.add_argument("--name", default="run")
 p.add_argument(
     "--nn",
@@ -89,7 +94,13 @@ model = BYOL(a.backbone, a.proj, a.hidden)
 if not a.maxpool:
     model.online_encoder.maxpool = torch.nn.Identity()
     model.target_encoder.maxpool = torch.nn.Identity()
-opt = build_optimizer(model.online_parameters(), a.opt, a.lr, 0.9, a.wd)
+if a.freeze_early:  # the texture read-out's stages stay the untrained twin's; training can only add deeper
+    for enc_ in (model.online_encoder, model.target_encoder):
+        for m in (enc_.conv1, enc_.bn1, enc_.layer1):
+            m.requires_grad_(False)
+            m.eval()  # BN uses its (untouched) running statistics in training as in evaluation
+            m.train = lambda mode=True, m=m: m  # model.train() leaves them in eval mode
+opt = build_optimizer([q for q in model.online_parameters() if q.requires_grad], a.opt, a.lr, 0.9, a.wd)
 
 
 def embed(idx, size):

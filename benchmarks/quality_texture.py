@@ -37,7 +37,17 @@ from training.preprocess import normalize_batch, uint8_to_float
 from training.readout import channel_products, fit
 
 STAGES = ("stem", "l1", "l2", "l3")
-COMBOS = (("stem",), ("l1",), ("l2",), ("l3",), ("stem", "l1"), ("stem", "l1", "l2"), ("l1", "l2"), ("stem", "l2"))
+COMBOS = (
+    ("stem",),
+    ("l1",),
+    ("l2",),
+    ("l3",),
+    ("stem", "l1"),
+    ("stem", "l1", "l2"),
+    ("l1", "l2"),
+    ("stem", "l2"),
+    ("stem", "l1", "l3"),
+)
 
 
 def signed_sqrt_cov(maps: torch.Tensor, projection: torch.Tensor | None = None) -> torch.Tensor:
