@@ -13,8 +13,8 @@
    (``ingest.service.submit_ingest``, labels and groups from a manifest), calibrate the threshold on balanced
    pairs of A (``retrieval.evaluation.calibrate``) and report accuracy with its bootstrap 95 % CI, ROC AUC and
    kNN (majority vote of the 5 nearest) on balanced pairs / queries of B (``retrieval.evaluation.evaluate``).
-4. The trained run records a held-out curve per epoch (``--probe-images`` of B, AUC and kNN accuracy), its wall
-   time and images/s.
+4. The trained run records a held-out curve per epoch (``--probe-images`` of B, one per group, AUC and kNN
+   accuracy), its wall time and images/s.
 
     .venv/bin/python benchmarks/quality.py --data ../shared/data/lc25000_lung --preset cpu-crops
     .venv/bin/python benchmarks/quality.py --data DIR --group-regex '_(CRC-[^_]+)_' --methods histogram,untrained,ours
@@ -143,6 +143,18 @@ def subsample(items: list[Item], n: int | None, seed: int) -> list[Item]:
         return items
     idx = np.sort(np.random.default_rng(seed).choice(len(items), size=n, replace=False))
     return [items[int(i)] for i in idx]
+
+
+def one_per_group(items: list[Item], n: int, seed: int) -> list[Item]:
+    """At most ``n`` items, no two from one group (seeded, order kept): the per-epoch probe scores kNN
+    leave-one-out over its own images, so two images of one source tile (LC25000 holds rotated and flipped copies)
+    would be each other's nearest neighbour. When there are fewer groups than ``n``, fewer items."""
+    rng = np.random.default_rng(seed)
+    by_group: dict[str, list[int]] = {}
+    for i, it in enumerate(items):
+        by_group.setdefault(it.group, []).append(i)
+    picked = [int(rng.choice(members)) for members in by_group.values()]
+    return subsample([items[i] for i in sorted(picked)], n, seed)
 
 
 def prepare(
@@ -393,7 +405,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--train-fraction", type=float, default=0.5)
     p.add_argument("--eval-images", type=int, default=None, help="at most this many images per side are ingested")
-    p.add_argument("--probe-images", type=int, default=300, help="held-out images for the per-epoch curve (0: none)")
+    p.add_argument(
+        "--probe-images", type=int, default=300, help="held-out images for the per-epoch curve, one per group (0: none)"
+    )
     p.add_argument("--calib-pairs", type=int, default=2000)
     p.add_argument("--eval-pairs", type=int, default=4000)
     p.add_argument("--knn-queries", type=int, default=500)
@@ -421,7 +435,7 @@ def main(argv: list[str] | None = None) -> int:
     items = load_items(args.data, args.groups, args.group_column, args.group_regex)
     a, b = split_by_group(items, args.train_fraction, args.seed)
     eval_a, eval_b = subsample(a, args.eval_images, args.seed), subsample(b, args.eval_images, args.seed + 1)
-    probe = subsample(b, args.probe_images, args.seed + 2) if args.probe_images else []
+    probe = one_per_group(b, args.probe_images, args.seed + 2) if args.probe_images else []
     work = args.work or Path(tempfile.mkdtemp(prefix="histoquery-quality-"))
     if args.work and work.exists():
         shutil.rmtree(work)

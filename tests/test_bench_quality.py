@@ -56,3 +56,14 @@ def test_quality_benchmark_runs_the_product_path_on_the_sample(tmp_path: Path) -
     (given,) = json.loads(out2.read_text())["rows"]
     assert "from twin.pt" in given["method"] and not (tmp_path / "work2" / "untrained.pt").exists()
     assert (given["accuracy"], given["roc_auc"]) == (untrained["accuracy"], untrained["roc_auc"])
+
+
+def test_probe_holds_one_image_per_group() -> None:
+    """The per-epoch probe scores kNN leave-one-out over its own images, so two images of one source tile would
+    find each other. Planted: ``one_per_group`` returning ``subsample(items, n, seed)`` fails (groups repeat)."""
+    items = [quality.Item(Path(f"g{g}_{k}.png"), f"c{g % 3}", f"g{g}") for g in range(40) for k in range(6)]
+    probe = quality.one_per_group(items, 30, seed=2)
+    assert len(probe) == 30
+    assert len({it.group for it in probe}) == 30
+    assert probe == quality.one_per_group(items, 30, seed=2)
+    assert len(quality.one_per_group(items, 100, seed=2)) == 40  # fewer groups than asked: one image each
