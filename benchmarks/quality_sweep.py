@@ -70,6 +70,13 @@ p.add_argument(
     help="mean-shift (MSF) targets: pull each prediction to the target and its K-1 nearest bank neighbours",
 )
 p.add_argument("--bank", type=int, default=2048, help="memory bank size (target projections) for --nn")
+p.add_argument(
+    "--nn-graph",
+    type=int,
+    default=0,
+    help="positives from other tiles: view 2 is cut from one of each image's K nearest training images of *other*"
+    " groups in the untrained twin's texture space (stem + layer 1 covariances, 64 principal axes; no labels)",
+)
 a = p.parse_args()
 torch.set_num_threads(2)
 torch.manual_seed(a.seed)
@@ -181,9 +188,31 @@ def msf_loss(x1, x2):
     return loss
 
 
+def texture_graph(k):
+    """(N, k) indices: each training image's k nearest other-group training images, twin texture descriptor."""
+    from training.readout import descriptors
+
+    enc_ = model.online_encoder.eval()
+    with torch.inference_mode():
+        desc = torch.cat([descriptors(enc_, normalize_batch(uint8_to_float(train_x[i : i + 100])), None)
+                          for i in range(0, len(train_x), 100)]).numpy()  # fmt: skip
+    model.train()
+    c = desc - desc.mean(0)
+    z = c @ np.linalg.svd(c, full_matrices=False)[2][:64].T
+    z /= np.linalg.norm(z, axis=1, keepdims=True)
+    sim = z @ z.T
+    ga = groups[A]
+    sim[ga[:, None] == ga[None, :]] = -9
+    nbr = np.argsort(-sim, 1)[:, :k]
+    la = labels[A]
+    print("neighbour graph: label purity (diagnostic only)", round(float((la[nbr] == la[:, None]).mean()), 3), flush=True)
+    return torch.from_numpy(nbr)
+
+
 if a.untrained:
     evaluate("untrained")
     sys.exit()
+graph = texture_graph(a.nn_graph) if a.nn_graph else None
 g = torch.Generator().manual_seed(a.seed)
 budget = float("inf") if a.steps else a.minutes * 60
 # estimate steps: time 3 steps
@@ -199,7 +228,11 @@ while True:
     for s in range(0, n - a.batch + 1, a.batch):
         ts = time.time()
         x = train_x[perm[s : s + a.batch]]
-        x1, x2 = v1(x, g), v2(x, g)
+        if graph is not None:
+            pick = graph[perm[s : s + a.batch], torch.randint(0, a.nn_graph, (a.batch,), generator=g)]
+            x1, x2 = v1(x, g), v2(train_x[pick], g)
+        else:
+            x1, x2 = v1(x, g), v2(x, g)
         if total_steps is None and step == 3:
             per = train_time / 3
             total_steps = int(budget / per)
