@@ -147,25 +147,19 @@ def main() -> None:
             nn = neighbours(z, groups, k)
             purity = float((lf[nn] == lf[:, None]).mean())
             print(f"{name}: cross-group {k}-NN label purity {purity:.3f}", flush=True)
-        for kc in map(int, a.clusters.split(",")):
-            assign = KMeans(kc, n_init=4, random_state=0).fit_predict(z)
+
+        def report(label: str, assign: np.ndarray) -> None:
             vec = lda_readout(base, assign)
+            sizes = np.bincount(assign).tolist()
             print(
-                f"{name} kmeans K={kc} NMI={nmi(lf, assign):.3f}",
-                "acc/auc/knn",
-                score(vec[1], vec[2], la, lb),
-                flush=True,
+                label, f"NMI={nmi(lf, assign):.3f} sizes={sizes} acc/auc/knn", score(vec[1], vec[2], la, lb), flush=True
             )
-            coords = (base[0] - base[0].mean(0)) @ pca(base[0])[1].T
+
+        coords = (base[0] - base[0].mean(0)) @ pca(base[0])[1].T
+        for kc in map(int, a.clusters.split(",")):
+            report(f"{name} kmeans K={kc}", KMeans(kc, n_init=4, random_state=0).fit_predict(z))
             for k in map(int, a.k.split(",")):
-                assign = scan_clusters(coords, neighbours(z, groups, k), kc, 0)
-                vec = lda_readout(base, assign)
-                print(
-                    f"{name} scan K={kc} k={k} NMI={nmi(lf, assign):.3f} sizes={np.bincount(assign).tolist()}",
-                    "acc/auc/knn",
-                    score(vec[1], vec[2], la, lb),
-                    flush=True,
-                )
+                report(f"{name} scan K={kc} k={k}", scan_clusters(coords, neighbours(z, groups, k), kc, 0))
 
 
 if __name__ == "__main__":

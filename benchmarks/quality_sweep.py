@@ -137,6 +137,8 @@ def evaluate(tag):
     res["eval_s"] = round(time.time() - t, 1)
     print(json.dumps(res), flush=True)
     torch.save(model.state_dict(), OUT / f"model_{a.name}.pt")
+    if a.evals > 1:  # each point of the curve, for quality_texture.py
+        torch.save(model.state_dict(), OUT / f"model_{a.name}_step{step if not a.untrained else 0}.pt")
 
 
 def evaluate_one(ea, eb, res, rep):
