@@ -192,6 +192,8 @@ def msf_loss(x1, x2):
 
 def texture_graph(k):
     """(N, k) indices: each training image's k nearest other-group training images, twin texture descriptor."""
+    from quality_cluster import neighbours, source_coords
+
     from training.readout import descriptors
 
     enc_ = model.online_encoder.eval()
@@ -199,13 +201,7 @@ def texture_graph(k):
         desc = torch.cat([descriptors(enc_, normalize_batch(uint8_to_float(train_x[i : i + 100])), None)
                           for i in range(0, len(train_x), 100)]).numpy()  # fmt: skip
     model.train()
-    c = desc - desc.mean(0)
-    z = c @ np.linalg.svd(c, full_matrices=False)[2][:64].T
-    z /= np.linalg.norm(z, axis=1, keepdims=True)
-    sim = z @ z.T
-    ga = groups[A]
-    sim[ga[:, None] == ga[None, :]] = -9
-    nbr = np.argsort(-sim, 1)[:, :k]
+    nbr = neighbours(source_coords(desc), groups[A], k)  # the same mining as quality_cluster.py's
     la = labels[A]
     print("neighbour graph: label purity (diagnostic only)", round(float((la[nbr] == la[:, None]).mean()), 3), flush=True)
     return torch.from_numpy(nbr)
