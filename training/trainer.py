@@ -39,6 +39,9 @@ logger = logging.getLogger(__name__)
 ProgressFn = Callable[[int, int, dict[str, float]], None]
 
 #: Fields that shape the model: a resumed checkpoint must agree on them.
+#: Between two fits of the feature means / texture read-out, at least this many times the last fit's seconds of
+#: training (fitting then costs at most ~10 % of the run; every epoch when epochs are long).
+FIT_EVERY = 9
 _MODEL_FIELDS = ("backbone", "image_size", "projection_dim", "hidden_dim")
 
 
@@ -126,6 +129,8 @@ def train(
     feat_monitor = CollapseMonitor(0.0, "backbone")
     bad_files: dict[str, str] = {}
     train_seconds, out_of_time = 0.0, False
+    centers: dict[str, Any] | None = None
+    fit_seconds = since_fit = 0.0
     logger.info(
         "training %s on %d files from %s (%s, %d steps/epoch, epochs %d..%d)",
         config.backbone, len(files), data_dir, device, steps_per_epoch, start_epoch + 1, config.epochs,
@@ -206,9 +211,19 @@ def train(
             "images_per_s": images_seen / max(1e-9, time.perf_counter() - t_epoch),
         }
         train_seconds += row["seconds"]
+        since_fit += row["seconds"]
         if not np.isfinite(row["loss"]):
             logger.error("epoch %d: loss is %s; lower the learning rate", epoch + 1, row["loss"])
-        centers = _fitted(model, config, center_images, device)
+        last = out_of_time or epoch + 1 == config.epochs
+        # the means / read-out are refitted after the last epoch, for the probe, and otherwise only once the
+        # training since the last fit took FIT_EVERY times as long as that fit (small folders have short epochs)
+        if centers is None or last or probe is not None or since_fit >= FIT_EVERY * fit_seconds:
+            t_fit = time.perf_counter()
+            centers = _fitted(model, config, center_images, device)
+            fit_seconds, since_fit = time.perf_counter() - t_fit, 0.0
+            row["fitted"] = center_images is not None
+        else:  # this epoch's checkpoint keeps the last fit's means / read-out (the last epoch's are always fresh)
+            row["fitted"] = False
         if probe is not None:
             row.update(probe.evaluate(embedder(model, config, device, centers)))
         model.train()

@@ -164,3 +164,29 @@ def test_embed_size_lets_a_crop_trained_encoder_embed_whole_tiles(tmp_path: Path
     image = Image.open(next(sample_dir.rglob("*.png")))
     assert encoder.preprocess(image).shape == (3, 48, 48)
     assert encoder.embed([image]).shape == (1, 512)
+
+
+def test_short_epochs_refit_the_means_sparingly_but_always_after_the_last(
+    tmp_path: Path, sample_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Small folders have epochs shorter than the centring fit, so the trainer refits only after enough training
+    (``FIT_EVERY``), and always after the last epoch. With the spacing made huge, the middle epochs keep the first
+    fit, and the final means still equal those of a run that refits every epoch (same seed, same weights).
+    Planted bugs: skipping the last epoch's refit leaves epoch-1 means in the final checkpoint; ignoring the
+    spacing marks every epoch fitted."""
+    import training.trainer as trainer
+
+    cfg = tiny_config(epochs=4, center_features=True)
+    monkeypatch.setattr(trainer, "FIT_EVERY", 0)
+    every = train(sample_dir, cfg, tmp_path / "every.pt", max_steps_per_epoch=1)
+    monkeypatch.setattr(trainer, "FIT_EVERY", 10**9)
+    sparse = train(sample_dir, cfg, tmp_path / "sparse.pt", max_steps_per_epoch=1)
+    assert [r["fitted"] for r in every.metrics] == [True] * 4
+    assert [r["fitted"] for r in sparse.metrics] == [True, False, False, True]
+    a, b = load_checkpoint(tmp_path / "every.pt"), load_checkpoint(tmp_path / "sparse.pt")
+    for key in ("feature_mean", "projection_mean"):
+        torch.testing.assert_close(a[key], b[key])
+    # the means moved with training, so a stale (epoch-1) fit would not match
+    first = train(sample_dir, tiny_config(epochs=1, center_features=True), tmp_path / "one.pt", max_steps_per_epoch=1)
+    assert first.metrics[0]["fitted"]
+    assert not torch.allclose(load_checkpoint(tmp_path / "one.pt")["feature_mean"], b["feature_mean"])
