@@ -9,6 +9,7 @@ standardised (means from side A). Pairs here may join two images of one source t
     .venv/bin/python benchmarks/quality_sweep.py --untrained --name u18
     .venv/bin/python benchmarks/quality_sweep.py --aug histo-nocj --crop 64 --minutes 6 --name r6
     .venv/bin/python benchmarks/quality_sweep.py --aug histo --crop 32 --scale 0.02,0.1 --minutes 6 --name r3
+    .venv/bin/python benchmarks/quality_sweep.py --aug histo-nocj --crop 64 --steps 700 --evals 2 --warmup 0.125 --local 2 --name mc2
 
 ``--aug``: ``paper`` (the study's colour views), ``histo`` (+ vertical flips, 90° rotations, stain jitter),
 ``histo-nocj`` (histo without colour jitter and grayscale), ``histo-light`` (histo with half-strength jitter).
@@ -69,6 +70,15 @@ p.add_argument(
     default=0,
     help="mean-shift (MSF) targets: pull each prediction to the target and its K-1 nearest bank neighbours",
 )
+p.add_argument(
+    "--local",
+    type=int,
+    default=0,
+    help="multi-crop: N extra small views per image through the online network only; each regresses both global"
+    " views' targets (SwAV / DINO style local crops)",
+)
+p.add_argument("--local-crop", type=int, default=32, help="side of the --local views")
+p.add_argument("--local-scale", default="0.01,0.05", help="area fraction range of the --local views' crops")
 p.add_argument("--bank", type=int, default=2048, help="memory bank size (target projections) for --nn")
 p.add_argument(
     "--nn-graph",
@@ -97,6 +107,7 @@ if a.aug == "histo-light":
     kw = dict(brightness=0.2, contrast=0.2, saturation=0.1, hue=0.02, grayscale_prob=0.1)
     v1 = dataclasses.replace(v1, **kw)
     v2 = dataclasses.replace(v2, **kw)
+vl = dataclasses.replace(v2, output_size=a.local_crop, crop_scale=tuple(float(x) for x in a.local_scale.split(",")))
 model = BYOL(a.backbone, a.proj, a.hidden)
 if not a.maxpool:
     model.online_encoder.maxpool = torch.nn.Identity()
@@ -190,6 +201,22 @@ def msf_loss(x1, x2):
     return loss
 
 
+def multicrop_loss(x1, x2, xl):
+    """BYOL with local views: the two global views as in BYOL (symmetric), plus every local view's prediction
+    regressing both global views' target projections; the mean of the terms' means, on BYOL's [0, 8] scale."""
+    from training.byol import byol_loss
+
+    b = x1.shape[0]
+    pred_g = model.predictor(model.online_projector(model.online_encoder(torch.cat([x1, x2], 0))))
+    pred_l = model.predictor(model.online_projector(model.online_encoder(xl)))
+    with torch.no_grad():
+        t = model.target_projector(model.target_encoder(torch.cat([x1, x2], 0)))
+    terms = [byol_loss(pred_g[:b], t[b:]), byol_loss(pred_g[b:], t[:b])]
+    for v in range(0, len(xl), b):
+        terms += [byol_loss(pred_l[v : v + b], t[:b]), byol_loss(pred_l[v : v + b], t[b:])]
+    return torch.stack([x.mean() for x in terms]).mean() * 2
+
+
 def texture_graph(k):
     """(N, k) indices: each training image's k nearest other-group training images, twin texture descriptor."""
     from quality_cluster import neighbours, source_coords
@@ -243,6 +270,8 @@ while True:
             gr["lr"] = lr
         if a.nn > 1:
             loss = msf_loss(x1, x2)
+        elif a.local:
+            loss = multicrop_loss(x1, x2, torch.cat([vl(x, g) for _ in range(a.local)], 0))
         else:
             loss, _, _ = model(x1, x2)
         opt.zero_grad()
