@@ -32,7 +32,7 @@ from lc_memory import OUT, ROOT, decoded_cache, group_split
 
 sys.path.insert(0, str(ROOT))
 from training.augment import ViewTransform
-from training.byol import BYOL, cosine_ema_rate
+from training.byol import BYOL, byol_loss, cosine_ema_rate
 from training.optim import build_optimizer, lr_at
 from training.preprocess import normalize_batch, uint8_to_float
 from training.probe import balanced_pairs, best_threshold, roc_auc
@@ -204,8 +204,6 @@ def msf_loss(x1, x2):
 def multicrop_loss(x1, x2, xl):
     """BYOL with local views: the two global views as in BYOL (symmetric), plus every local view's prediction
     regressing both global views' target projections; the mean of the terms' means, on BYOL's [0, 8] scale."""
-    from training.byol import byol_loss
-
     b = x1.shape[0]
     pred_g = model.predictor(model.online_projector(model.online_encoder(torch.cat([x1, x2], 0))))
     pred_l = model.predictor(model.online_projector(model.online_encoder(xl)))

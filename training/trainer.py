@@ -38,10 +38,10 @@ logger = logging.getLogger(__name__)
 #: Called after every step with ``(global_step, total_steps, info)``; info has ``loss`` (every 10 steps), ``epoch``.
 ProgressFn = Callable[[int, int, dict[str, float]], None]
 
-#: Fields that shape the model: a resumed checkpoint must agree on them.
 #: Between two fits of the feature means / texture read-out, at least this many times the last fit's seconds of
 #: training (fitting then costs at most ~10 % of the run; every epoch when epochs are long).
 FIT_EVERY = 9
+#: Fields that shape the model: a resumed checkpoint must agree on them.
 _MODEL_FIELDS = ("backbone", "image_size", "projection_dim", "hidden_dim")
 
 
@@ -184,11 +184,12 @@ def train(
                 if steps % 10 == 1:
                     info["loss"] = float(loss.item())
                 progress(global_step, total_steps, info)
-            if steps >= steps_per_epoch:
-                break
+            # the budget first: an epoch's last step can use it up too (with one-step epochs it is the only step)
             if time_budget_s is not None and train_seconds + time.perf_counter() - t_epoch >= time_budget_s:
                 out_of_time = True
                 logger.info("time budget of %.0f s used up at step %d of %d", time_budget_s, global_step, total_steps)
+                break
+            if steps >= steps_per_epoch:
                 break
         if images_seen == 0:
             raise DataError(

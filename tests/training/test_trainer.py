@@ -125,6 +125,10 @@ def test_time_budget_stops_early_and_keeps_a_checkpoint(tmp_path: Path, sample_d
     result = train(sample_dir, tiny_config(epochs=5), out, time_budget_s=1e-6)
     assert result.epochs_run == 1 and result.metrics[0]["steps"] == 1
     assert load_checkpoint(out)["epoch"] == 1
+    # also when the budget runs out on an epoch's last step (planted bug: checking the budget only after the
+    # end-of-epoch break, as before 2026-12-03, ran all 5 one-step epochs)
+    short = train(sample_dir, tiny_config(epochs=5), tmp_path / "short.pt", time_budget_s=1e-6, max_steps_per_epoch=1)
+    assert short.epochs_run == 1
 
 
 def test_untrained_twin_starts_where_training_starts(tmp_path: Path, sample_dir: Path) -> None:
@@ -176,7 +180,8 @@ def test_short_epochs_refit_the_means_sparingly_but_always_after_the_last(
     spacing marks every epoch fitted."""
     import training.trainer as trainer
 
-    cfg = tiny_config(epochs=4, center_features=True)
+    # no warm-up and a large step: the weights, and so the means, move visibly in four steps
+    cfg = tiny_config(epochs=4, center_features=True, warmup_epochs=0, lr=0.01, lr_schedule="constant")
     monkeypatch.setattr(trainer, "FIT_EVERY", 0)
     every = train(sample_dir, cfg, tmp_path / "every.pt", max_steps_per_epoch=1)
     monkeypatch.setattr(trainer, "FIT_EVERY", 10**9)
@@ -186,7 +191,7 @@ def test_short_epochs_refit_the_means_sparingly_but_always_after_the_last(
     a, b = load_checkpoint(tmp_path / "every.pt"), load_checkpoint(tmp_path / "sparse.pt")
     for key in ("feature_mean", "projection_mean"):
         torch.testing.assert_close(a[key], b[key])
-    # the means moved with training, so a stale (epoch-1) fit would not match
-    first = train(sample_dir, tiny_config(epochs=1, center_features=True), tmp_path / "one.pt", max_steps_per_epoch=1)
-    assert first.metrics[0]["fitted"]
-    assert not torch.allclose(load_checkpoint(tmp_path / "one.pt")["feature_mean"], b["feature_mean"])
+    # the means moved after epoch 1, so keeping the epoch-1 fit would not match: the same run stopped by its time
+    # budget after its first step holds exactly those epoch-1 means
+    train(sample_dir, cfg, tmp_path / "first.pt", max_steps_per_epoch=1, time_budget_s=1e-6)
+    assert not torch.allclose(load_checkpoint(tmp_path / "first.pt")["feature_mean"], b["feature_mean"])
