@@ -64,6 +64,7 @@ p.add_argument(
     help="keep the stem and layer 1 at their random init (BN in eval mode): only layers 2-4 train",
 )
 p.add_argument("--name", default="run")
+p.add_argument("--also-target", action="store_true", help="also evaluate the EMA target encoder at each point")
 p.add_argument(
     "--nn",
     type=int,
@@ -121,7 +122,8 @@ if a.freeze_early:  # the texture read-out's stages stay the untrained twin's; t
 opt = build_optimizer([q for q in model.online_parameters() if q.requires_grad], a.opt, a.lr, 0.9, a.wd)
 
 
-def embed(idx, size):
+def embed(idx, size, target=False):
+    enc, proj = (model.target_encoder, model.target_projector) if target else (model.online_encoder, model.online_projector)
     model.eval()
     out = []
     with torch.inference_mode():
@@ -130,8 +132,8 @@ def embed(idx, size):
             x = normalize_batch(uint8_to_float(x))
             if size != 224:
                 x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
-            f = model.online_encoder(x).float()
-            out.append(torch.cat([f, model.online_projector(f).float()], 1))
+            f = enc(x).float()
+            out.append(torch.cat([f, proj(f).float()], 1))
     model.train()
     return torch.cat(out).numpy()
 
@@ -145,6 +147,9 @@ def evaluate(tag):
     for rep in ("bb", "pj"):
         ea, eb = (EA[:, :fd], EB[:, :fd]) if rep == "bb" else (EA[:, fd:], EB[:, fd:])
         evaluate_one(ea, eb, res, rep)
+    if a.also_target:
+        TA, TB = embed(calA, a.eval_size, True), embed(evB, a.eval_size, True)
+        evaluate_one(TA[:, :fd], TB[:, :fd], res, "tgt_bb")
     res["eval_s"] = round(time.time() - t, 1)
     print(json.dumps(res), flush=True)
     torch.save(model.state_dict(), OUT / f"model_{a.name}.pt")
