@@ -316,7 +316,10 @@ def train_method(
 
     budget = args.minutes * 60 if args.minutes else budget_s
     probe = work / "probe" if method == "ours" and args.probe_images else None
-    result = train(work / "train", config, ckpt, labeled=probe, progress=progress, time_budget_s=budget)
+    keep_best = probe is not None and args.select_best
+    result = train(
+        work / "train", config, ckpt, labeled=probe, progress=progress, time_budget_s=budget, keep_best=keep_best
+    )
     rows = result.metrics
     seconds = sum(r["seconds"] for r in rows)
     facts.update(
@@ -329,6 +332,9 @@ def train_method(
             {k: r.get(k) for k in ("epoch", "loss", "probe_auc", "probe_knn_acc", "probe_pair_acc", "seconds")}
             for r in rows
         ],  # fmt: skip
+        probe_side="A" if keep_best else "B",
+        best_checkpoint=str(result.best_checkpoint) if result.best_checkpoint else None,
+        best_epoch=result.best_epoch,
     )
     return ckpt, facts
 
@@ -367,7 +373,9 @@ def print_report(rows: list[dict[str, Any]], meta: dict[str, Any]) -> None:
         print("| " + " | ".join([*cells, fmt(r.get("embed_s"), 0)]) + " |")
     for r in rows:
         if r.get("curve"):
-            print(f"\nHeld-out curve of `{r['method']}` (probe on side B images; AUC and kNN need no threshold):\n")
+            side = r.get("probe_side", "B")
+            what = "held-out" if side == "B" else "calibration-side (selection)"
+            print(f"\n{what} curve of `{r['method']}` (probe on side {side} images; AUC and kNN need no threshold):\n")
             print("| epoch | loss | AUC | kNN | train s |")
             print("|---|---|---|---|---|")
             for c in r["curve"]:
@@ -408,6 +416,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--probe-images", type=int, default=300, help="held-out images for the per-epoch curve, one per group (0: none)"
     )
+    p.add_argument(
+        "--select-best",
+        action="store_true",
+        help="take the probe from side A (the calibration side) instead, keep the epoch with its best AUC "
+        "(training.trainer's keep_best) and report it beside the last epoch; side B stays untouched until the end",
+    )
     p.add_argument("--calib-pairs", type=int, default=2000)
     p.add_argument("--eval-pairs", type=int, default=4000)
     p.add_argument("--knn-queries", type=int, default=500)
@@ -435,7 +449,9 @@ def main(argv: list[str] | None = None) -> int:
     items = load_items(args.data, args.groups, args.group_column, args.group_regex)
     a, b = split_by_group(items, args.train_fraction, args.seed)
     eval_a, eval_b = subsample(a, args.eval_images, args.seed), subsample(b, args.eval_images, args.seed + 1)
-    probe = one_per_group(b, args.probe_images, args.seed + 2) if args.probe_images else []
+    if args.select_best and not args.probe_images:
+        raise SystemExit("error: --select-best chooses the epoch on a side-A probe: give --probe-images N > 0")
+    probe = one_per_group(a if args.select_best else b, args.probe_images, args.seed + 2) if args.probe_images else []
     work = args.work or Path(tempfile.mkdtemp(prefix="histoquery-quality-"))
     if args.work and work.exists():
         shutil.rmtree(work)
@@ -464,6 +480,12 @@ def main(argv: list[str] | None = None) -> int:
                 row["method"] = f"{method} ({facts['preset']}, {facts['backbone']} {facts['image_size']}→"\
                                 f"{facts['eval_size']} px)"  # fmt: skip
                 rows.append(row)
+                if facts.get("best_checkpoint"):  # --select-best: the epoch chosen on side A, beside the last one
+                    best = product_row(f"{method}-best", Path(facts["best_checkpoint"]), work, args, eval_a, eval_b)
+                    best["method"] = (
+                        f"{method}, epoch {facts['best_epoch']} of {facts['epochs']} (best side-A probe AUC)"
+                    )
+                    rows.append(best)
             print(json.dumps({k: v for k, v in rows[-1].items() if k != "curve"}, default=str), flush=True)
     finally:
         if not args.work:

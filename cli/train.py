@@ -75,6 +75,11 @@ def register(subparsers: Any) -> None:
         type=Path,
         help="labeled folder (class sub-folders) or pairs CSV (path_a,path_b,same) for a per-epoch probe",
     )
+    p.add_argument(
+        "--keep-best",
+        action="store_true",
+        help="with --labeled: also keep the epoch with the best probe AUC as <out stem>.best.pt (early stopping)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--minutes", type=float, help="stop after this much training time (checkpoint kept)")
     p.set_defaults(handler=run)  # fmt: skip
@@ -141,6 +146,7 @@ def run(args: argparse.Namespace) -> int:
             labeled=args.labeled,
             progress=progress,
             time_budget_s=args.minutes * 60 if args.minutes else None,
+            keep_best=args.keep_best,
         )
     finally:
         bar.close()
@@ -165,4 +171,7 @@ def run(args: argparse.Namespace) -> int:
         for path, reason in list(result.bad_files.items())[:20]:
             print(f"  {path}: {reason}")
     print(f"checkpoint: {out}\nmetrics:    {csv_path}\n            {json_path}")
+    if result.best_checkpoint is not None:
+        auc = next(r["probe_auc"] for r in result.metrics if r["epoch"] == result.best_epoch)
+        print(f"best:       {result.best_checkpoint} (epoch {result.best_epoch}, probe AUC {auc:.3f})")
     return 0  # fmt: skip

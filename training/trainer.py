@@ -23,7 +23,7 @@ from training.checkpoint import build_payload, load_checkpoint, save_checkpoint
 from training.config import TrainConfig
 from training.data import EpochBatchSampler, ImageFiles, collate, epoch_seed, fingerprint, list_images
 from training.encoder import resolve_device
-from training.errors import CheckpointError, DataError
+from training.errors import CheckpointError, ConfigError, DataError
 from training.features import center_subset, embedder, feature_means, needs_fit_images, texture_state
 from training.monitor import CollapseMonitor
 from training.optim import build_optimizer, lr_at
@@ -56,6 +56,8 @@ class TrainResult:
     num_files: int
     bad_files: dict[str, str] = field(default_factory=dict)  # path -> reason
     seconds: float = 0.0
+    best_checkpoint: Path | None = None  # with keep_best: the epoch with the highest probe AUC
+    best_epoch: int | None = None
 
 
 def train(
@@ -68,6 +70,7 @@ def train(
     progress: ProgressFn | None = None,
     max_steps_per_epoch: int | None = None,
     time_budget_s: float | None = None,
+    keep_best: bool = False,
 ) -> TrainResult:
     """Train BYOL on every image under ``data_dir``.
 
@@ -81,13 +84,19 @@ def train(
         max_steps_per_epoch: cap steps per epoch (benchmarks, smoke runs).
         time_budget_s: stop after the step that exhausts this much training time (the probe's time is not
             counted); the checkpoint then holds the last, partial epoch. Benchmarks compare recipes at equal time.
+        keep_best: also keep the epoch whose probe ROC AUC is highest as :func:`best_path` (``out`` stays the
+            last epoch, for ``resume``). Needs ``labeled``: it is early stopping on labeled pairs the user holds
+            (the ones that calibrate the threshold), never on the pairs a result is reported on.
 
     Raises:
         DataError: empty folder, no readable image.
         CheckpointError: ``resume`` with a missing / incompatible checkpoint.
+        ConfigError: ``keep_best`` without ``labeled``.
     """
     t_start = time.perf_counter()
     out = Path(out)
+    if keep_best and not labeled:
+        raise ConfigError("keeping the best epoch needs a labeled probe (--labeled) to choose it by")
     device = resolve_device(config.device)
     cuda = device.type == "cuda"
     if cuda:
@@ -131,6 +140,7 @@ def train(
     train_seconds, out_of_time = 0.0, False
     centers: dict[str, Any] | None = None
     fit_seconds = since_fit = 0.0
+    best = _best_so_far(out, history) if keep_best and resume else None
     logger.info(
         "training %s on %d files from %s (%s, %d steps/epoch, epochs %d..%d)",
         config.backbone, len(files), data_dir, device, steps_per_epoch, start_epoch + 1, config.epochs,
@@ -230,6 +240,9 @@ def train(
         model.train()
         history.append(row)
         _save(out, config, model, opt, epoch + 1, global_step, data_fp, len(files), history, centers)
+        if keep_best and (best is None or row.get("probe_auc", -1.0) > best[1]):
+            best = (epoch + 1, row.get("probe_auc", -1.0))
+            _save(best_path(out), config, model, opt, epoch + 1, global_step, data_fp, len(files), history, centers)
         logger.info("epoch %d/%d %s", epoch + 1, config.epochs, _summary(row))
     return TrainResult(
         checkpoint=out,
@@ -239,7 +252,24 @@ def train(
         num_files=len(files),
         bad_files=bad_files,
         seconds=time.perf_counter() - t_start,
+        best_checkpoint=best_path(out) if best is not None else None,
+        best_epoch=best[0] if best is not None else None,
     )
+
+
+def best_path(out: str | Path) -> Path:
+    """Where ``keep_best`` keeps the best epoch's checkpoint: ``run.pt`` -> ``run.best.pt``."""
+    out = Path(out)
+    return out.with_name(f"{out.stem}.best{out.suffix}")
+
+
+def _best_so_far(out: Path, history: list[dict[str, Any]]) -> tuple[int, float] | None:
+    """On resume, the epoch ``best_path(out)`` holds and its probe AUC (None when there is none yet)."""
+    if not best_path(out).is_file():
+        return None
+    epoch = int(load_checkpoint(best_path(out))["epoch"])
+    auc = next((r.get("probe_auc") for r in history if r.get("epoch") == epoch), None)
+    return (epoch, float(auc)) if auc is not None else None
 
 
 def write_untrained(data_dir: str | Path, config: TrainConfig, out: str | Path) -> Path:

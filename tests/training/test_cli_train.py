@@ -39,6 +39,13 @@ def test_cli_train_overrides_resume_and_errors(
     assert "unknown config field" in capsys.readouterr().err
     assert main(["train", str(data), "--resume", "--out", str(tmp_path / "none.pt")]) == 2
     assert "no checkpoint" in capsys.readouterr().err
+    assert main(["train", str(data), "--keep-best", "--out", str(tmp_path / "kb.pt"), "--no-progress"]) == 2
+    assert "needs a labeled probe" in capsys.readouterr().err
+    # --keep-best with a probe names the kept epoch's file (planted: the flag not passed to train() prints no line)
+    assert main([*args[:-5], "--out", str(tmp_path / "kb.pt"), "--labeled", str(sample_dir), "--keep-best",
+                 "--set", "probe_pairs=40", "--no-progress", "--device", "cpu"]) == 0  # fmt: skip
+    assert f"best:       {tmp_path / 'kb.best.pt'} (epoch 1, probe AUC" in capsys.readouterr().out
+    assert load_checkpoint(tmp_path / "kb.best.pt")["epoch"] == 1
 
 
 def test_cli_backbone_choices_are_the_registered_backbones() -> None:

@@ -6,6 +6,7 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -195,3 +196,30 @@ def test_short_epochs_refit_the_means_sparingly_but_always_after_the_last(
     # budget after its first step holds exactly those epoch-1 means
     train(sample_dir, cfg, tmp_path / "first.pt", max_steps_per_epoch=1, time_budget_s=1e-6)
     assert not torch.allclose(load_checkpoint(tmp_path / "first.pt")["feature_mean"], b["feature_mean"])
+
+
+def test_keep_best_keeps_the_epoch_with_the_best_probe_auc_across_a_resume(tmp_path: Path, sample_dir: Path) -> None:
+    """``keep_best`` (early stopping on the user's labeled probe): ``out`` stays the last epoch, ``best_path(out)``
+    holds the epoch whose probe AUC is highest, also when the run was resumed after that epoch. A constant large
+    step makes the probe AUC rise and fall (0.50, 0.48, 0.67, 0.62, 0.38 with this seed), so the best is not the
+    last. Planted bugs: saving the best file every epoch, or keeping the lowest AUC, leave epoch 5 in it; forgetting
+    the earlier best on resume leaves epoch 4."""
+    from training.errors import ConfigError
+    from training.trainer import best_path
+
+    cfg = tiny_config(epochs=3, lr=0.5, lr_schedule="constant", warmup_epochs=0)
+    out = tmp_path / "run.pt"
+    train(sample_dir, cfg, out, labeled=sample_dir, max_steps_per_epoch=1, keep_best=True)
+    result = train(
+        sample_dir, cfg.with_overrides({"epochs": 5}), out, resume=True, labeled=sample_dir, max_steps_per_epoch=1,
+        keep_best=True,
+    )  # fmt: skip
+    aucs = [row["probe_auc"] for row in load_checkpoint(out)["metrics"]]
+    best = int(np.argmax(aucs)) + 1
+    assert len(aucs) == 5 and best not in (4, 5), f"the schedule no longer makes an early epoch best: {aucs}"
+    assert result.best_epoch == best and result.best_checkpoint == best_path(out) == tmp_path / "run.best.pt"
+    kept = load_checkpoint(best_path(out))
+    assert kept["epoch"] == best and len(kept["metrics"]) == best
+    assert load_checkpoint(out)["epoch"] == 5
+    with pytest.raises(ConfigError, match="labeled probe"):
+        train(sample_dir, cfg, tmp_path / "nolabels.pt", keep_best=True)
