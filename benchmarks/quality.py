@@ -332,7 +332,7 @@ def train_method(
             {k: r.get(k) for k in ("epoch", "loss", "probe_auc", "probe_knn_acc", "probe_pair_acc", "seconds")}
             for r in rows
         ],  # fmt: skip
-        probe_side="A" if keep_best else "B",
+        probe_side={"A": "A", "val": "B (validation groups, not scored)"}.get(args.select_best or "", "B"),
         best_checkpoint=str(result.best_checkpoint) if result.best_checkpoint else None,
         best_epoch=result.best_epoch,
     )
@@ -360,8 +360,14 @@ def print_report(rows: list[dict[str, Any]], meta: dict[str, Any]) -> None:
     print(f"Command: `{meta['command']}`  ")
     print(
         f"Split by group: side A {meta['side_a']} images / {meta['groups_a']} groups (train, calibrate), side B "
-        f"{meta['side_b']} images / {meta['groups_b']} groups (held out); evaluated on {meta['eval_a']} + "
-        f"{meta['eval_b']} images. Load average at start {meta['load_start']}, at end {meta['load_end']}.\n"
+        f"{meta['side_b']} images / {meta['groups_b']} groups (held out)"
+        + (
+            f", {meta['validation']} side-B images of other groups kept aside to choose the epoch"
+            if meta.get("validation")
+            else ""
+        )
+        + f"; evaluated on {meta['eval_a']} + {meta['eval_b']} images. Load average at start {meta['load_start']}, "
+        f"at end {meta['load_end']}.\n"
     )
     print("| method | accuracy (B) | 95 % CI | ROC AUC (B) | kNN-5 (B) | threshold d | train s | img/s | embed s |")
     print("|---|---|---|---|---|---|---|---|---|")
@@ -374,7 +380,7 @@ def print_report(rows: list[dict[str, Any]], meta: dict[str, Any]) -> None:
     for r in rows:
         if r.get("curve"):
             side = r.get("probe_side", "B")
-            what = "held-out" if side == "B" else "calibration-side (selection)"
+            what = {"A": "Calibration-side (selection)", "B": "Held-out"}.get(side, "Validation (selection)")
             print(f"\n{what} curve of `{r['method']}` (probe on side {side} images; AUC and kNN need no threshold):\n")
             print("| epoch | loss | AUC | kNN | train s |")
             print("|---|---|---|---|---|")
@@ -418,10 +424,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument(
         "--select-best",
-        action="store_true",
-        help="take the probe from side A (the calibration side) instead, keep the epoch with its best AUC "
-        "(training.trainer's keep_best) and report it beside the last epoch; side B stays untouched until the end",
+        choices=("A", "val"),
+        help="keep the epoch with the best probe AUC (training.trainer's keep_best) and report it beside the last: "
+        "A takes the probe from side A (the images trained on and calibrated on); val from a share of side B's "
+        "groups (--val-fraction) that is then left out of side B's evaluation (every row is scored on the rest)",
     )
+    p.add_argument("--val-fraction", type=float, default=0.4, help="with --select-best val: side B's groups kept aside")
     p.add_argument("--calib-pairs", type=int, default=2000)
     p.add_argument("--eval-pairs", type=int, default=4000)
     p.add_argument("--knn-queries", type=int, default=500)
@@ -448,10 +456,14 @@ def main(argv: list[str] | None = None) -> int:
     load_start = os.getloadavg()[0]
     items = load_items(args.data, args.groups, args.group_column, args.group_regex)
     a, b = split_by_group(items, args.train_fraction, args.seed)
+    val: list[Item] = []
+    if args.select_best == "val":  # a validation share of the held-out groups: chooses the epoch, never scored
+        val, b = split_by_group(b, args.val_fraction, args.seed + 3)
     eval_a, eval_b = subsample(a, args.eval_images, args.seed), subsample(b, args.eval_images, args.seed + 1)
     if args.select_best and not args.probe_images:
-        raise SystemExit("error: --select-best chooses the epoch on a side-A probe: give --probe-images N > 0")
-    probe = one_per_group(a if args.select_best else b, args.probe_images, args.seed + 2) if args.probe_images else []
+        raise SystemExit("error: --select-best chooses the epoch on a probe: give --probe-images N > 0")
+    probe_from = {"A": a, "val": val}.get(args.select_best or "", b)
+    probe = one_per_group(probe_from, args.probe_images, args.seed + 2) if args.probe_images else []
     work = args.work or Path(tempfile.mkdtemp(prefix="histoquery-quality-"))
     if args.work and work.exists():
         shutil.rmtree(work)
@@ -483,7 +495,7 @@ def main(argv: list[str] | None = None) -> int:
                 if facts.get("best_checkpoint"):  # --select-best: the epoch chosen on side A, beside the last one
                     best = product_row(f"{method}-best", Path(facts["best_checkpoint"]), work, args, eval_a, eval_b)
                     best["method"] = (
-                        f"{method}, epoch {facts['best_epoch']} of {facts['epochs']} (best side-A probe AUC)"
+                        f"{method}, epoch {facts['best_epoch']}/{facts['epochs']} (best {args.select_best} probe AUC)"
                     )
                     rows.append(best)
             print(json.dumps({k: v for k, v in rows[-1].items() if k != "curve"}, default=str), flush=True)
@@ -498,7 +510,7 @@ def main(argv: list[str] | None = None) -> int:
         "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, torch {torch.__version__}, "
         + (torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"),
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
-        "side_a": len(a), "side_b": len(b),
+        "side_a": len(a), "side_b": len(b), "validation": len(val),
         "groups_a": len({i.group for i in a}), "groups_b": len({i.group for i in b}),
         "eval_a": len(eval_a), "eval_b": len(eval_b),
         "load_start": round(load_start, 2), "load_end": round(os.getloadavg()[0], 2),

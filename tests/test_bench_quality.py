@@ -7,6 +7,7 @@ how #12's allowed roots broke this script unnoticed) makes the untrained method 
 
 from __future__ import annotations
 
+import csv
 import json
 import shutil
 import sys
@@ -67,3 +68,38 @@ def test_probe_holds_one_image_per_group() -> None:
     assert len({it.group for it in probe}) == 30
     assert probe == quality.one_per_group(items, 30, seed=2)
     assert len(quality.one_per_group(items, 100, seed=2)) == 40  # fewer groups than asked: one image each
+
+
+@pytest.mark.slow
+def test_select_best_on_validation_groups_never_scores_them(tmp_path: Path) -> None:
+    """``--select-best val`` chooses the epoch on a share of side B's groups and scores every row on the rest:
+    the kept epoch is reported beside the last, and no probe image is among the images ingested for scoring.
+    Planted bug: drawing the probe from side B without setting the validation groups aside (the default curve's
+    probe) puts probe images among the scored ones."""
+    import hashlib
+
+    data = ROOT / "samples" / "kather2016"
+    groups = tmp_path / "groups.csv"
+    files = sorted(p.relative_to(data).as_posix() for p in data.rglob("*") if p.is_file() and p.suffix != ".md")
+    groups.write_text("path,group\n" + "".join(f"{f},g{i}\n" for i, f in enumerate(files)))
+    out, work = tmp_path / "q.json", tmp_path / "work"
+    rc = quality.main([
+        "--data", str(data), "--groups", str(groups), "--methods", "ours", "--select-best", "val",
+        "--probe-images", "16", "--epochs", "2", "--set", "batch_size=8", "--set", "center_samples=16",
+        "--set", "probe_pairs=40", "--calib-pairs", "100", "--eval-pairs", "100", "--knn-queries", "8",
+        "--work", str(work), "--json", str(out), "--device", "cpu",
+    ])  # fmt: skip
+    assert rc == 0
+    report = json.loads(out.read_text())
+    last, best = report["rows"]
+    assert best["method"].startswith("ours, epoch ") and "best val probe AUC" in best["method"]
+    assert last["best_epoch"] in (1, 2) and last["probe_side"].startswith("B (validation")
+    meta = report["meta"]
+    assert meta["validation"] > 0 and meta["side_a"] + meta["side_b"] + meta["validation"] == 64
+
+    def digest(path: Path) -> str:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+
+    probed = {digest(p) for p in (work / "probe").rglob("*") if p.is_file()}
+    scored = {digest(Path(row["path"])) for row in csv.DictReader((work / "manifest.csv").open())}
+    assert probed and scored and not probed & scored
