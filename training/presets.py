@@ -5,7 +5,7 @@
   64 px crops cut at near-native resolution from 224 px tiles, embedding whole tiles at 224 px; histology
   augmentations (rotations, flips, H&E stain jitter) instead of colour jitter and grayscale, which erase the stain
   colour that tells tissues apart; AdamW with warm-up and cosine decay; feature centring; 4 epochs (24 do better on
-  one held-out LC25000 split, worse on another and on two other sets: BENCHMARKS.md).
+  two held-out LC25000 splits, worse on two other sets: BENCHMARKS.md).
 - ``cpu-texture``: ``cpu-crops``' training, stored through the ``texture`` read-out (:mod:`training.readout`):
   second-order statistics of the stem and first stage, on principal and cluster-discriminant axes fitted to the
   unlabeled training images. Measured above ``cpu-crops`` and the colour histogram on held-out LC25000 groups.
@@ -68,8 +68,8 @@ def _cpu_crops() -> TrainConfig:
         embed_size=224,
         projection_dim=128,
         hidden_dim=512,
-        # ~140 steps of 64 on ~2,200 tiles. 24 epochs gave +0.06 on one held-out LC25000 split (seed 2), fell below
-        # the floors on another (seed 1) and lost on Kather colon and IDC breast: not the default (BENCHMARKS.md)
+        # ~140 steps of 64 on ~2,200 tiles. 24 epochs clear the floors on two held-out LC25000 splits (seeds 1, 2)
+        # but lose on Kather colon and IDC breast: not the default (BENCHMARKS.md)
         epochs=4,
         batch_size=64,
         optimizer="adamw",
