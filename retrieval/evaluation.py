@@ -93,7 +93,11 @@ NO_GROUPS_WARNING = (
 
 
 def _dataset_images(retrieval: Retrieval, dataset: str) -> list[Image]:
-    """The labeled, embedded images of ``dataset``, ordered by id (the same on SQLite and PostgreSQL)."""
+    """The labeled, embedded images of ``dataset`` in a stable order: by source path, then tile position, then id.
+
+    Not by id alone: ids follow the order in which ingestion finished, which parallel decoding varies from run to
+    run, and the seeded pairs drawn from this list would then differ between two ingestions of the same files.
+    """
     session = retrieval.session
     ds = session.scalar(select(Dataset).where(Dataset.name == dataset))
     if ds is None:
@@ -102,7 +106,7 @@ def _dataset_images(retrieval: Retrieval, dataset: str) -> list[Image]:
         session.scalars(
             select(Image)
             .where(Image.dataset_id == ds.id, Image.label.is_not(None), Image.status == "done")
-            .order_by(Image.id)
+            .order_by(Image.source_path, Image.level, Image.x, Image.y, Image.id)
         ).all()
     )
     if len(images) < 4:
