@@ -240,8 +240,8 @@ def train(
         model.train()
         history.append(row)
         _save(out, config, model, opt, epoch + 1, global_step, data_fp, len(files), history, centers)
-        if keep_best and (best is None or row.get("probe_auc", -1.0) > best[1]):
-            best = (epoch + 1, row.get("probe_auc", -1.0))
+        if keep_best and (best is None or row["probe_auc"] > best[1]):  # keep_best implies a probe
+            best = (epoch + 1, row["probe_auc"])
             _save(best_path(out), config, model, opt, epoch + 1, global_step, data_fp, len(files), history, centers)
         logger.info("epoch %d/%d %s", epoch + 1, config.epochs, _summary(row))
     return TrainResult(
