@@ -453,6 +453,10 @@ def main(argv: list[str] | None = None) -> int:
     for m, path in given.items():
         if m not in methods or m == "histogram" or not path.is_file():
             raise SystemExit(f"error: --checkpoint {m}={path}: needs a trained method in --methods and a file")
+    if args.select_best and not args.probe_images:
+        raise SystemExit("error: --select-best chooses the epoch on a probe: give --probe-images N > 0")
+    if not 0 < args.val_fraction < 1:
+        raise SystemExit(f"error: --val-fraction {args.val_fraction}: give a share of side B's groups between 0 and 1")
     load_start = os.getloadavg()[0]
     items = load_items(args.data, args.groups, args.group_column, args.group_regex)
     a, b = split_by_group(items, args.train_fraction, args.seed)
@@ -460,8 +464,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.select_best == "val":  # a validation share of the held-out groups: chooses the epoch, never scored
         val, b = split_by_group(b, args.val_fraction, args.seed + 3)
     eval_a, eval_b = subsample(a, args.eval_images, args.seed), subsample(b, args.eval_images, args.seed + 1)
-    if args.select_best and not args.probe_images:
-        raise SystemExit("error: --select-best chooses the epoch on a probe: give --probe-images N > 0")
     probe_from = {"A": a, "val": val}.get(args.select_best or "", b)
     probe = one_per_group(probe_from, args.probe_images, args.seed + 2) if args.probe_images else []
     work = args.work or Path(tempfile.mkdtemp(prefix="histoquery-quality-"))
