@@ -10,11 +10,15 @@ leave-one-out kNN-5), then scores each read-out:
 - with ``--second-order``: ``l2`` (layer-2 pooled) and second-order pooling: ``l2gram`` / ``l3gram`` (Gram of the
   map), ``l2cov`` / ``l3cov`` (per-image channel covariance), ``l3rp64`` / ``l4rp64`` (Gram of 64 random channel
   projections); the product's ``texture`` read-out (``training/readout.py``) grew out of these;
+- with ``--fusion``: the product's label-free discriminant step (``training.readout.fit``) on pooled layer 4
+  (``l4_disc``), the ``texture`` read-out of this model (``tex_self``) and of its untrained twin (``tex_twin``), and
+  the twin's texture side by side with this model's ``l4_ctr`` / ``l4_disc`` at weights 0.25 / 0.5 / 0.75;
 - post-processing fitted on the unlabeled fit set: ``ctr`` (centring), ``pcaK`` (centre + top-K principal axes),
   ``whtK`` (PCA-whitened to K dims), ``sqrt`` (signed square root, then centring).
 
     .venv/bin/python benchmarks/quality_repr.py --untrained --seed 0
     .venv/bin/python benchmarks/quality_repr.py --model /tmp/histoquery-sweep/model_r1.pt
+    .venv/bin/python benchmarks/quality_repr.py --model /tmp/histoquery-sweep/model_long.pt --fusion
 """
 
 # ruff: noqa: E402, E501
@@ -36,7 +40,8 @@ sys.path.insert(0, str(ROOT))
 from training.byol import BYOL
 from training.preprocess import normalize_batch, uint8_to_float
 from training.probe import balanced_pairs, best_threshold, roc_auc
-from training.readout import channel_products
+from training.readout import channel_products, descriptors
+from training.readout import fit as fit_readout
 
 
 def maps(enc: torch.nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -115,6 +120,34 @@ def score(xa: np.ndarray, xb: np.ndarray, la: np.ndarray, lb: np.ndarray) -> tup
     )
 
 
+def discriminant(fit: np.ndarray, xs: list[np.ndarray], components: int = 64, clusters: int = 5) -> list[np.ndarray]:
+    """The product's label-free read-out step (``training.readout.fit``: principal axes, k-means, shrinkage LDA)
+    on any features: ``[unit(LDA coords), unit(principal coords)] / sqrt(2)`` as ``TextureHead.project`` stores."""
+    st = fit_readout(fit, components, clusters, 0)
+    out = []
+    for x in xs:
+        c = (x - st["mean"]) @ st["components"].T
+        parts = [unit(c @ st["lda_axes"]), unit(c)] if st["lda_axes"].shape[1] else [unit(c)]
+        out.append(np.concatenate(parts, 1) / np.sqrt(len(parts)))
+    return out
+
+
+def texture(enc: torch.nn.Module, imgs: np.ndarray, idxs: list[np.ndarray]) -> list[np.ndarray]:
+    """The ``texture`` read-out of ``enc`` (stem + layer 1 covariances, fitted on ``idxs[0]``) for each index set."""
+    desc = []
+    with torch.inference_mode():
+        for idx in idxs:
+            chunks = [descriptors(enc, normalize_batch(uint8_to_float(torch.from_numpy(imgs[idx[s : s + 50]]))), None)
+                      for s in range(0, len(idx), 50)]  # fmt: skip
+            desc.append(torch.cat(chunks).numpy().astype(np.float64))
+    return discriminant(desc[0], desc)
+
+
+def fused(a: list[np.ndarray], b: list[np.ndarray], w: float) -> list[np.ndarray]:
+    """Side by side, each L2-normalised, weights ``sqrt(w)`` / ``sqrt(1 - w)``: cosine = w cos_a + (1 - w) cos_b."""
+    return [np.concatenate([np.sqrt(w) * unit(x), np.sqrt(1 - w) * unit(y)], 1) for x, y in zip(a, b, strict=True)]
+
+
 def load_split(model_path: str | None, backbone: str = "resnet18", proj: int = 128, hidden: int = 512, seed: int = 0
                ) -> tuple[torch.nn.Module, np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray, np.ndarray]]:  # fmt: skip
     """The online encoder of a ``quality_sweep.py`` state_dict (or the seed's untrained twin when None), in eval
@@ -143,6 +176,9 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0, help="initialisation seed of the untrained twin")
     p.add_argument("--size", type=int, default=224)
     p.add_argument("--second-order", action="store_true", help="also score second-order (Gram / covariance) pooling")
+    p.add_argument("--fusion", action="store_true",
+                   help="score the label-free discriminant step on pooled features (l4_disc), the texture read-outs of "
+                        "this model and of its untrained twin, and the untrained texture side by side with l4 ctr / disc")  # fmt: skip
     a = p.parse_args()
     if not a.model and not a.untrained:
         p.error("give --model PATH (a state_dict saved by quality_sweep.py) or --untrained")
@@ -154,6 +190,22 @@ def main() -> None:
         np.concatenate([unit(f["l3"]), unit(f["l4"])], 1) for f in (f_fit, f_a, f_b)
     )
     results = {}
+    if a.fusion:
+        lab = labels[cal_a], labels[ev_b]
+        mu = f_fit["l4"].mean(0)
+        cands = {"l4_ctr": [f_a["l4"] - mu, f_b["l4"] - mu],
+                 "l4_disc": discriminant(f_fit["l4"], [f_a["l4"], f_b["l4"]])}  # fmt: skip
+        cands["tex_self"] = texture(enc, imgs, [fit_idx, cal_a, ev_b])[1:]
+        twin = load_split(None, a.backbone, a.proj, a.hidden, a.seed)[0]
+        cands["tex_twin"] = texture(twin, imgs, [fit_idx, cal_a, ev_b])[1:]
+        for w in (0.25, 0.5, 0.75):
+            for base in ("l4_ctr", "l4_disc"):
+                cands[f"tex_twin+{base}@{w}"] = fused(cands["tex_twin"], cands[base], w)
+        for name, (xa, xb) in cands.items():
+            results[name] = score(xa, xb, *lab)
+            print(f"{name:24s} acc/auc/knn {results[name]}", flush=True)
+        print(json.dumps({"model": a.model or f"untrained seed {a.seed}", "results": results}))
+        return
     feats = ["l4", "l3", "l34", "gem"]
     if a.second_order:
         feats = ["l3", "l2", "l2gram", "l2cov", "l3gram", "l3cov", "l3rp64", "l4rp64"]
