@@ -68,7 +68,7 @@ def _cpu_crops() -> TrainConfig:
         embed_size=224,
         projection_dim=128,
         hidden_dim=512,
-        # ~140 steps of 64 on ~2,200 tiles. 24 epochs clear the floors on two held-out LC25000 splits (seeds 1, 2)
+        # ~140 steps of 64 on ~2,200 tiles. 24 epochs clear the floors on three held-out LC25000 splits (seeds 1-3)
         # but lose on Kather colon and IDC breast: not the default (BENCHMARKS.md)
         epochs=4,
         batch_size=64,
