@@ -108,8 +108,9 @@ def test_select_best_on_validation_groups_never_scores_them(tmp_path: Path) -> N
 @pytest.mark.parametrize("share", ["0", "1", "1.5", "-0.2"])
 def test_val_fraction_outside_zero_one_is_refused_before_any_work(tmp_path: Path, share: str) -> None:
     """A validation share of 0 or 1 would leave no groups to choose the epoch on, or none to score: a one-line error
-    before anything is decoded. Planted: no range check (the first version) lets ``split_by_group`` clamp it
-    silently and the run go on, so no SystemExit is raised here and the work folder is created."""
+    before anything is read. Planted: no range check (the first version) lets the run go on to read the data, where
+    this call stops on the missing group CSV instead (a different message: shown failing); given groups, the share
+    would be clamped silently by ``split_by_group``."""
     with pytest.raises(SystemExit, match="--val-fraction"):
         quality.main([
             "--data", str(ROOT / "samples" / "kather2016"), "--methods", "ours", "--select-best", "val",
