@@ -40,7 +40,7 @@ sys.path.insert(0, str(ROOT))
 from training.byol import BYOL
 from training.preprocess import normalize_batch, uint8_to_float
 from training.probe import balanced_pairs, best_threshold, roc_auc
-from training.readout import channel_products, descriptors
+from training.readout import TextureHead, channel_products, fit_state
 from training.readout import fit as fit_readout
 
 
@@ -121,26 +121,21 @@ def score(xa: np.ndarray, xb: np.ndarray, la: np.ndarray, lb: np.ndarray) -> tup
 
 
 def discriminant(fit: np.ndarray, xs: list[np.ndarray], components: int = 64, clusters: int = 5) -> list[np.ndarray]:
-    """The product's label-free read-out step (``training.readout.fit``: principal axes, k-means, shrinkage LDA)
-    on any features: ``[unit(LDA coords), unit(principal coords)] / sqrt(2)`` as ``TextureHead.project`` stores."""
-    st = fit_readout(fit, components, clusters, 0)
-    out = []
-    for x in xs:
-        c = (x - st["mean"]) @ st["components"].T
-        parts = [unit(c @ st["lda_axes"]), unit(c)] if st["lda_axes"].shape[1] else [unit(c)]
-        out.append(np.concatenate(parts, 1) / np.sqrt(len(parts)))
-    return out
+    """The product's label-free read-out step on any features: ``training.readout.fit`` (principal axes, k-means,
+    shrinkage LDA), then ``TextureHead.project`` (what the ``texture`` representation stores)."""
+    state = {k: torch.as_tensor(v, dtype=torch.float32) for k, v in fit_readout(fit, components, clusters, 0).items()}
+    head = TextureHead(torch.nn.Identity(), {**state, "stage1_projection": torch.zeros(0)})
+    return [head.project(torch.from_numpy(x)).numpy() for x in xs]
 
 
 def texture(enc: torch.nn.Module, imgs: np.ndarray, idxs: list[np.ndarray]) -> list[np.ndarray]:
-    """The ``texture`` read-out of ``enc`` (stem + layer 1 covariances, fitted on ``idxs[0]``) for each index set."""
-    desc = []
+    """The product's ``texture`` read-out of ``enc`` (``training.readout.fit_state`` on the images ``idxs[0]``, then
+    ``TextureHead``) for each further index set."""
+    state = fit_state(enc, imgs[idxs[0]], 64, 5, 0, torch.device("cpu"), lambda u: normalize_batch(uint8_to_float(u)))
+    head = TextureHead(enc, state).eval()
     with torch.inference_mode():
-        for idx in idxs:
-            chunks = [descriptors(enc, normalize_batch(uint8_to_float(torch.from_numpy(imgs[idx[s : s + 50]]))), None)
-                      for s in range(0, len(idx), 50)]  # fmt: skip
-            desc.append(torch.cat(chunks).numpy().astype(np.float64))
-    return discriminant(desc[0], desc)
+        return [torch.cat([head(normalize_batch(uint8_to_float(torch.from_numpy(imgs[idx[s : s + 50]]))))
+                           for s in range(0, len(idx), 50)]).numpy() for idx in idxs[1:]]  # fmt: skip
 
 
 def fused(a: list[np.ndarray], b: list[np.ndarray], w: float) -> list[np.ndarray]:
@@ -195,9 +190,9 @@ def main() -> None:
         mu = f_fit["l4"].mean(0)
         cands = {"l4_ctr": [f_a["l4"] - mu, f_b["l4"] - mu],
                  "l4_disc": discriminant(f_fit["l4"], [f_a["l4"], f_b["l4"]])}  # fmt: skip
-        cands["tex_self"] = texture(enc, imgs, [fit_idx, cal_a, ev_b])[1:]
+        cands["tex_self"] = texture(enc, imgs, [fit_idx, cal_a, ev_b])
         twin = load_split(None, a.backbone, a.proj, a.hidden, a.seed)[0]
-        cands["tex_twin"] = texture(twin, imgs, [fit_idx, cal_a, ev_b])[1:]
+        cands["tex_twin"] = texture(twin, imgs, [fit_idx, cal_a, ev_b])
         for w in (0.25, 0.5, 0.75):
             for base in ("l4_ctr", "l4_disc"):
                 cands[f"tex_twin+{base}@{w}"] = fused(cands["tex_twin"], cands[base], w)

@@ -4,8 +4,8 @@
 - ``cpu-crops``: the CPU recipe for a 2-core machine (measured in BENCHMARKS.md, *Quality*): resnet18 trained on
   64 px crops cut at near-native resolution from 224 px tiles, embedding whole tiles at 224 px; histology
   augmentations (rotations, flips, H&E stain jitter) instead of colour jitter and grayscale, which erase the stain
-  colour that tells tissues apart; AdamW with warm-up and cosine decay; feature centring; 4 epochs (24 do better on
-  two held-out LC25000 splits, worse on two other sets: BENCHMARKS.md).
+  colour that tells tissues apart; AdamW with warm-up and cosine decay; feature centring; 4 epochs (24 clear the
+  floors on three held-out LC25000 splits, but do worse on two other sets: BENCHMARKS.md).
 - ``cpu-texture``: ``cpu-crops``' training, stored through the ``texture`` read-out (:mod:`training.readout`):
   second-order statistics of the stem and first stage, on principal and cluster-discriminant axes fitted to the
   unlabeled training images. Measured above ``cpu-crops`` and the colour histogram on held-out LC25000 groups.
