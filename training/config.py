@@ -48,6 +48,10 @@ class TrainConfig:
     num_workers: int | None = None  # None = min(8, CPU count) on CUDA, 0 on CPU
     amp: bool = True  # bf16 autocast on CUDA
     channels_last: bool = True  # on CUDA
+    # on a CPU with native bf16 (AVX512-BF16 / AMX): the training step under bf16 autocast, in channels_last
+    # (1.84x the float32 step for cpu-crops, BENCHMARKS.md); float32 on other CPUs, where emulated bf16 is slower.
+    # Embedding (probe, centring, ingestion) stays float32 on the CPU either way
+    cpu_bf16: bool = False
     center_features: bool = False  # Encoder subtracts the training-set mean vector before L2 normalisation
     center_samples: int = 1024  # training images (decoded once, kept in memory) used to estimate that mean
     # (and to fit the texture read-out)

@@ -22,7 +22,7 @@ from training.byol import BYOL, cosine_ema_rate
 from training.checkpoint import build_payload, load_checkpoint, save_checkpoint
 from training.config import TrainConfig
 from training.data import EpochBatchSampler, ImageFiles, collate, epoch_seed, fingerprint, list_images
-from training.encoder import resolve_device
+from training.encoder import native_cpu_bf16, resolve_device
 from training.errors import CheckpointError, ConfigError, DataError
 from training.features import center_subset, embedder, feature_means, needs_fit_images, texture_state
 from training.monitor import CollapseMonitor
@@ -107,7 +107,11 @@ def train(
     data_fp = fingerprint(files, data_dir)
     torch.manual_seed(config.seed)
     model = BYOL(config.backbone, config.projection_dim, config.hidden_dim, config.backbone_weights).to(device)
-    if cuda and config.channels_last:
+    cpu_bf16 = not cuda and config.cpu_bf16 and native_cpu_bf16()
+    if not cuda and config.cpu_bf16 and not cpu_bf16:
+        logger.info("cpu_bf16: this CPU has no native bf16 (AVX512-BF16 / AMX), so training runs in float32")
+    channels_last = (cuda and config.channels_last) or cpu_bf16
+    if channels_last:
         model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     opt = build_optimizer(model.online_parameters(), config.optimizer, config.lr, config.momentum, config.weight_decay)
     start_epoch, global_step = 0, 0
@@ -142,8 +146,9 @@ def train(
     fit_seconds = since_fit = 0.0
     best = _best_so_far(out, history) if keep_best and resume else None
     logger.info(
-        "training %s on %d files from %s (%s, %d steps/epoch, epochs %d..%d)",
-        config.backbone, len(files), data_dir, device, steps_per_epoch, start_epoch + 1, config.epochs,
+        "training %s on %d files from %s (%s%s, %d steps/epoch, epochs %d..%d)",
+        config.backbone, len(files), data_dir, device, ", bf16" if cpu_bf16 else "", steps_per_epoch,
+        start_epoch + 1, config.epochs,
     )  # fmt: skip
     for epoch in range(start_epoch, config.epochs):
         if out_of_time:
@@ -166,13 +171,13 @@ def train(
                 continue
             x = batch.images.to(device, non_blocking=cuda)
             v1, v2 = config.view1(x, aug_gen), config.view2(x, aug_gen)
-            if cuda and config.channels_last:
+            if channels_last:
                 v1 = v1.contiguous(memory_format=torch.channels_last)
                 v2 = v2.contiguous(memory_format=torch.channels_last)
             lr = lr_at(global_step, total_steps, config.lr, config.lr_schedule, warmup_steps)
             for group in opt.param_groups:
                 group["lr"] = lr
-            with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=cuda and config.amp):
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=(cuda and config.amp) or cpu_bf16):
                 loss, feats, proj = model(v1, v2)
             opt.zero_grad(set_to_none=True)
             loss.backward()

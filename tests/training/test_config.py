@@ -24,3 +24,14 @@ def test_validate_checks_without_changing_the_config() -> None:
     with pytest.raises(ConfigError, match="view1.output_size is 64 but image_size is 96"):
         cfg.validate()
     assert cfg.to_dict() == before
+
+
+def test_configs_stored_before_cpu_bf16_load_with_it_off() -> None:
+    """Checkpoints written before the field existed keep training and embedding in float32; ``cpu-crops`` turns
+    it on. Planted bugs: a default of True (old configs change precision), or the field missing from the preset."""
+    from training.presets import get_preset
+
+    stored = get_preset("cpu-crops").to_dict()
+    assert stored.pop("cpu_bf16") is True
+    assert TrainConfig.from_dict(stored).cpu_bf16 is False
+    assert get_preset("paper").cpu_bf16 is False and get_preset("fast-cpu").cpu_bf16 is False

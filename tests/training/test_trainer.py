@@ -13,6 +13,7 @@ import torch
 from tests.training.conftest import tiny_config
 from training.checkpoint import load_checkpoint
 from training.data import epoch_seed
+from training.encoder import native_cpu_bf16
 from training.errors import CheckpointError, DataError
 from training.trainer import metrics_paths, train
 
@@ -223,3 +224,44 @@ def test_keep_best_keeps_the_epoch_with_the_best_probe_auc_across_a_resume(tmp_p
     assert load_checkpoint(out)["epoch"] == 5
     with pytest.raises(ConfigError, match="labeled probe"):
         train(sample_dir, cfg, tmp_path / "nolabels.pt", keep_best=True)
+
+
+def _one_step(sample_dir: Path, out: Path, caplog: pytest.LogCaptureFixture, **overrides: object
+              ) -> tuple[str, float]:  # fmt: skip
+    """One training step of the tiny config: ``(the trainer's log, the step's loss)``."""
+    caplog.clear()
+    with caplog.at_level("INFO", logger="training.trainer"):
+        result = train(sample_dir, tiny_config(epochs=1, **overrides), out, max_steps_per_epoch=1)
+    return caplog.text, float(result.metrics[0]["loss"])
+
+
+@pytest.mark.skipif(not native_cpu_bf16(), reason="this CPU has no native bf16 (AVX512-BF16 / AMX)")
+def test_cpu_bf16_trains_under_bf16_autocast_and_keeps_float32_weights(
+    tmp_path: Path, sample_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The same first step's loss moves by bf16's rounding (~0.01 on a loss of ~4.4; channels_last alone moves it
+    by ~1e-6). Planted bugs: the flag ignored or autocast left off (the loss stays within 1e-3), or the model cast
+    to bf16 instead of autocast (the checkpoint's weights are bf16)."""
+    _, loss_f32 = _one_step(sample_dir, tmp_path / "f32.pt", caplog)
+    log, loss_bf16 = _one_step(sample_dir, tmp_path / "bf16.pt", caplog, cpu_bf16=True)
+    assert "cpu, bf16" in log
+    assert abs(loss_bf16 - loss_f32) > 1e-3 and np.isfinite(loss_bf16)
+    b = _weights(tmp_path / "bf16.pt")
+    floats = [k for k in b if b[k].is_floating_point()]
+    assert floats and all(b[k].dtype == torch.float32 and torch.isfinite(b[k]).all() for k in floats)
+
+
+def test_cpu_bf16_is_float32_on_a_cpu_without_native_bf16(
+    tmp_path: Path, sample_dir: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Emulated bf16 is slower than float32, so without the instructions the flag changes nothing but a log line.
+    A CPU without them cannot be had on a machine that has them, hence the patched check. Planted bug: autocast
+    or channels_last whenever the flag is set (the weights differ from the float32 run's)."""
+    import training.trainer as trainer_module
+
+    monkeypatch.setattr(trainer_module, "native_cpu_bf16", lambda: False)
+    _one_step(sample_dir, tmp_path / "f32.pt", caplog)
+    log, _ = _one_step(sample_dir, tmp_path / "flag.pt", caplog, cpu_bf16=True)
+    assert "no native bf16" in log and "cpu, bf16" not in log
+    a, b = _weights(tmp_path / "f32.pt"), _weights(tmp_path / "flag.pt")
+    assert all(torch.equal(a[k], b[k]) for k in a)
