@@ -13,6 +13,10 @@ leave-one-out kNN-5), then scores each read-out:
 - with ``--fusion``: the product's label-free discriminant step (``training.readout.fit``) on pooled layer 4
   (``l4_disc``), the ``texture`` read-out of this model (``tex_self``) and of its untrained twin (``tex_twin``), and
   the twin's texture side by side with this model's ``l4_ctr`` / ``l4_disc`` at weights 0.25 / 0.5 / 0.75;
+- with ``--tta``: every pooled read-out (and the texture read-outs) averaged over the 8 dihedral views of each
+  image (4 rotations × mirror). LC25000 already holds rotated and mirrored copies of each source tile, and this
+  script's pairs may join two copies of one tile (``quality.py``'s may not), so its kNN gain here is partly copies
+  becoming identical;
 - post-processing fitted on the unlabeled fit set: ``ctr`` (centring), ``pcaK`` (centre + top-K principal axes),
   ``whtK`` (PCA-whitened to K dims), ``sqrt`` (signed square root, then centring).
 
@@ -57,8 +61,13 @@ def gram(m: torch.Tensor, proj: torch.Tensor | None = None, centre: bool = False
     return channel_products(m, proj, centre).numpy()
 
 
-def features(enc: torch.nn.Module, imgs: np.ndarray, idx: np.ndarray, size: int, second: bool = False
-             ) -> dict[str, np.ndarray]:  # fmt: skip
+def dihedral(x: torch.Tensor) -> list[torch.Tensor]:
+    """The 8 dihedral views of a batch (4 rotations of it and of its mirror image)."""
+    return [torch.rot90(v, k, (2, 3)) for v in (x, x.flip(3)) for k in range(4)]
+
+
+def features(enc: torch.nn.Module, imgs: np.ndarray, idx: np.ndarray, size: int, second: bool = False,
+             tta: bool = False) -> dict[str, np.ndarray]:  # fmt: skip
     out: dict[str, list[np.ndarray]] = {"l3": [], "l4": [], "gem": []}
     if second:
         out.update({"l2": [], "l2gram": [], "l2cov": [], "l3gram": [], "l3cov": [], "l3rp64": [], "l4rp64": []})
@@ -70,6 +79,13 @@ def features(enc: torch.nn.Module, imgs: np.ndarray, idx: np.ndarray, size: int,
             x = normalize_batch(uint8_to_float(torch.from_numpy(imgs[idx[s : s + 100]])))
             if size != 224:
                 x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+            if tta:
+                views = [maps(enc, v) for v in dihedral(x)]
+                out["l3"].append(torch.stack([m[1].mean((2, 3)) for m in views]).mean(0).numpy())
+                out["l4"].append(torch.stack([m[2].mean((2, 3)) for m in views]).mean(0).numpy())
+                out["gem"].append(torch.stack([m[2].clamp_min(1e-6).pow(3).mean((2, 3)).pow(1 / 3)
+                                               for m in views]).mean(0).numpy())  # fmt: skip
+                continue
             l2, l3, l4 = maps(enc, x)
             if second:
                 out["l2"].append(l2.mean((2, 3)).numpy())
@@ -128,13 +144,17 @@ def discriminant(fit: np.ndarray, xs: list[np.ndarray], components: int = 64, cl
     return [head.project(torch.from_numpy(x)).numpy() for x in xs]
 
 
-def texture(enc: torch.nn.Module, imgs: np.ndarray, idxs: list[np.ndarray]) -> list[np.ndarray]:
+def texture(enc: torch.nn.Module, imgs: np.ndarray, idxs: list[np.ndarray], tta: bool = False) -> list[np.ndarray]:
     """The product's ``texture`` read-out of ``enc`` (``training.readout.fit_state`` on the images ``idxs[0]``, then
-    ``TextureHead``) for each further index set."""
+    ``TextureHead``) for each further index set; with ``tta``, averaged over the 8 dihedral views."""
     state = fit_state(enc, imgs[idxs[0]], 64, 5, 0, torch.device("cpu"), lambda u: normalize_batch(uint8_to_float(u)))
     head = TextureHead(enc, state).eval()
+
+    def embed(x: torch.Tensor) -> torch.Tensor:
+        return torch.stack([head(v) for v in dihedral(x)]).mean(0) if tta else head(x)
+
     with torch.inference_mode():
-        return [torch.cat([head(normalize_batch(uint8_to_float(torch.from_numpy(imgs[idx[s : s + 50]]))))
+        return [torch.cat([embed(normalize_batch(uint8_to_float(torch.from_numpy(imgs[idx[s : s + 50]]))))
                            for s in range(0, len(idx), 50)]).numpy() for idx in idxs[1:]]  # fmt: skip
 
 
@@ -174,13 +194,16 @@ def main() -> None:
     p.add_argument("--fusion", action="store_true",
                    help="score the label-free discriminant step on pooled features (l4_disc), the texture read-outs of "
                         "this model and of its untrained twin, and the untrained texture side by side with l4 ctr / disc")  # fmt: skip
+    p.add_argument("--tta", action="store_true", help="average each read-out over the 8 dihedral views of an image")
     a = p.parse_args()
+    if a.tta and a.second_order:
+        p.error("--tta applies to the pooled and texture read-outs, not to --second-order")
     if not a.model and not a.untrained:
         p.error("give --model PATH (a state_dict saved by quality_sweep.py) or --untrained")
     if a.model and not Path(a.model).is_file():
         p.error(f"--model {a.model}: no such file (quality_sweep.py saves /tmp/histoquery-sweep/model_<name>.pt)")
     enc, imgs, labels, (fit_idx, cal_a, ev_b) = load_split(a.model, a.backbone, a.proj, a.hidden, a.seed)
-    f_fit, f_a, f_b = (features(enc, imgs, idx, a.size, a.second_order) for idx in (fit_idx, cal_a, ev_b))
+    f_fit, f_a, f_b = (features(enc, imgs, idx, a.size, a.second_order, a.tta) for idx in (fit_idx, cal_a, ev_b))
     f_fit["l34"], f_a["l34"], f_b["l34"] = (
         np.concatenate([unit(f["l3"]), unit(f["l4"])], 1) for f in (f_fit, f_a, f_b)
     )
@@ -190,16 +213,16 @@ def main() -> None:
         mu = f_fit["l4"].mean(0)
         cands = {"l4_ctr": [f_a["l4"] - mu, f_b["l4"] - mu],
                  "l4_disc": discriminant(f_fit["l4"], [f_a["l4"], f_b["l4"]])}  # fmt: skip
-        cands["tex_self"] = texture(enc, imgs, [fit_idx, cal_a, ev_b])
+        cands["tex_self"] = texture(enc, imgs, [fit_idx, cal_a, ev_b], a.tta)
         twin = load_split(None, a.backbone, a.proj, a.hidden, a.seed)[0]
-        cands["tex_twin"] = texture(twin, imgs, [fit_idx, cal_a, ev_b])
+        cands["tex_twin"] = texture(twin, imgs, [fit_idx, cal_a, ev_b], a.tta)
         for w in (0.25, 0.5, 0.75):
             for base in ("l4_ctr", "l4_disc"):
                 cands[f"tex_twin+{base}@{w}"] = fused(cands["tex_twin"], cands[base], w)
         for name, (xa, xb) in cands.items():
             results[name] = score(xa, xb, *lab)
             print(f"{name:24s} acc/auc/knn {results[name]}", flush=True)
-        print(json.dumps({"model": a.model or f"untrained seed {a.seed}", "results": results}))
+        print(json.dumps({"model": a.model or f"untrained seed {a.seed}", "tta": a.tta, "results": results}))
         return
     feats = ["l4", "l3", "l34", "gem"]
     if a.second_order:
@@ -208,7 +231,7 @@ def main() -> None:
         for name, (xa, xb) in readouts(f_fit[feat], [f_a[feat], f_b[feat]]).items():
             results[f"{feat}_{name}"] = score(xa, xb, labels[cal_a], labels[ev_b])
             print(f"{feat}_{name:7s} acc/auc/knn {results[f'{feat}_{name}']}", flush=True)
-    print(json.dumps({"model": a.model or f"untrained seed {a.seed}", "results": results}))
+    print(json.dumps({"model": a.model or f"untrained seed {a.seed}", "tta": a.tta, "results": results}))
 
 
 if __name__ == "__main__":

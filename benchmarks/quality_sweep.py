@@ -64,6 +64,8 @@ p.add_argument(
     help="keep the stem and layer 1 at their random init (BN in eval mode): only layers 2-4 train",
 )
 p.add_argument("--name", default="run")
+p.add_argument("--amp", action="store_true", help="training forward under CPU bf16 autocast (evaluation stays float32)")
+p.add_argument("--channels-last", action="store_true", help="model and training views in channels_last")
 p.add_argument("--also-target", action="store_true", help="also evaluate the EMA target encoder at each point")
 p.add_argument(
     "--nn",
@@ -119,6 +121,8 @@ if a.freeze_early:  # the texture read-out's stages stay the untrained twin's; t
             m.requires_grad_(False)
             m.eval()  # BN uses its (untouched) running statistics in training as in evaluation
             m.train = lambda mode=True, m=m: m  # model.train() leaves them in eval mode
+if a.channels_last:
+    model = model.to(memory_format=torch.channels_last)
 opt = build_optimizer([q for q in model.online_parameters() if q.requires_grad], a.opt, a.lr, 0.9, a.wd)
 
 
@@ -276,7 +280,10 @@ while True:
         elif a.local:
             loss = multicrop_loss(x1, x2, torch.cat([vl(x, g) for _ in range(a.local)], 0))
         else:
-            loss, _, _ = model(x1, x2)
+            if a.channels_last:
+                x1, x2 = x1.contiguous(memory_format=torch.channels_last), x2.contiguous(memory_format=torch.channels_last)
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=a.amp):
+                loss, _, _ = model(x1, x2)
         opt.zero_grad()
         loss.backward()
         opt.step()
