@@ -68,9 +68,11 @@ class Runner:
         )
         self.gen = torch.Generator().manual_seed(1)
         self.compile_s = 0.0
+        self.first_loss = float("nan")
 
     def step(self, x: torch.Tensor) -> tuple[float, float]:
-        """One training step on uint8 ``x``: ``(seconds for the views, seconds for the rest)``."""
+        """One training step on uint8 ``x``: ``(seconds for the views, seconds for the rest)``; the first step's
+        loss is kept (every variant's first step sees the same images, views and weights)."""
         t0 = time.perf_counter()
         v1, v2 = self.config.view1(x, self.gen), self.config.view2(x, self.gen)
         if self.cl:
@@ -85,6 +87,8 @@ class Runner:
         self.model.update_target(self.config.ema_rate)
         if not torch.isfinite(loss):
             raise SystemExit(f"{self.variant}: the loss is {loss.item()}")
+        if self.first_loss != self.first_loss:
+            self.first_loss = float(loss.item())
         return t1 - t0, time.perf_counter() - t1
 
 
@@ -115,12 +119,13 @@ def main() -> None:
     def batch(n: int) -> torch.Tensor:
         return torch.from_numpy(images[rng.integers(0, len(images), n)])
 
+    first = batch(2 * config.batch_size)
     runners = {}
     for v in variants:
         r = Runner(v, config)
         t0 = time.perf_counter()
         for _ in range(2):  # warm-up; compiles the compiled variants (forward and backward graphs)
-            r.step(batch(r.batch))
+            r.step(first[: r.batch] if r.first_loss != r.first_loss else batch(r.batch))
         r.compile_s = time.perf_counter() - t0
         runners[v] = r
         print(f"{v}: ready ({r.compile_s:.1f} s for 2 warm-up steps)", flush=True)
@@ -146,6 +151,12 @@ def main() -> None:
                      f"{med / base:.2f}x" if base else "-"])  # fmt: skip
     print(table(rows, ["variant", "batch", "img/s (median of rounds)", "range", "model ms per step (no views)",
                        "2 warm-up steps s", "vs eager"]))  # fmt: skip
+    # what each variant computes: its first step's loss beside eager's (same images, views and weights; batch128
+    # sees twice the images). float32 variants agree to ~1e-5, bf16 differs by its rounding (~1e-2)
+    ref = runners["eager"].first_loss if "eager" in runners else None
+    losses = [f"{v} {r.first_loss:.6f}" + (f" (diff {abs(r.first_loss - ref):.2e})" if ref and v != "eager" else "")
+              for v, r in runners.items()]  # fmt: skip
+    print("first-step loss: " + ", ".join(losses))
     print(f"load average at end: {', '.join(f'{v:.2f}' for v in __import__('os').getloadavg())}")
 
 
