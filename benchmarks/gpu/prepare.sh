@@ -19,7 +19,7 @@ PKGS=(
   "SQLAlchemy==2.1.9" "alembic==1.20.1" "Mako==1.4.3"
   "pydantic==2.14.4" "pydantic_core==2.50.5" "pydantic-settings==2.16.3" "annotated-types==0.8.0"
   "typing-inspection==0.4.5" "python-dotenv==1.2.4"
-  "qdrant-edge-py==0.9.0" "qdrant-client==1.20.0" "redis==8.1.0"
+  "qdrant-edge-py==0.9.0" "qdrant-client==1.20.0" "redis==8.2.0"
   "byol-pytorch==0.8.2" "beartype"
 )
 python3 -m pip download -q --no-deps --only-binary=:all: --python-version "$PYVER" --implementation cp \
