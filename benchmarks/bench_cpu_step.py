@@ -24,6 +24,8 @@ load size, drawn with replacement.
 from __future__ import annotations
 
 import argparse
+import math
+import os
 import statistics
 import sys
 import time
@@ -87,7 +89,7 @@ class Runner:
         self.model.update_target(self.config.ema_rate)
         if not torch.isfinite(loss):
             raise SystemExit(f"{self.variant}: the loss is {loss.item()}")
-        if self.first_loss != self.first_loss:
+        if math.isnan(self.first_loss):
             self.first_loss = float(loss.item())
         return t1 - t0, time.perf_counter() - t1
 
@@ -125,7 +127,7 @@ def main() -> None:
         r = Runner(v, config)
         t0 = time.perf_counter()
         for _ in range(2):  # warm-up; compiles the compiled variants (forward and backward graphs)
-            r.step(first[: r.batch] if r.first_loss != r.first_loss else batch(r.batch))
+            r.step(first[: r.batch] if math.isnan(r.first_loss) else batch(r.batch))
         r.compile_s = time.perf_counter() - t0
         runners[v] = r
         print(f"{v}: ready ({r.compile_s:.1f} s for 2 warm-up steps)", flush=True)
@@ -157,7 +159,7 @@ def main() -> None:
     losses = [f"{v} {r.first_loss:.6f}" + (f" (diff {abs(r.first_loss - ref):.2e})" if ref and v != "eager" else "")
               for v, r in runners.items()]  # fmt: skip
     print("first-step loss: " + ", ".join(losses))
-    print(f"load average at end: {', '.join(f'{v:.2f}' for v in __import__('os').getloadavg())}")
+    print(f"load average at end: {', '.join(f'{v:.2f}' for v in os.getloadavg())}")
 
 
 if __name__ == "__main__":

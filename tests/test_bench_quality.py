@@ -117,3 +117,21 @@ def test_val_fraction_outside_zero_one_is_refused_before_any_work(tmp_path: Path
             "--probe-images", "8", "--val-fraction", share, "--work", str(tmp_path / "work"),
         ])  # fmt: skip
     assert not (tmp_path / "work").exists()
+
+
+def test_quality_repr_tta_averages_over_all_eight_dihedral_views() -> None:
+    """``quality_repr.py --tta`` averages a read-out over the 8 dihedral views, so the average is the same for an
+    image and for its rotated or mirrored copy. Planted bugs: the 4 rotations only (a mirrored copy averages to
+    something else), or a view repeated (fewer than 8 distinct views)."""
+    import quality_repr
+    import torch
+
+    x = torch.arange(2 * 3 * 5 * 5, dtype=torch.float32).reshape(2, 3, 5, 5)
+    views = quality_repr.dihedral(x)
+    assert len({tuple(v.flatten().tolist()) for v in views}) == 8
+
+    def avg(t: torch.Tensor) -> torch.Tensor:
+        return torch.stack([v[:, :, :2, :3].flatten(1) for v in quality_repr.dihedral(t)]).mean(0)
+
+    for copy in (x.flip(3), x.flip(2), torch.rot90(x, 1, (2, 3)), torch.rot90(x.flip(3), 3, (2, 3))):
+        assert torch.allclose(avg(copy), avg(x))
