@@ -26,7 +26,7 @@ _FLAG_FIELDS = {
 BACKBONE_NAMES = ("resnext50_32x4d", "resnext101_32x8d", "resnet18", "resnet18-nopool", "resnet50")
 #: ``training.config.Representation``'s values, for the same reason (checked by the same test).
 REPRESENTATIONS = ("backbone", "projection", "texture")
-PRESET_NAMES = "paper, fast-cpu, cpu-crops, cpu-texture or recommended"
+PRESET_NAMES = "paper, fast-cpu, cpu-crops, cpu-crops-long, cpu-texture or recommended"
 
 
 def register(subparsers: Any) -> None:
@@ -151,9 +151,10 @@ def run(args: argparse.Namespace) -> int:
     finally:
         bar.close()
     csv_path, json_path = metrics_paths(out)
+    last_epoch = result.start_epoch + result.epochs_run
     print(
         f"trained {config.backbone} ({config.preset} preset, {config.image_size} px) on {result.num_files} files "
-        f"from {args.data_dir} in {result.seconds:.1f}s: epochs {result.start_epoch + 1}..{config.epochs}"
+        f"from {args.data_dir} in {result.seconds:.1f}s: epochs {result.start_epoch + 1}..{last_epoch}"
     )
     for row in result.metrics[result.start_epoch :]:
         extra = "".join(

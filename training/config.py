@@ -32,6 +32,9 @@ class TrainConfig:
     projection_dim: int = 512
     hidden_dim: int = 2048
     epochs: int = 30
+    # a run of this many optimiser steps instead of ``epochs`` (which then follows from the folder's size: the last
+    # epoch is cut short), so that a preset's training time does not grow with the collection; None = ``epochs``
+    train_steps: int | None = None
     batch_size: int = 32
     optimizer: Optimizer = "sgd"
     lr: float = 3e-4
@@ -87,6 +90,8 @@ class TrainConfig:
         for name in ("image_size", "projection_dim", "hidden_dim", "epochs", "batch_size"):
             if int(getattr(self, name)) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.train_steps is not None and int(self.train_steps) < 1:
+            raise ConfigError(f"train_steps must be >= 1 (or none), got {self.train_steps}")
         if int(self.texture_components) < 1:
             raise ConfigError(f"texture_components must be >= 1, got {self.texture_components}")
         if int(self.texture_clusters) < 2:
@@ -135,6 +140,14 @@ class TrainConfig:
         """Side of the uint8 images the CPU workers produce."""
         return int(self.load_size or self.image_size)
 
+    def planned_steps(self, steps_per_epoch: int) -> tuple[int, int]:
+        """``(epochs, optimiser steps)`` of a run whose epochs hold ``steps_per_epoch`` steps: ``train_steps`` when
+        set (epochs rounded up, the last one cut short), otherwise ``epochs`` whole epochs."""
+        if self.train_steps is None:
+            return int(self.epochs), int(self.epochs) * steps_per_epoch
+        steps = int(self.train_steps)
+        return -(-steps // max(1, steps_per_epoch)), steps
+
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able dict (tuples become lists)."""
         return json.loads(json.dumps(dataclasses.asdict(self)))
@@ -158,6 +171,8 @@ class TrainConfig:
         String values (from the CLI) are parsed to the field's type.
         """
         data = self.to_dict()
+        if "epochs" in overrides and "train_steps" not in overrides:
+            data["train_steps"] = None  # an explicit epoch count replaces a preset's step budget
         for key, raw in overrides.items():
             if key.startswith(("view1.", "view2.", "aug.")):
                 prefix, knob = key.split(".", 1)
@@ -173,7 +188,7 @@ class TrainConfig:
         return TrainConfig.from_dict(data)
 
 
-_NULLABLE_INT = {"load_size", "embed_size", "num_workers"}
+_NULLABLE_INT = {"load_size", "embed_size", "num_workers", "train_steps"}
 _NULLABLE_STR = {"backbone_weights"}
 
 

@@ -136,7 +136,9 @@ def train(
         prefetch_factor=4 if workers > 0 else None,
     )
     steps_per_epoch = min(len(sampler), max_steps_per_epoch or len(sampler))
-    total_steps = config.epochs * steps_per_epoch
+    epochs, total_steps = config.planned_steps(steps_per_epoch)
+    if resume and (start_epoch >= epochs or global_step >= total_steps):
+        logger.warning("checkpoint %s already has %d epochs (asked for %d): nothing to do", out, start_epoch, epochs)
     warmup_steps = int(config.warmup_epochs * steps_per_epoch)
     monitor = CollapseMonitor(config.collapse_warn, "projection")
     feat_monitor = CollapseMonitor(0.0, "backbone")
@@ -148,10 +150,10 @@ def train(
     logger.info(
         "training %s on %d files from %s (%s%s, %d steps/epoch, epochs %d..%d)",
         config.backbone, len(files), data_dir, device, ", bf16" if cpu_bf16 else "", steps_per_epoch,
-        start_epoch + 1, config.epochs,
+        start_epoch + 1, epochs,
     )  # fmt: skip
-    for epoch in range(start_epoch, config.epochs):
-        if out_of_time:
+    for epoch in range(start_epoch, epochs):
+        if out_of_time or global_step >= total_steps:
             break
         t_epoch = time.perf_counter()
         sampler.set_epoch(epoch)
@@ -204,7 +206,7 @@ def train(
                 out_of_time = True
                 logger.info("time budget of %.0f s used up at step %d of %d", time_budget_s, global_step, total_steps)
                 break
-            if steps >= steps_per_epoch:
+            if steps >= steps_per_epoch or global_step >= total_steps:  # train_steps can end an epoch early
                 break
         if images_seen == 0:
             raise DataError(
@@ -230,7 +232,7 @@ def train(
         since_fit += row["seconds"]
         if not np.isfinite(row["loss"]):
             logger.error("epoch %d: loss is %s; lower the learning rate", epoch + 1, row["loss"])
-        last = out_of_time or epoch + 1 == config.epochs
+        last = out_of_time or epoch + 1 == epochs
         # the means / read-out are refitted after the last epoch, for the probe, and otherwise only once the
         # training since the last fit took FIT_EVERY times as long as that fit (small folders have short epochs)
         if centers is None or last or probe is not None or since_fit >= FIT_EVERY * fit_seconds:
@@ -248,7 +250,7 @@ def train(
         if keep_best and (best is None or row["probe_auc"] > best[1]):  # keep_best implies a probe
             best = (epoch + 1, row["probe_auc"])
             _save(best_path(out), config, model, opt, epoch + 1, global_step, data_fp, len(files), history, centers)
-        logger.info("epoch %d/%d %s", epoch + 1, config.epochs, _summary(row))
+        logger.info("epoch %d/%d %s", epoch + 1, epochs, _summary(row))
     return TrainResult(
         checkpoint=out,
         metrics=history,
@@ -352,7 +354,5 @@ def _restore(
     if payload.get("data_fingerprint") and payload["data_fingerprint"] != data_fp:
         logger.warning("resuming %s on a different file list than it was trained on", out)
     epoch = int(payload["epoch"])
-    if epoch >= config.epochs:
-        logger.warning("checkpoint %s already has %d epochs (asked for %d): nothing to do", out, epoch, config.epochs)
     logger.info("resuming from %s at epoch %d", out, epoch + 1)
     return epoch, int(payload.get("global_step", 0)), list(payload.get("metrics", []))

@@ -35,3 +35,20 @@ def test_configs_stored_before_cpu_bf16_load_with_it_off() -> None:
     assert stored.pop("cpu_bf16") is True
     assert TrainConfig.from_dict(stored).cpu_bf16 is False
     assert get_preset("paper").cpu_bf16 is False and get_preset("fast-cpu").cpu_bf16 is False
+
+
+def test_train_steps_budget_and_an_explicit_epoch_count() -> None:
+    """``cpu-crops-long`` trains a fixed number of steps; ``--epochs N`` (an override of ``epochs`` alone) replaces
+    that budget, and stored configs without the field keep their epochs. Planted bugs: rounding the epochs down (the
+    last, partial epoch never runs); an epoch override that leaves the step budget in force; a preset that forgot it."""
+    from training.presets import get_preset
+
+    long = get_preset("cpu-crops-long")
+    assert long.train_steps == 3360 and long.planned_steps(35) == (96, 3360)  # LC25000's side A: 35 steps an epoch
+    assert long.planned_steps(70) == (48, 3360) and long.planned_steps(100) == (34, 3360)
+    assert long.with_overrides({"epochs": "5"}).planned_steps(35) == (5, 175)
+    assert long.with_overrides({"train_steps": "100"}).planned_steps(35) == (3, 100)
+    stored = get_preset("cpu-crops").to_dict()
+    assert stored.pop("train_steps") is None and TrainConfig.from_dict(stored).planned_steps(35) == (4, 140)
+    with pytest.raises(ConfigError, match="train_steps must be >= 1"):
+        TrainConfig(train_steps=0)

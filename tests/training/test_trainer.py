@@ -133,6 +133,26 @@ def test_time_budget_stops_early_and_keeps_a_checkpoint(tmp_path: Path, sample_d
     assert short.epochs_run == 1
 
 
+def test_train_steps_sets_the_run_length_whatever_the_epochs(tmp_path: Path, sample_dir: Path) -> None:
+    """``train_steps`` (``cpu-crops-long``'s budget): 11 steps of 8 on 64 images are one whole epoch and one of 3,
+    and the cosine schedule ends at the last of them. Planted bugs: ignoring the field (2 whole epochs, 16 steps);
+    not cutting the last epoch short (16 steps); the schedule still planned over whole epochs (lr at the last step
+    ~3e-4 instead of ~1e-5)."""
+    config = tiny_config(train_steps=11)
+    assert config.epochs == 2 and config.train_steps == 11
+    result = train(sample_dir, config, tmp_path / "s.pt")
+    assert [r["steps"] for r in result.metrics] == [8, 3]
+    assert load_checkpoint(tmp_path / "s.pt")["global_step"] == 11
+    assert result.metrics[-1]["lr"] < 0.05 * config.lr
+    # a budget of whole epochs trains exactly as those epochs do (same schedule, same batches)
+    whole = train(sample_dir, tiny_config(epochs=1), tmp_path / "e.pt")
+    budget = train(sample_dir, tiny_config(epochs=7, train_steps=8), tmp_path / "b.pt")
+    assert whole.metrics[-1]["steps"] == budget.metrics[-1]["steps"] == 8 and budget.epochs_run == 1
+    a, b = _weights(tmp_path / "e.pt"), _weights(tmp_path / "b.pt")
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
 def test_untrained_twin_starts_where_training_starts(tmp_path: Path, sample_dir: Path) -> None:
     """The twin's weights are the trained run's initial weights (same seed), with centring means when asked.
 
