@@ -41,12 +41,14 @@ from benchmarks.bench_query import bare_engine_upsert, make_vectors  # noqa: E40
 from retrieval.store import edge  # noqa: E402
 from retrieval.store.base import CollectionConfig  # noqa: E402
 
-VARIANTS = ("product", "slim", "no-indexes", "no-mirror", "payload-ram", "bare")
+VARIANTS = ("product", "slim", "no-none", "id-only", "no-indexes", "no-mirror", "payload-ram", "bare")
 SLIM_FIELDS = ("image_id", "dataset", "dataset_id", "label", "slide_id", "group")
 
 
-def payload(i: int, slim: bool) -> dict[str, Any]:
-    """The ingestion payload's fields for point ``i`` (``retrieval.catalog.point_payload``'s keys)."""
+def payload(i: int, variant: str = "product") -> dict[str, Any]:
+    """The ingestion payload's fields for point ``i`` (``retrieval.catalog.point_payload``'s keys); ``slim``: the
+    filter fields only; ``no-none``: without the fields whose value is None (a patch, not a slide tile);
+    ``id-only``: ``image_id`` alone (what any payload at all costs the engine)."""
     p = {
         "image_id": i + 1,
         "dataset": "bench",
@@ -61,7 +63,13 @@ def payload(i: int, slim: bool) -> dict[str, Any]:
         "y": None,
         "tile_size": None,
     }
-    return {k: p[k] for k in SLIM_FIELDS} if slim else p
+    if variant == "slim":
+        return {k: p[k] for k in SLIM_FIELDS}
+    if variant == "no-none":
+        return {k: v for k, v in p.items() if v is not None}
+    if variant == "id-only":
+        return {"image_id": p["image_id"]}
+    return p
 
 
 def apply_variant(variant: str) -> None:
@@ -117,7 +125,7 @@ def main() -> None:
         for s in range(0, args.n, 1000):
             stop = min(s + 1000, args.n)
             ids = [str(uuid.UUID(int=i + 1)) for i in range(s, stop)]
-            payloads = [payload(i, args.variant == "slim") for i in range(s, stop)]
+            payloads = [payload(i, args.variant) for i in range(s, stop)]
             rows = np.ascontiguousarray(x[s:stop])
             t0 = time.perf_counter()
             store.upsert("c", ids, rows, payloads)
