@@ -212,7 +212,8 @@ def _parse_like(raw: Any, current: Any, key: str, field_name: str | None = None)
         if isinstance(current, list):
             return [float(p) for p in raw.split(",")]
     except ValueError as exc:
-        raise ConfigError(f"bad value {raw!r} for {key} (expected {type(current).__name__})") from exc
+        expected = "a whole number or none" if field_name in _NULLABLE_INT else type(current).__name__
+        raise ConfigError(f"bad value {raw!r} for {key} (expected {expected})") from exc
     return raw
 
 

@@ -52,3 +52,6 @@ def test_train_steps_budget_and_an_explicit_epoch_count() -> None:
     assert stored.pop("train_steps") is None and TrainConfig.from_dict(stored).planned_steps(35) == (4, 140)
     with pytest.raises(ConfigError, match="train_steps must be >= 1"):
         TrainConfig(train_steps=0)
+    # a typo is named in the user's words, not as Python's type of the default (planted: "expected NoneType")
+    with pytest.raises(ConfigError, match=r"bad value 'abc' for train_steps \(expected a whole number or none\)"):
+        get_preset("cpu-crops").with_overrides({"train_steps": "abc"})
