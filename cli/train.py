@@ -81,7 +81,11 @@ def register(subparsers: Any) -> None:
         help="with --labeled: also keep the epoch with the best probe AUC as <out stem>.best.pt (early stopping)",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("--minutes", type=float, help="stop after this much training time (checkpoint kept)")
+    p.add_argument(
+        "--minutes",
+        type=float,
+        help="fit the run into this much training time: the schedule is re-planned to end there (checkpoint kept)",
+    )
     p.set_defaults(handler=run)  # fmt: skip
 
 

@@ -82,3 +82,20 @@ def lr_at(step: int, total_steps: int, base_lr: float, schedule: str, warmup_ste
         progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
         return base_lr * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
     return base_lr
+
+
+def steps_within_budget(
+    global_step: int, planned_steps: int, budget_s: float, elapsed_s: float, timed_steps: int, timed_s: float
+) -> int:
+    """The run length (in optimiser steps) that ends inside a training-time budget, for the schedule to span.
+
+    ``timed_steps`` steps took ``timed_s`` seconds (the run's first steps, slower while caches warm up, left out);
+    at that rate the ``budget_s - elapsed_s`` seconds left hold ``n`` more steps, and the run is planned to end at
+    ``global_step + n``, never later than ``planned_steps`` (a budget only shortens a run). Re-planned after every
+    step, the plan follows the machine's real speed, and the cosine schedule (and an EMA schedule) still ends at the
+    run's last step instead of being cut off half-way, which is what stopping when the time is up would do.
+    """
+    if timed_steps <= 0 or timed_s <= 0:
+        return planned_steps
+    left = max(0.0, budget_s - elapsed_s)
+    return max(global_step, min(planned_steps, global_step + int(left * timed_steps / timed_s)))

@@ -26,7 +26,7 @@ from training.encoder import native_cpu_bf16, resolve_device
 from training.errors import CheckpointError, ConfigError, DataError
 from training.features import center_subset, embedder, feature_means, needs_fit_images, texture_state
 from training.monitor import CollapseMonitor
-from training.optim import build_optimizer, lr_at
+from training.optim import build_optimizer, lr_at, steps_within_budget
 from training.probe import Probe
 from training.readout import require_fit_images
 from training.runlog import metrics_paths, write_metrics
@@ -41,6 +41,9 @@ ProgressFn = Callable[[int, int, dict[str, float]], None]
 #: Between two fits of the feature means / texture read-out, at least this many times the last fit's seconds of
 #: training (fitting then costs at most ~10 % of the run; every epoch when epochs are long).
 FIT_EVERY = 9
+#: With a time budget, this invocation's first steps (slower while allocator and caches warm up) are not timed for
+#: the plan that fits the schedule into the budget.
+PLAN_SKIP = 5
 #: Fields that shape the model: a resumed checkpoint must agree on them.
 _MODEL_FIELDS = ("backbone", "image_size", "projection_dim", "hidden_dim")
 
@@ -82,8 +85,12 @@ def train(
         labeled: optional labeled folder or pairs CSV for the per-epoch probe.
         progress: optional per-step callback (the CLI drives a tqdm bar with it).
         max_steps_per_epoch: cap steps per epoch (benchmarks, smoke runs).
-        time_budget_s: stop after the step that exhausts this much training time (the probe's time is not
-            counted); the checkpoint then holds the last, partial epoch. Benchmarks compare recipes at equal time.
+        time_budget_s: fit the run into this much training time (the probe's and the fits' time is not counted):
+            after every step the run's length is re-planned from the measured step time (never longer than
+            planned), so the learning-rate / EMA schedule ends at the last step that fits instead of being cut
+            off; the run also stops after the step that exhausts the budget. The checkpoint then holds the last,
+            partial epoch, and each epoch's metrics row has ``planned_steps``. Benchmarks compare recipes at equal
+            time with it; a user gets a recipe that fits their machine's time.
         keep_best: also keep the epoch whose probe ROC AUC is highest as :func:`best_path` (``out`` stays the
             last epoch, for ``resume``). Needs ``labeled``: it is early stopping on labeled pairs the user holds
             (the ones that calibrate the threshold), never on the pairs a result is reported on.
@@ -137,6 +144,8 @@ def train(
     )
     steps_per_epoch = min(len(sampler), max_steps_per_epoch or len(sampler))
     epochs, total_steps = config.planned_steps(steps_per_epoch)
+    planned_steps = total_steps  # a time budget re-plans total_steps (never above this) as the steps are timed
+    run_steps, skip_s = 0, 0.0  # this invocation's steps, and its training time after the first PLAN_SKIP
     if resume and (start_epoch >= epochs or global_step >= total_steps):
         logger.warning("checkpoint %s already has %d epochs (asked for %d): nothing to do", out, start_epoch, epochs)
     warmup_steps = int(config.warmup_epochs * steps_per_epoch)
@@ -201,8 +210,17 @@ def train(
                 if steps % 10 == 1:
                     info["loss"] = float(loss.item())
                 progress(global_step, total_steps, info)
+            run_steps += 1
+            if time_budget_s is not None:
+                elapsed = train_seconds + time.perf_counter() - t_epoch
+                if run_steps == PLAN_SKIP:
+                    skip_s = elapsed
+                elif run_steps > PLAN_SKIP:  # the schedule is planned to end inside the budget
+                    total_steps = steps_within_budget(
+                        global_step, planned_steps, time_budget_s, elapsed, run_steps - PLAN_SKIP, elapsed - skip_s
+                    )
             # the budget first: an epoch's last step can use it up too (with one-step epochs it is the only step)
-            if time_budget_s is not None and train_seconds + time.perf_counter() - t_epoch >= time_budget_s:
+            if time_budget_s is not None and elapsed >= time_budget_s:
                 out_of_time = True
                 logger.info("time budget of %.0f s used up at step %d of %d", time_budget_s, global_step, total_steps)
                 break
@@ -232,7 +250,9 @@ def train(
         since_fit += row["seconds"]
         if not np.isfinite(row["loss"]):
             logger.error("epoch %d: loss is %s; lower the learning rate", epoch + 1, row["loss"])
-        last = out_of_time or epoch + 1 == epochs
+        if time_budget_s is not None:
+            row["planned_steps"] = total_steps
+        last = out_of_time or epoch + 1 == epochs or global_step >= total_steps
         # the means / read-out are refitted after the last epoch, for the probe, and otherwise only once the
         # training since the last fit took FIT_EVERY times as long as that fit (small folders have short epochs)
         if centers is None or last or probe is not None or since_fit >= FIT_EVERY * fit_seconds:

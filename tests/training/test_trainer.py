@@ -133,6 +133,31 @@ def test_time_budget_stops_early_and_keeps_a_checkpoint(tmp_path: Path, sample_d
     assert short.epochs_run == 1
 
 
+def test_time_budget_plans_the_schedule_to_end_inside_it(tmp_path: Path, sample_dir: Path) -> None:
+    """A budget that binds shortens the run and the cosine schedule with it: the last step's learning rate is the
+    schedule's end, not the middle of it. 400 planned steps of 8 take far longer than 6 s on any machine (~20 steps
+    fit here), so the budget binds whatever the speed. Planted bugs: not re-planning (checked: the run is cut off at
+    lr 0.99x the base rate); re-planning past the planned length; not recording the plan."""
+    config = tiny_config(train_steps=400)
+    result = train(sample_dir, config, tmp_path / "b.pt", time_budget_s=6.0)
+    steps = load_checkpoint(tmp_path / "b.pt")["global_step"]
+    assert 5 < steps < 400
+    assert result.metrics[-1]["lr"] < 0.05 * config.lr
+    assert all(r["planned_steps"] <= 400 for r in result.metrics)
+    assert result.metrics[-1]["planned_steps"] == steps
+
+
+def test_steps_within_budget_follows_the_measured_rate() -> None:
+    """Planted bugs: ignoring the time already used, or the rate inverted, or growing past the planned run."""
+    from training.optim import steps_within_budget
+
+    # 10 steps in 5 s: the 60 s left hold 120 more steps
+    assert steps_within_budget(20, 1000, 100.0, 40.0, 10, 5.0) == 140
+    assert steps_within_budget(20, 100, 100.0, 40.0, 10, 5.0) == 100  # a budget only shortens a run
+    assert steps_within_budget(20, 1000, 100.0, 120.0, 10, 5.0) == 20  # out of time: the run ends now
+    assert steps_within_budget(0, 1000, 100.0, 0.0, 0, 0.0) == 1000  # nothing timed yet: the plan stands
+
+
 def test_train_steps_sets_the_run_length_whatever_the_epochs(tmp_path: Path, sample_dir: Path) -> None:
     """``train_steps`` (``cpu-crops-long``'s budget): 11 steps of 8 on 64 images are one whole epoch and one of 3,
     and the cosine schedule ends at the last of them. Planted bugs: ignoring the field (2 whole epochs, 16 steps);
