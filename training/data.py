@@ -62,22 +62,37 @@ class ImageFiles(Dataset[tuple[torch.Tensor, int, str]]):
     """Decodes one file to a ``uint8`` tensor ``(3, S, S)`` with :func:`training.pixels.model_pixels`.
 
     Items are ``(image, index, error)``; on failure ``image`` is zeros and ``error`` says why (else ``""``).
+
+    With ``cache_bytes > 0`` the decoded images (and the failures' reasons) are kept in memory, up to that many
+    bytes of pixels, so that later epochs do not decode them again (the first files to be read fill it; the rest
+    are decoded every epoch). The cache lives in the process that reads the items: use it with ``num_workers=0``,
+    where training on a CPU decodes in the training process itself.
     """
 
-    def __init__(self, files: Sequence[Path], size: int) -> None:
+    def __init__(self, files: Sequence[Path], size: int, cache_bytes: int = 0) -> None:
         self.files = list(files)
         self.size = size
+        self.cache_bytes = cache_bytes
+        self._cache: dict[int, tuple[torch.Tensor, str]] = {}
+        self._cached_bytes = 0
 
     def __len__(self) -> int:
         return len(self.files)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int, str]:
+        hit = self._cache.get(index)
+        if hit is not None:
+            return hit[0], index, hit[1]
         path = self.files[index]
         try:
             arr, _ = model_pixels(path, self.size)  # the one decoder: same pixels as ingestion and queries
+            img, err = torch.from_numpy(arr), ""
         except PixelError as exc:
-            return torch.zeros(3, self.size, self.size, dtype=torch.uint8), index, f"{exc.stage}: {exc.reason}"
-        return torch.from_numpy(arr), index, ""
+            img, err = torch.zeros(3, self.size, self.size, dtype=torch.uint8), f"{exc.stage}: {exc.reason}"
+        if self._cached_bytes + img.numel() <= self.cache_bytes:  # collate stacks (copies) what it is given
+            self._cache[index] = (img, err)
+            self._cached_bytes += img.numel()
+        return img, index, err
 
 
 @dataclass

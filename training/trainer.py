@@ -117,7 +117,7 @@ def train(
     cpu_bf16 = not cuda and config.cpu_bf16 and native_cpu_bf16()
     if not cuda and config.cpu_bf16 and not cpu_bf16:
         logger.info("cpu_bf16: this CPU has no native bf16 (AVX512-BF16 / AMX), so training runs in float32")
-    channels_last = (cuda and config.channels_last) or cpu_bf16
+    channels_last = config.channels_last or cpu_bf16  # 1.10-1.13x the float32 CPU step too (BENCHMARKS.md)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     opt = build_optimizer(model.online_parameters(), config.optimizer, config.lr, config.momentum, config.weight_decay)
@@ -133,8 +133,9 @@ def train(
     center_images = center_subset(files, config) if needs_fit_images(config) else None
     sampler = EpochBatchSampler(len(files), config.batch_size, config.seed)
     workers = config.num_workers if config.num_workers is not None else (min(8, os.cpu_count() or 1) if cuda else 0)
+    cache_bytes = config.decode_cache_mb * 2**20 if workers == 0 else 0  # a worker's cache would die with it
     loader = DataLoader(
-        ImageFiles(files, config.decode_size),
+        ImageFiles(files, config.decode_size, cache_bytes),
         batch_sampler=sampler,
         collate_fn=collate,
         num_workers=workers,
@@ -157,8 +158,9 @@ def train(
     fit_seconds = since_fit = 0.0
     best = _best_so_far(out, history) if keep_best and resume else None
     logger.info(
-        "training %s on %d files from %s (%s%s, %d steps/epoch, epochs %d..%d)",
-        config.backbone, len(files), data_dir, device, ", bf16" if cpu_bf16 else "", steps_per_epoch,
+        "training %s on %d files from %s (%s%s%s, %d steps/epoch, epochs %d..%d)",
+        config.backbone, len(files), data_dir, device, ", bf16" if cpu_bf16 else "",
+        ", channels_last" if channels_last else "", steps_per_epoch,
         start_epoch + 1, epochs,
     )  # fmt: skip
     for epoch in range(start_epoch, epochs):

@@ -178,6 +178,41 @@ def test_train_steps_sets_the_run_length_whatever_the_epochs(tmp_path: Path, sam
         assert torch.equal(a[k], b[k]), k
 
 
+def test_decode_cache_decodes_each_file_once_and_trains_identically(
+    tmp_path: Path, sample_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A CPU run keeps decoded images in memory across epochs: 3 epochs decode each of the 64 files once, and the
+    weights equal those of the same run decoding every epoch. Planted bugs: the cache never filled (192 decodes);
+    the cache keyed by position in the batch instead of the file (different weights); no cap (a 2-image cap still
+    decoding 64)."""
+    import training.data as data
+
+    calls: list[Path] = []
+    real = data.model_pixels
+
+    def counted(path: Path, size: int) -> tuple[np.ndarray, object]:
+        calls.append(Path(path))
+        return real(path, size)
+
+    monkeypatch.setattr(data, "model_pixels", counted)
+    n = len(data.list_images(sample_dir))
+    train(sample_dir, tiny_config(epochs=3), tmp_path / "cached.pt")
+    assert len(calls) == len(set(calls)) == n
+    calls.clear()
+    train(sample_dir, tiny_config(epochs=3, decode_cache_mb=0), tmp_path / "plain.pt")
+    assert len(calls) == 3 * n
+    a, b = _weights(tmp_path / "cached.pt"), _weights(tmp_path / "plain.pt")
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    # the cap holds: room for two 32 px images keeps two, the others are decoded each time
+    ds = data.ImageFiles(data.list_images(sample_dir), 32, cache_bytes=2 * 3 * 32 * 32)
+    calls.clear()
+    for _ in range(2):
+        for i in range(len(ds)):
+            ds[i]
+    assert len(calls) == 2 * n - 2
+
+
 def test_untrained_twin_starts_where_training_starts(tmp_path: Path, sample_dir: Path) -> None:
     """The twin's weights are the trained run's initial weights (same seed), with centring means when asked.
 
@@ -301,12 +336,16 @@ def test_cpu_bf16_is_float32_on_a_cpu_without_native_bf16(
 ) -> None:
     """Emulated bf16 is slower than float32, so without the instructions the flag changes nothing but a log line.
     A CPU without them cannot be had on a machine that has them, hence the patched check. Planted bug: autocast
-    or channels_last whenever the flag is set (the weights differ from the float32 run's)."""
+    whenever the flag is set (the weights differ from the float32 run's). The float32 step runs in channels_last
+    unless asked not to (planted: the flag ignored on a CPU, as before 2026-12-07)."""
     import training.trainer as trainer_module
 
     monkeypatch.setattr(trainer_module, "native_cpu_bf16", lambda: False)
     _one_step(sample_dir, tmp_path / "f32.pt", caplog)
     log, _ = _one_step(sample_dir, tmp_path / "flag.pt", caplog, cpu_bf16=True)
     assert "no native bf16" in log and "cpu, bf16" not in log
+    assert "(cpu, channels_last," in log
+    log, _ = _one_step(sample_dir, tmp_path / "contiguous.pt", caplog, cpu_bf16=True, channels_last=False)
+    assert "(cpu, " in log and "channels_last" not in log
     a, b = _weights(tmp_path / "f32.pt"), _weights(tmp_path / "flag.pt")
     assert all(torch.equal(a[k], b[k]) for k in a)
