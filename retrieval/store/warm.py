@@ -123,9 +123,15 @@ class PageCacheWarmer:
     def _finish(self, outcome: WarmOutcome, reason: str, t0: float) -> None:
         res = self.result
         res.outcome, res.reason, res.seconds = outcome, reason, time.perf_counter() - t0
-        res.done.set()
 
     def _run(self) -> None:
+        # ``done`` is set last, after the outcome's log line: whoever waits on the result sees the warning first
+        try:
+            self._warm()
+        finally:
+            self.result.done.set()
+
+    def _warm(self) -> None:
         t0 = time.perf_counter()
         res = self.result
         try:
