@@ -115,6 +115,10 @@ def run(args: argparse.Namespace) -> int:
     from training.presets import get_preset
     from training.trainer import metrics_paths, train
 
+    if args.minutes is not None and not args.minutes > 0:
+        from cli.errors import CLIError
+
+        raise CLIError(f"--minutes must be a positive number of minutes, got {args.minutes:g}")
     settings = get_settings()
     overrides = _overrides(args)
     if "device" not in overrides:
@@ -149,7 +153,7 @@ def run(args: argparse.Namespace) -> int:
             resume=args.resume,
             labeled=args.labeled,
             progress=progress,
-            time_budget_s=args.minutes * 60 if args.minutes else None,
+            time_budget_s=args.minutes * 60 if args.minutes is not None else None,
             keep_best=args.keep_best,
         )
     finally:

@@ -221,11 +221,12 @@ def train(
                     total_steps = steps_within_budget(
                         global_step, planned_steps, time_budget_s, elapsed, run_steps - PLAN_SKIP, elapsed - skip_s
                     )
-            # the budget first: an epoch's last step can use it up too (with one-step epochs it is the only step)
-            if time_budget_s is not None and elapsed >= time_budget_s:
-                out_of_time = True
-                logger.info("time budget of %.0f s used up at step %d of %d", time_budget_s, global_step, total_steps)
-                break
+                # the budget first: an epoch's last step can use it up too (with one-step epochs it is the only step)
+                if elapsed >= time_budget_s:
+                    out_of_time = True
+                    logger.info("time budget of %.0f s used up at step %d of %d", time_budget_s, global_step,
+                                total_steps)  # fmt: skip
+                    break
             if steps >= steps_per_epoch or global_step >= total_steps:  # train_steps can end an epoch early
                 break
         if images_seen == 0:

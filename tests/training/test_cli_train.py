@@ -37,6 +37,9 @@ def test_cli_train_overrides_resume_and_errors(
     assert "does not exist" in capsys.readouterr().err
     assert main(["train", str(data), "--set", "no_such_field=1", "--out", str(tmp_path / "z.pt")]) == 2
     assert "unknown config field" in capsys.readouterr().err
+    # a budget of no time is a typo, not a one-step run (planted: accepted, training starts)
+    assert main(["train", str(data), "--minutes", "-5", "--out", str(tmp_path / "m.pt")]) == 2
+    assert "--minutes must be a positive number of minutes, got -5" in capsys.readouterr().err
     assert main(["train", str(data), "--resume", "--out", str(tmp_path / "none.pt")]) == 2
     assert "no checkpoint" in capsys.readouterr().err
     assert main(["train", str(data), "--keep-best", "--out", str(tmp_path / "kb.pt"), "--no-progress"]) == 2
